@@ -1,0 +1,1 @@
+"""Platform tooling: the ``agora`` command (preflight, migrate, seed, run, shell)."""

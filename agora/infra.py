@@ -1,0 +1,127 @@
+"""Reaching and preparing the three backing services: RabbitMQ, PostgreSQL, Redis."""
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import amqp
+import psycopg2
+import redis
+from sqlalchemy.engine import make_url
+
+START_COMMANDS = {
+    "RabbitMQ": "rabbitmq-server -detached",
+    "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "Redis": 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no',
+}
+
+
+@dataclass
+class Problem:
+    name: str
+    address: str
+    reason: str
+
+    def __str__(self):
+        return (
+            f"{self.name} is not reachable at {self.address} ({self.reason}).\n"
+            f"  Start it with: {START_COMMANDS[self.name]}"
+        )
+
+
+def _amqp_parts(uri):
+    parts = urlsplit(uri)
+    return (
+        parts.hostname or "127.0.0.1",
+        parts.port or 5672,
+        unquote(parts.username or "guest"),
+        unquote(parts.password or "guest"),
+        unquote(parts.path[1:]) or "/",
+    )
+
+
+def _reason(exc):
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{exc.__class__.__name__}: {text}"[:160] if text else exc.__class__.__name__
+
+
+def check_rabbitmq(config, timeout=3):
+    host, port, user, password, _vhost = _amqp_parts(config["amqp"]["uri"])
+    try:
+        conn = amqp.Connection(
+            host=f"{host}:{port}", userid=user, password=password, virtual_host="/",
+            connect_timeout=timeout,
+        )
+        conn.connect()
+        conn.close()
+    except Exception as exc:  # any failure to connect is the message
+        return Problem("RabbitMQ", f"{host}:{port}", _reason(exc))
+    return None
+
+
+def check_postgres(config, timeout=3):
+    url = make_url(config["postgres"]["url"] + "/postgres")
+    address = f"{url.host}:{url.port or 5432}"
+    try:
+        conn = psycopg2.connect(
+            host=url.host, port=url.port or 5432, user=url.username,
+            password=url.password or None, dbname="postgres", connect_timeout=timeout,
+        )
+        conn.close()
+    except Exception as exc:
+        return Problem("PostgreSQL", address, _reason(exc))
+    return None
+
+
+def check_redis(config, timeout=2):
+    client = redis.Redis.from_url(
+        config["redis"]["url"], socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    kwargs = client.connection_pool.connection_kwargs
+    address = f"{kwargs.get('host')}:{kwargs.get('port')}"
+    try:
+        client.ping()
+    except Exception as exc:
+        return Problem("Redis", address, _reason(exc))
+    finally:
+        client.close()
+    return None
+
+
+def preflight(config):
+    """Every backing service that cannot be reached, as a list of Problems."""
+    return [p for p in (check_rabbitmq(config), check_postgres(config), check_redis(config)) if p]
+
+
+class VhostError(RuntimeError):
+    pass
+
+
+def _rabbitmqctl(*args):
+    exe = shutil.which("rabbitmqctl")
+    if exe is None:
+        raise VhostError("rabbitmqctl not found: create the vhost by hand (see README)")
+    result = subprocess.run(
+        [exe, "-q", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    if result.returncode != 0:
+        raise VhostError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()[:200]}")
+    return result.stdout
+
+
+def ensure_vhost(config):
+    """Create the configured vhost and give its user full rights; idempotent."""
+    _host, _port, user, _password, vhost = _amqp_parts(config["amqp"]["uri"])
+    if vhost == "/":
+        return
+    existing = _rabbitmqctl("list_vhosts", "--no-table-headers", "name").split()
+    if vhost not in existing:
+        _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+
+
+def delete_vhost(config):
+    _host, _port, _user, _password, vhost = _amqp_parts(config["amqp"]["uri"])
+    if vhost != "/":
+        _rabbitmqctl("delete_vhost", vhost)

@@ -1,0 +1,7 @@
+"""Tables of the catalog service (its own database)."""
+
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass

@@ -1,0 +1,133 @@
+"""Database per service: one SQLAlchemy session per worker, finished before the reply.
+
+``Database`` is nameko-sqlalchemy's provider with a unit of work on top:
+the session commits when the entrypoint succeeds and rolls back when it
+raises, *before* the RPC reply is sent or the event is acked (see
+``messaging.finish_unit_of_work``). Callbacks registered with
+``db.on_commit(fn)`` run only after a successful commit (cache invalidation,
+for instance, must not run for a change that never happened).
+"""
+
+import logging
+import sys
+
+import psycopg2.extensions
+from nameko_sqlalchemy.database import Database as _Database
+from nameko_sqlalchemy.database import DatabaseWrapper
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from services.chassis.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class GreenPsycopgRequired(RuntimeError):
+    pass
+
+
+def assert_green_psycopg():
+    """Every query would block the whole process without eventlet's wait callback."""
+    if psycopg2.extensions.get_wait_callback() is None:
+        raise GreenPsycopgRequired(
+            "psycopg2 is not greened: call eventlet.monkey_patch() before importing "
+            "the service (nameko run does; tests do it in the root conftest.py)"
+        )
+
+
+class UnitOfWork(DatabaseWrapper):
+    """What a service method sees as ``self.db``: ``.session`` and ``.on_commit()``."""
+
+    def __init__(self, Session):
+        super().__init__(Session)
+        self._after_commit = []
+        self.completed = False
+
+    def on_commit(self, callback):
+        self._after_commit.append(callback)
+
+    def finish(self, exc_info):
+        """Commit or roll back once; return the exc_info the caller should see."""
+        if self.completed:
+            return exc_info
+        self.completed = True
+        session = self._worker_session
+        if session is None:
+            return exc_info
+        if exc_info is not None:
+            session.rollback()
+            return exc_info
+        try:
+            session.commit()
+        except Exception:
+            session.rollback()
+            log.exception("commit failed")
+            return _as_exc_info(Unavailable("the change could not be saved, try again"))
+        for callback in self._after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
+        return None
+
+
+def _as_exc_info(exc):
+    try:
+        raise exc
+    except Exception:
+        return sys.exc_info()
+
+
+class Database(_Database):
+    """``db = Database(Base)``: the service's own database from config ``DB_URIS``."""
+
+    completion_order = 100
+
+    def __init__(self, declarative_base, **kwargs):
+        kwargs.setdefault("session_options", {"expire_on_commit": False})
+        super().__init__(declarative_base, **kwargs)
+
+    def setup(self):
+        assert_green_psycopg()
+        postgres = self.container.config["AGORA"]["postgres"]
+        self.engine_options = {
+            "pool_size": postgres["pool_size"],
+            "max_overflow": postgres["pool_size"],
+            "pool_pre_ping": True,
+            "connect_args": {"connect_timeout": postgres["connect_timeout"]},
+            **self.engine_options,
+        }
+        super().setup()
+
+    def get_dependency(self, worker_ctx):
+        unit = UnitOfWork(self.Session)
+        self.dbs[worker_ctx] = unit
+        return unit
+
+    def complete(self, worker_ctx, exc_info):
+        unit = self.dbs.get(worker_ctx)
+        return unit.finish(exc_info) if unit is not None else exc_info
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        # Plain Nameko entrypoints (timers, say) finish here instead.
+        self.complete(worker_ctx, exc_info)
+
+    def health(self):
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return "ok"
+        except (DBAPIError, OperationalError) as exc:
+            return f"error: {exc.__class__.__name__}"
+
+
+def is_unique_violation(exc, constraint=None):
+    """True if ``exc`` is a unique-constraint violation (optionally of ``constraint``)."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "pgcode", None) != "23505":
+        return False
+    if constraint is None:
+        return True
+    return getattr(getattr(orig, "diag", None), "constraint_name", None) == constraint

@@ -1,0 +1,61 @@
+"""Named errors that cross RPC intact.
+
+Each is registered with Nameko so a caller (another service, or the gateway)
+gets the same exception class back, with its ``code`` and ``details``, instead
+of an opaque ``RemoteError``. The gateway maps ``status`` to HTTP.
+"""
+
+from nameko.exceptions import deserialize_to_instance
+
+
+class AgoraError(Exception):
+    code = "error"
+    status = 500
+
+    def __init__(self, message, details=None):
+        super().__init__(message, details)
+        self.message = message
+        self.details = details
+
+    def __str__(self):
+        return self.message
+
+    def to_dict(self):
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+@deserialize_to_instance
+class ValidationError(AgoraError):
+    """Arguments broke the contract; ``details`` maps field paths to problems."""
+
+    code = "validation_error"
+    status = 400
+
+
+@deserialize_to_instance
+class NotFound(AgoraError):
+    code = "not_found"
+    status = 404
+
+
+@deserialize_to_instance
+class Conflict(AgoraError):
+    code = "conflict"
+    status = 409
+
+
+@deserialize_to_instance
+class InvalidCredentials(AgoraError):
+    code = "invalid_credentials"
+    status = 401
+
+
+@deserialize_to_instance
+class Unavailable(AgoraError):
+    """A dependency (database, cache, another service) cannot answer now."""
+
+    code = "unavailable"
+    status = 503
+
+
+EXPECTED = (AgoraError,)

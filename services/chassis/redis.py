@@ -1,0 +1,56 @@
+"""Redis for services: nameko-redis with a pool that is closed on stop,
+short timeouts, and the run's key prefix applied by ``key()``."""
+
+import redis as redis_lib
+from nameko_redis import Redis as _Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+
+class RedisClient(redis_lib.Redis):
+    key_prefix = ""
+
+    def key(self, *parts):
+        """Build a namespaced key: ``<prefix><part>:<part>...``."""
+        return self.key_prefix + ":".join(str(p) for p in parts)
+
+
+def make_client(settings, decode_responses=True):
+    client = RedisClient.from_url(
+        settings["url"],
+        decode_responses=decode_responses,
+        socket_timeout=settings["socket_timeout"],
+        socket_connect_timeout=settings["socket_timeout"],
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=30,
+    )
+    client.key_prefix = settings["key_prefix"]
+    return client
+
+
+class Redis(_Redis):
+    """``cache = Redis()``: the platform's Redis, namespaced by config ``redis.key_prefix``."""
+
+    def __init__(self, key="agora", **options):
+        super().__init__(key, **options)
+
+    def setup(self):
+        self.settings = self.container.config["AGORA"]["redis"]
+
+    def start(self):
+        self.client = make_client(self.settings, self.options.get("decode_responses", True))
+
+    def stop(self):
+        if self.client is not None:
+            self.client.close()
+            self.client.connection_pool.disconnect()
+        self.client = None
+
+    kill = stop
+
+    def health(self):
+        try:
+            self.client.ping()
+            return "ok"
+        except redis_lib.RedisError as exc:
+            return f"error: {exc.__class__.__name__}"

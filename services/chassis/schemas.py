@@ -1,0 +1,82 @@
+"""Contracts as JSON Schema (draft 2020-12): one definition validates RPC
+arguments in the service, request bodies in the gateway, and (later) feeds the
+OpenAPI and AsyncAPI documents."""
+
+import re
+
+import jsonschema
+from jsonschema import Draft202012Validator, FormatChecker
+
+from services.chassis.errors import ValidationError
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_UUID = re.compile(UUID_PATTERN)
+
+_validators = {}
+
+
+def is_uuid(value):
+    return isinstance(value, str) and bool(_UUID.match(value))
+
+
+def obj(properties, required=(), **extra):
+    """A closed object schema: unknown fields are errors."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+def _validator(schema):
+    key = id(schema)
+    validator = _validators.get(key)
+    if validator is None:
+        Draft202012Validator.check_schema(schema)
+        validator = Draft202012Validator(schema, format_checker=FormatChecker())
+        _validators[key] = validator
+    return validator
+
+
+def _field(error):
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        match = re.search(r"'([^']+)' is a required property", error.message)
+        name = match.group(1) if match else "?"
+        return (f"{path}.{name}" if path else name), "is required"
+    if error.validator == "additionalProperties":
+        extra = re.findall(r"'([^']+)'", error.message.split("(")[-1])
+        name = extra[0] if extra else "?"
+        return (f"{path}.{name}" if path else name), "is not an allowed field"
+    if error.validator == "pattern" and error.schema.get("x-message"):
+        return path or "body", error.schema["x-message"]
+    messages = {
+        "type": f"must be of type {error.validator_value}",
+        "minLength": f"must be at least {error.validator_value} characters",
+        "maxLength": f"must be at most {error.validator_value} characters",
+        "minimum": f"must be >= {error.validator_value}",
+        "maximum": f"must be <= {error.validator_value}",
+        "enum": f"must be one of {error.validator_value}",
+        "pattern": "has an invalid format",
+        "minProperties": "must not be empty",
+    }
+    return path or "body", messages.get(error.validator, error.message)
+
+
+def validate(schema, payload, message="invalid request"):
+    """Return ``payload`` if it matches ``schema``; otherwise raise ValidationError
+    whose ``details`` map each offending field path to what is wrong."""
+    errors = list(_validator(schema).iter_errors(payload))
+    if not errors:
+        return payload
+    details = {}
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        field, problem = _field(error)
+        details.setdefault(field, problem)
+    raise ValidationError(message, details)
+
+
+__all__ = ["validate", "obj", "is_uuid", "EMAIL_PATTERN", "UUID_PATTERN", "jsonschema"]

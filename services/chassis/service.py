@@ -1,0 +1,101 @@
+"""The base every Agora service class extends: tracing and ``health()``."""
+
+import logging
+from importlib import metadata
+from weakref import WeakKeyDictionary
+
+from nameko.events import EventHandler as NamekoEventHandler
+from nameko.extensions import DependencyProvider
+from py_zipkin import Kind
+
+from services.chassis.messaging import rpc
+from services.chassis.tracing import B3_KEY, Tracer, format_b3, mark_error, parse_b3
+
+log = logging.getLogger(__name__)
+
+try:
+    VERSION = metadata.version("agora")
+except metadata.PackageNotFoundError:  # running from a source tree without install
+    VERSION = "0.0.0"
+
+_tracers = {}
+
+
+def process_tracer(container):
+    """One Tracer (and one span sender) per service per process."""
+    name = container.service_name
+    if name not in _tracers:
+        _tracers[name] = Tracer(name, container.config["AGORA"]["tracing"])
+    return _tracers[name]
+
+
+class Tracing(DependencyProvider):
+    """One server (RPC) or consumer (event) span per worker, child of the caller's span."""
+
+    def setup(self):
+        self.tracer = process_tracer(self.container)
+        self.spans = WeakKeyDictionary()
+
+    def worker_setup(self, worker_ctx):
+        entrypoint = worker_ctx.entrypoint
+        is_event = isinstance(entrypoint, NamekoEventHandler)
+        if is_event:
+            name = f"event {entrypoint.source_service}.{entrypoint.event_type}"
+        else:
+            name = f"rpc {worker_ctx.service_name}.{entrypoint.method_name}"
+        span = self.tracer.start_root(
+            name,
+            parent=parse_b3(worker_ctx.data.get(B3_KEY)),
+            kind=Kind.CONSUMER if is_event else Kind.SERVER,
+            tags={"nameko.call_id": worker_ctx.call_id},
+        )
+        self.spans[worker_ctx] = span
+        # Calls and events made by this worker carry its span as their parent.
+        worker_ctx.data[B3_KEY] = format_b3(span.zipkin_attrs)
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None:
+            mark_error(self.spans.get(worker_ctx), exc_info[1])
+
+    def worker_teardown(self, worker_ctx):
+        span = self.spans.pop(worker_ctx, None)
+        if span is not None:
+            span.stop()
+
+    def stop(self):
+        self.tracer.sender.close()
+
+
+class HealthReport(DependencyProvider):
+    """Collects ``health()`` from every dependency of the service that has one."""
+
+    def get_dependency(self, worker_ctx):
+        container = self.container
+
+        def report():
+            checks = {}
+            for provider in container.dependencies:
+                check = getattr(provider, "health", None)
+                if callable(check) and provider is not self:
+                    checks[provider.attr_name] = check()
+            healthy = all(state == "ok" for state in checks.values())
+            return {
+                "service": container.service_name,
+                "version": VERSION,
+                "status": "ok" if healthy else "degraded",
+                "checks": checks,
+            }
+
+        return report
+
+
+class AgoraService:
+    """Base class: ``class UsersService(AgoraService): name = "users"``."""
+
+    tracing = Tracing()
+    health_report = HealthReport()
+
+    @rpc
+    def health(self):
+        """Name, version and the state of each dependency (database, Redis)."""
+        return self.health_report()

@@ -1,0 +1,78 @@
+# Nameko services under test need green sockets and a green psycopg2, exactly
+# as `nameko run` gives them: patch before anything else is imported.
+import eventlet
+
+eventlet.monkey_patch()  # noqa: E402
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+# One isolated world per test run: its own vhost, databases and Redis prefix.
+RUN_ID = os.environ.get("AGORA_TEST_RUN_ID") or uuid.uuid4().hex[:8]
+TEST_ENV = {
+    "AGORA_ENV": "test",
+    "AGORA_AMQP_VHOST": f"agora-test-{RUN_ID}",
+    "AGORA_DB_PREFIX": f"agora_t{RUN_ID}_",
+    "AGORA_REDIS_PREFIX": f"agora:t{RUN_ID}:",
+    # Nothing listens here unless a test starts a collector.
+    "AGORA_ZIPKIN_URL": "http://127.0.0.1:9/api/v2/spans",
+    "AGORA_LOG_LEVEL": "WARNING",
+}
+os.environ.update(TEST_ENV)
+
+SERVICES = ("users", "catalog")
+
+
+@pytest.fixture(scope="session")
+def config():
+    from services.chassis.config import load_config
+
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def rabbit_vhost(config):
+    """A RabbitMQ vhost for this run, deleted afterwards."""
+    from agora.infra import delete_vhost, ensure_vhost
+
+    ensure_vhost(config)
+    yield config["amqp"]["uri"]
+    delete_vhost(config)
+
+
+@pytest.fixture(scope="session")
+def databases(config):
+    """Every service's database, created and migrated for this run, dropped afterwards."""
+    from services.chassis.migrations import drop_database, upgrade
+
+    for service in SERVICES:
+        upgrade(config, service)
+    yield
+    for service in SERVICES:
+        drop_database(config, service)
+
+
+@pytest.fixture(scope="session")
+def redis_client(config):
+    """Redis, with every key under this run's prefix deleted afterwards."""
+    from services.chassis.redis import make_client
+
+    client = make_client(config["redis"])
+    yield client
+    keys = list(client.scan_iter(match=f"{config['redis']['key_prefix']}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def service_config(config, rabbit_vhost, databases, redis_client):
+    """Build the Nameko config for one service: ``service_config("users")``."""
+    from services.chassis.config import nameko_config
+
+    def build(service):
+        return nameko_config(config, service)
+
+    return build
