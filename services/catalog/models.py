@@ -1,7 +1,89 @@
-"""Tables of the catalog service (its own database)."""
+"""Tables of the catalog service (its own database), and the queries on them."""
 
-from sqlalchemy.orm import DeclarativeBase
+import datetime
+import uuid
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.catalog import domain
 
 
 class Base(DeclarativeBase):
     pass
+
+
+SKU_CONSTRAINT = "uq_products_sku"
+
+
+class Product(Base):
+    """The public id is a UUID; ``seq`` is internal, gives the listing order and the cursor."""
+
+    __tablename__ = "products"
+    __table_args__ = (
+        # Named, so a duplicate SKU is told apart from other unique violations.
+        UniqueConstraint("sku", name=SKU_CONSTRAINT),
+        UniqueConstraint("seq", name="uq_products_seq"),
+        CheckConstraint("price_amount >= 0", name="ck_products_price_amount"),
+        CheckConstraint("price_currency ~ '^[A-Z]{3}$'", name="ck_products_price_currency"),
+        Index("ix_products_active_seq", "seq", postgresql_where=text("active")),
+    )
+    # RETURNING fills seq on insert instead of a second SELECT.
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
+    sku: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    price_amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    price_currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    updated_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+
+def find_product(session, product_id, for_update=False):
+    """The product with this id (any form of UUID string), or None."""
+    canonical = domain.parse_product_id(product_id)
+    if canonical is None:
+        return None
+    query = select(Product).where(Product.id == uuid.UUID(canonical))
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def active_products_after(session, after_seq, limit, q=None):
+    """Up to ``limit`` active products with seq > ``after_seq``, in seq order."""
+    query = select(Product).where(Product.active.is_(True), Product.seq > after_seq)
+    if q:
+        pattern = domain.like_pattern(q)
+        query = query.where(
+            or_(
+                Product.name.ilike(pattern, escape="\\"),
+                Product.description.ilike(pattern, escape="\\"),
+                Product.sku.ilike(pattern, escape="\\"),
+            )
+        )
+    return list(session.scalars(query.order_by(Product.seq).limit(limit)))

@@ -1,0 +1,53 @@
+# Agora developer workflow. `make run` and `make test` are all a fresh machine needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.agora-installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-integration test-e2e lint migrate seed shell bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install Agora with its pinned dependencies
+
+run: $(STAMP) ## Start the whole platform in the foreground (Ctrl-C stops it)
+	$(BIN)/python -m agora run
+
+test: $(STAMP) ## Run the whole suite against the real brokers
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## Only the pure-logic tests (no brokers)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP) ## Service and broker tests
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: $(STAMP) ## Real processes over HTTP
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+lint: $(STAMP) ## Static checks (ruff)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+migrate: $(STAMP) ## Create the databases and apply every service's migrations
+	$(BIN)/python -m agora migrate
+
+seed: $(STAMP) ## Load demo data (the platform must be running)
+	$(BIN)/python -m agora seed
+
+shell: $(STAMP) ## nameko shell on the platform's vhost (n.rpc.catalog.list_products())
+	$(BIN)/python -m agora shell
+
+bench: $(STAMP) ## Load the gateway and print requests per second
+	$(BIN)/python -m bench
+
+clean: ## Remove the venv and local state
+	rm -rf $(VENV) .agora .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,241 @@
+"""The ``agora`` command: everything the Makefile does, in one place.
+
+    agora check            are RabbitMQ, PostgreSQL and Redis reachable?
+    agora setup            check, create the vhost and databases, migrate
+    agora migrate          create the databases and apply every migration
+    agora run              setup, start every service and the gateway, seed demo data
+    agora service NAME     run one service with `nameko run` (validated config)
+    agora gateway          run the gateway with gunicorn (gthread)
+    agora seed             load demo data through RPC (services must be running)
+    agora shell            `nameko shell` on the platform's vhost and config
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from services.chassis.config import ROOT, ConfigError, load_config, nameko_config
+
+SERVICES = {
+    "users": "services.users.service:UsersService",
+    "catalog": "services.catalog.service:CatalogService",
+}
+STATE_DIR = Path(os.environ.get("AGORA_STATE_DIR", ROOT / ".agora"))
+
+
+def fail(message, code=1):
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+def config_or_exit():
+    try:
+        return load_config()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+def render_nameko_config(config, service):
+    """Write the validated config for ``nameko run``/``nameko shell`` (0600: it holds secrets)."""
+    settings = nameko_config(config, service)
+    settings["LOGGING"] = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "services.chassis.logs.JsonFormatter", "service": service}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "root": {"level": config["logging"]["level"], "handlers": ["console"]},
+        "loggers": {
+            name: {"level": "WARNING"} for name in ("kombu", "amqp", "nameko", "py_zipkin")
+        },
+    }
+    folder = STATE_DIR / "run" / config["amqp"]["vhost"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{service}.yaml"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(settings, fh, sort_keys=False)
+    return path
+
+
+def cmd_check(config, args):
+    from agora.infra import preflight
+
+    problems = preflight(config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        sys.exit(1)
+    print("agora: RabbitMQ, PostgreSQL and Redis are reachable")
+
+
+def cmd_migrate(config, args):
+    from services.chassis.migrations import upgrade
+
+    for service in SERVICES:
+        upgrade(config, service)
+        print(f"agora: {service} database migrated")
+
+
+def cmd_setup(config, args):
+    from agora.infra import VhostError, ensure_vhost
+
+    cmd_check(config, args)
+    try:
+        ensure_vhost(config)
+    except VhostError as exc:
+        fail(f"agora: cannot create RabbitMQ vhost {config['amqp']['vhost']!r}: {exc}")
+    cmd_migrate(config, args)
+
+
+def cmd_service(config, args):
+    if args.name not in SERVICES:
+        fail(f"agora: unknown service {args.name!r} (one of: {', '.join(SERVICES)})", 2)
+    path = render_nameko_config(config, args.name)
+    argv = [sys.executable, "-m", "nameko", "run", "--config", str(path), SERVICES[args.name]]
+    os.execv(sys.executable, argv)
+
+
+def gateway_argv(config):
+    gateway = config["gateway"]
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", "gthread",
+        "--workers", str(gateway["workers"]),
+        "--threads", str(gateway["threads"]),
+        "--bind", f"{gateway['host']}:{gateway['port']}",
+        "--no-control-socket",
+        "--graceful-timeout", "10",
+        "--log-level", "warning",
+        "gateway.app:create_app()",
+    ]
+
+
+def cmd_gateway(config, args):
+    os.execv(sys.executable, gateway_argv(config))
+
+
+def wait_for_services(config, names, timeout=90.0, children=()):
+    """Until every service answers health(); raises TimeoutError naming the laggards."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=2) as rpc:
+        while pending:
+            for child in children:
+                if not child.alive():
+                    raise RuntimeError(f"{child.spec.name} exited with code {child.process.returncode}")
+            for name in sorted(pending):
+                try:
+                    if rpc[name].health()["status"] == "ok":
+                        pending.discard(name)
+                except Exception:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"no healthy answer from: {', '.join(sorted(pending))}")
+            if pending:
+                time.sleep(0.3)
+
+
+def wait_for_http(url, timeout=60.0, child=None):
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and not child.alive():
+            raise RuntimeError(f"{child.spec.name} exited with code {child.process.returncode}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f}s")
+
+
+def cmd_seed(config, args):
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    from agora.seed import seed
+
+    with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=30) as rpc:
+        created = seed(rpc, config)
+    print(f"agora: demo data ready ({created['products']} products and {created['users']} users created)")
+
+
+def process_specs(config):
+    from agora.supervisor import ProcessSpec
+
+    specs = [
+        ProcessSpec(name, [sys.executable, "-m", "agora", "service", name]) for name in SERVICES
+    ]
+    specs.append(ProcessSpec("gateway", gateway_argv(config)))
+    return specs
+
+
+def cmd_run(config, args):
+    from agora.supervisor import Supervisor
+
+    cmd_setup(config, args)
+    supervisor = Supervisor(cwd=str(ROOT))
+    specs = process_specs(config)
+    try:
+        services = [supervisor.start(spec) for spec in specs if spec.name in SERVICES]
+        wait_for_services(config, SERVICES, children=services)
+        cmd_seed(config, args)
+        gateway = supervisor.start(specs[-1])
+        base = f"http://{config['gateway']['host']}:{config['gateway']['port']}"
+        wait_for_http(f"{base}/readyz", child=gateway)
+    except (RuntimeError, TimeoutError) as exc:
+        supervisor.stop_all()
+        fail(f"agora: the platform did not start: {exc}")
+    except KeyboardInterrupt:
+        supervisor.stop_all()
+        sys.exit(130)
+    print(
+        f"\nagora: the platform is up at {base} (vhost {config['amqp']['vhost']!r}); Ctrl-C stops it.\n"
+        f"  try: curl {base}/v1/products\n"
+        f"       curl {base}/readyz\n",
+        flush=True,
+    )
+    supervisor.watch()
+
+
+def cmd_shell(config, args):
+    path = render_nameko_config(config, "shell")
+    os.execv(sys.executable, [sys.executable, "-m", "nameko", "shell", "--config", str(path)])
+
+
+COMMANDS = {
+    "check": cmd_check,
+    "setup": cmd_setup,
+    "migrate": cmd_migrate,
+    "run": cmd_run,
+    "service": cmd_service,
+    "gateway": cmd_gateway,
+    "seed": cmd_seed,
+    "shell": cmd_shell,
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="agora", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        command = sub.add_parser(name)
+        if name == "service":
+            command.add_argument("name")
+    args = parser.parse_args(argv)
+    config = config_or_exit()
+    try:
+        COMMANDS[args.command](config, args)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+if __name__ == "__main__":
+    main()

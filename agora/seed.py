@@ -1,0 +1,46 @@
+"""Demo data, loaded through the services' own RPC contracts (idempotent)."""
+
+from services.chassis.errors import Conflict
+
+DEMO_PRODUCTS = [
+    ("AGR-TEE-001", "Agora logo tee", "Organic cotton t-shirt with the Agora logo.", 1999),
+    ("AGR-MUG-001", "Stoa coffee mug", "Stoneware mug, 350 ml, dishwasher safe.", 1250),
+    ("AGR-BAG-001", "Market tote bag", "Heavy canvas tote for the agora and beyond.", 1599),
+    ("AGR-NBK-001", "Dialogue notebook", "A5 dotted notebook, 120 pages.", 899),
+    ("AGR-PEN-001", "Socratic pen", "Refillable gel pen that asks good questions.", 499),
+    ("AGR-CAP-001", "Colonnade cap", "Six-panel cap with embroidered columns.", 2199),
+    ("AGR-HOD-001", "Forum hoodie", "Warm fleece hoodie for long debates.", 4999),
+    ("AGR-STK-001", "Sticker pack", "Ten vinyl stickers of Greek architecture.", 399),
+    ("AGR-BTL-001", "Amphora bottle", "Insulated steel bottle, 750 ml.", 2499),
+    ("AGR-PST-001", "Parthenon poster", "Print on 200 g matte paper, 50x70 cm.", 1799),
+]
+
+
+def seed(rpc, config):
+    """Create the demo catalog, user and admin if they do not exist yet."""
+    created = {"products": 0, "users": 0}
+    for sku, name, description, amount in DEMO_PRODUCTS:
+        try:
+            rpc.catalog.create_product(
+                {
+                    "sku": sku,
+                    "name": name,
+                    "description": description,
+                    "price": {"amount": amount, "currency": "EUR"},
+                }
+            )
+            created["products"] += 1
+        except Conflict:
+            pass
+    demo = config["demo"]
+    for email, password, name, roles in (
+        (demo["user_email"], demo["user_password"], "Demo Customer", ["customer"]),
+        (demo["admin_email"], demo["admin_password"], "Agora Admin", ["customer", "admin"]),
+    ):
+        try:
+            user = rpc.users.register({"email": email, "password": password, "name": name})
+            rpc.users.set_roles(user["id"], roles)
+            created["users"] += 1
+        except Conflict:
+            pass
+    return created

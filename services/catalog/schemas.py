@@ -1,0 +1,88 @@
+"""Catalog contracts (JSON Schema 2020-12): RPC arguments, results and event payloads.
+
+Imported by the gateway to validate request bodies, so this module has no side
+effects and imports nothing but the chassis schema helpers and the pure domain.
+"""
+
+from services.catalog import domain
+from services.chassis.schemas import UUID_PATTERN, obj
+
+_TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
+
+SKU = {
+    "type": "string",
+    "pattern": domain.SKU_PATTERN,
+    "x-message": domain.SKU_MESSAGE,
+}
+NAME = {"type": "string", "minLength": 1, "maxLength": domain.NAME_MAX}
+DESCRIPTION = {"type": "string", "maxLength": domain.DESCRIPTION_MAX}
+PRICE = obj(
+    {
+        "amount": {"type": "integer", "minimum": 0, "maximum": domain.MAX_AMOUNT},
+        "currency": {
+            "type": "string",
+            "pattern": domain.CURRENCY_PATTERN,
+            "x-message": domain.CURRENCY_MESSAGE,
+        },
+    },
+    required=("amount", "currency"),
+)
+ACTIVE = {"type": "boolean"}
+
+PRODUCT = obj(
+    {
+        "id": {"type": "string", "pattern": UUID_PATTERN},
+        "sku": SKU,
+        "name": NAME,
+        "description": DESCRIPTION,
+        "price": PRICE,
+        "active": ACTIVE,
+        "created_at": _TIMESTAMP,
+        "updated_at": _TIMESTAMP,
+    },
+    required=(
+        "id", "sku", "name", "description", "price", "active", "created_at", "updated_at",
+    ),
+)
+
+# description defaults to "" and active to true.
+PRODUCT_CREATE = obj(
+    {"sku": SKU, "name": NAME, "description": DESCRIPTION, "price": PRICE, "active": ACTIVE},
+    required=("sku", "name", "price"),
+)
+
+# The SKU is the product's business key and cannot change: it is an unknown field here.
+PRODUCT_UPDATE = obj(
+    {"name": NAME, "description": DESCRIPTION, "price": PRICE, "active": ACTIVE},
+    minProperties=1,
+)
+
+PRODUCT_PAGE = obj(
+    {
+        "items": {"type": "array", "items": PRODUCT},
+        "next_cursor": {"type": ["string", "null"]},
+    },
+    required=("items", "next_cursor"),
+)
+
+# list_products arguments as they arrive from an HTTP query string (limit
+# already converted to int); absent parameters are simply left out.
+LIST_QUERY = obj(
+    {
+        "limit": {"type": "integer", "minimum": 1, "maximum": domain.LIMIT_MAX},
+        "cursor": {"type": "string", "minLength": 1, "maxLength": domain.CURSOR_MAX},
+        "q": {"type": "string", "maxLength": domain.QUERY_MAX},
+    }
+)
+
+# Event payloads: catalog.product_created and catalog.product_updated.
+PRODUCT_EVENT = obj({"product": PRODUCT}, required=("product",))
+
+__all__ = [
+    "PRODUCT",
+    "PRODUCT_CREATE",
+    "PRODUCT_UPDATE",
+    "PRODUCT_PAGE",
+    "LIST_QUERY",
+    "PRODUCT_EVENT",
+]

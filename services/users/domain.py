@@ -1,0 +1,139 @@
+"""The rules of the users service, free of Nameko and of database sessions.
+
+Validation and normalization of what callers send, the shape of a user as
+the rest of the platform sees it, and password hashing (argon2id).
+"""
+
+import datetime
+import uuid
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from services.chassis.schemas import validate
+from services.users.schemas import PROFILE_UPDATE, REGISTER_REQUEST, ROLES, SET_ROLES_REQUEST
+
+ALLOWED_ROLES = frozenset(ROLES)
+DEFAULT_ROLES = ("customer",)
+ADDRESS_FIELDS = ("line1", "line2", "city", "postal_code", "country")
+MAX_PASSWORD_LENGTH = REGISTER_REQUEST["properties"]["password"]["maxLength"]
+
+
+def normalize_email(email):
+    """The one stored form of an address: stripped and lowercased."""
+    return email.strip().lower()
+
+
+def login_email(email):
+    """The normalized form of an email given at login, or None if it is not a string."""
+    return normalize_email(email) if isinstance(email, str) else None
+
+
+def parse_user_id(user_id):
+    """The UUID named by ``user_id``, or None if it is not a UUID string."""
+    if not isinstance(user_id, str):
+        return None
+    try:
+        return uuid.UUID(user_id)
+    except ValueError:
+        return None
+
+
+def registration(payload):
+    """Check a ``register`` payload; return ``{"email", "password", "name"}`` normalized."""
+    validate(REGISTER_REQUEST, payload, "invalid registration")
+    return {
+        "email": normalize_email(payload["email"]),
+        "password": payload["password"],
+        "name": payload.get("name"),
+    }
+
+
+def profile_changes(changes):
+    """Check an ``update_profile`` payload; return the changes with ``address`` complete."""
+    validate(PROFILE_UPDATE, changes, "invalid profile update")
+    result = dict(changes)
+    if result.get("address") is not None:
+        result["address"] = {field: changes["address"].get(field) for field in ADDRESS_FIELDS}
+    return result
+
+
+def validate_roles(roles):
+    """Roles from the allowed set, duplicates dropped, sorted."""
+    validate(SET_ROLES_REQUEST, {"roles": roles}, "invalid roles")
+    return sorted(set(roles))
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.UTC)
+
+
+def format_timestamp(moment):
+    """ISO-8601 in UTC with a ``Z``: ``2024-05-01T12:00:00.000000Z``."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    moment = moment.astimezone(datetime.UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def serialize_user(user):
+    """The user as every RPC returns it; the password hash never leaves the service."""
+    address = user.address
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "name": user.name,
+        "address": (
+            {field: address.get(field) for field in ADDRESS_FIELDS} if address else None
+        ),
+        "roles": list(user.roles or []),
+        "created_at": format_timestamp(user.created_at),
+        "updated_at": format_timestamp(user.updated_at),
+    }
+
+
+def _inline(fn, *args):
+    return fn(*args)
+
+
+class Passwords:
+    """argon2id hashing with the configured cost.
+
+    ``offload(fn, *args)`` runs the CPU-heavy calls; the service passes one that
+    keeps its event loop free, tests may leave the default (run inline).
+    """
+
+    def __init__(self, time_cost, memory_cost, parallelism, offload=None):
+        self.hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
+        )
+        self.offload = offload or _inline
+        # Hashed up front, so the first unknown email costs what any other does.
+        self._dummy_hash = self.hash(uuid.uuid4().hex)
+
+    @classmethod
+    def from_config(cls, settings, offload=None):
+        """``settings`` is ``config["services"]["users"]["password_hash"]``."""
+        return cls(
+            settings["time_cost"], settings["memory_cost"], settings["parallelism"], offload
+        )
+
+    def hash(self, password):
+        return self.offload(self.hasher.hash, password)
+
+    def verify(self, password_hash, password):
+        """True if ``password`` matches ``password_hash``; never raises for a mismatch."""
+        if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
+            return False
+        try:
+            return self.offload(self.hasher.verify, password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def verify_dummy(self, password):
+        """Spend what a real verification costs, for an unknown account; always False."""
+        self.verify(self._dummy_hash, password if isinstance(password, str) else "")
+        return False
+
+    def needs_rehash(self, password_hash):
+        return self.hasher.check_needs_rehash(password_hash)

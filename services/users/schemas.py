@@ -1,0 +1,75 @@
+"""Contracts of the users service as JSON Schema (draft 2020-12).
+
+Plain dicts, importable without Nameko or SQLAlchemy: the gateway validates
+request bodies with the same definitions the service checks its RPC
+arguments against.
+"""
+
+from services.chassis.schemas import EMAIL_PATTERN, UUID_PATTERN, obj
+
+ROLES = ("customer", "admin")
+
+_TIMESTAMP = {
+    "type": "string",
+    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$",
+    "x-message": "must be an ISO-8601 UTC timestamp ending in Z",
+}
+
+EMAIL = {
+    "type": "string",
+    "maxLength": 254,
+    "pattern": EMAIL_PATTERN,
+    "x-message": "must be a valid email address",
+}
+PASSWORD = {"type": "string", "minLength": 8, "maxLength": 128}
+NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+
+_ADDRESS_PROPERTIES = {
+    "line1": {"type": "string", "minLength": 1, "maxLength": 200},
+    "line2": {"type": ["string", "null"], "maxLength": 200},
+    "city": {"type": "string", "minLength": 1, "maxLength": 100},
+    "postal_code": {"type": "string", "minLength": 1, "maxLength": 20},
+    "country": {
+        "type": "string",
+        "pattern": "^[A-Z]{2}$",
+        "x-message": "must be an ISO 3166-1 alpha-2 code such as DE",
+    },
+}
+_ADDRESS_REQUIRED = ("line1", "city", "postal_code", "country")
+
+# A postal address; ``null`` clears it. ``required``/``properties`` only apply
+# to objects, so one schema (not anyOf) keeps the errors field by field.
+ADDRESS = obj(_ADDRESS_PROPERTIES, _ADDRESS_REQUIRED, type=["object", "null"])
+
+REGISTER_REQUEST = obj(
+    {"email": EMAIL, "password": PASSWORD, "name": NAME},
+    required=("email", "password"),
+)
+
+PROFILE_UPDATE = obj({"name": NAME, "address": ADDRESS}, minProperties=1)
+
+SET_ROLES_REQUEST = obj(
+    {"roles": {"type": "array", "items": {"type": "string", "enum": list(ROLES)}}},
+    required=("roles",),
+)
+
+USER = obj(
+    {
+        "id": {"type": "string", "pattern": UUID_PATTERN},
+        "email": {"type": "string", "maxLength": 254},
+        "name": {"type": ["string", "null"]},
+        "address": {
+            **obj(
+                {**_ADDRESS_PROPERTIES, "line2": {"type": ["string", "null"]}},
+                required=tuple(_ADDRESS_PROPERTIES),
+            ),
+            "type": ["object", "null"],
+        },
+        "roles": {"type": "array", "items": {"type": "string", "enum": list(ROLES)}},
+        "created_at": _TIMESTAMP,
+        "updated_at": _TIMESTAMP,
+    },
+    required=("id", "email", "name", "address", "roles", "created_at", "updated_at"),
+)
+
+__all__ = ["USER", "REGISTER_REQUEST", "PROFILE_UPDATE", "SET_ROLES_REQUEST", "ADDRESS", "ROLES"]

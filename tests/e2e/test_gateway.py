@@ -1,0 +1,184 @@
+"""The real processes over HTTP: services under `nameko run`, the gateway under gunicorn."""
+
+import uuid
+
+import pytest
+
+from agora.seed import DEMO_PRODUCTS, seed
+
+
+def unique_email():
+    return f"e2e-{uuid.uuid4().hex[:10]}@Example.COM"
+
+
+def error_of(response):
+    assert response.headers["Content-Type"].startswith("application/json")
+    return response.json()["error"]
+
+
+def test_healthz_and_trace_header(api):
+    response = api.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert len(response.headers["X-B3-TraceId"]) == 32
+
+
+def test_readyz_reports_every_dependency(api):
+    response = api.get("/readyz")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["redis"]["status"] == "ok"
+    assert body["checks"]["rabbitmq"]["status"] == "ok"
+    for name in ("users", "catalog"):
+        report = body["checks"]["services"][name]
+        assert report["service"] == name
+        assert report["status"] == "ok"
+        assert report["checks"]["db"] == "ok"
+        assert report["version"]
+
+
+def test_register_then_duplicate_is_409(api):
+    email = unique_email()
+    created = api.register(email, name="Ada")
+    assert created.status_code == 201, created.text
+    user = created.json()
+    assert user["email"] == email.lower()
+    assert user["name"] == "Ada"
+    assert "password" not in user and "password_hash" not in user
+    assert created.headers["Location"] == f"/v1/users/{user['id']}"
+
+    again = api.register(email.upper())
+    assert again.status_code == 409
+    assert error_of(again)["code"] == "conflict"
+
+
+def test_bad_register_body_is_400_with_field_names(api):
+    response = api.post("/v1/users", json={"email": "not-an-email", "password": "short", "x": 1})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "validation_error"
+    assert set(error["details"]) == {"email", "password", "x"}
+
+    missing = api.post("/v1/users", json={})
+    assert set(error_of(missing)["details"]) == {"email", "password"}
+
+
+def test_non_json_bodies_are_rejected_cleanly(api):
+    not_json = api.http.post(
+        api.base_url + "/v1/users", data="{oops", headers={"Content-Type": "application/json"}
+    )
+    assert not_json.status_code == 400
+    assert error_of(not_json)["code"] == "invalid_json"
+    form = api.http.post(api.base_url + "/v1/users", data={"email": "a@b.c"})
+    assert form.status_code == 415
+    array = api.post("/v1/users", json=[1, 2])
+    assert array.status_code == 400
+
+
+def test_unknown_route_and_method_are_json(api):
+    assert error_of(api.get("/v1/nope"))["code"] == "not_found"
+    response = api.http.delete(api.base_url + "/v1/products")
+    assert response.status_code == 405
+    assert error_of(response)["code"] == "method_not_allowed"
+
+
+def test_list_and_get_the_demo_catalog(api, rpc, platform):
+    seed(rpc, platform.config)
+    skus = set()
+    cursor = None
+    while True:
+        path = "/v1/products?limit=4" + (f"&cursor={cursor}" if cursor else "")
+        page = api.get(path)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["items"]) <= 4
+        skus.update(item["sku"] for item in body["items"])
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert {sku for sku, *_ in DEMO_PRODUCTS} <= skus
+
+    found = api.get("/v1/products?q=parthenon").json()["items"]
+    assert [p["sku"] for p in found] == ["AGR-PST-001"]
+    product = api.get(f"/v1/products/{found[0]['id']}")
+    assert product.status_code == 200
+    assert product.json()["price"] == {"amount": 1799, "currency": "EUR"}
+
+
+def test_bad_queries_and_ids(api):
+    assert error_of(api.get("/v1/products?limit=0"))["details"].keys() == {"limit"}
+    assert error_of(api.get("/v1/products?limit=abc"))["details"].keys() == {"limit"}
+    assert error_of(api.get("/v1/products?cursor=garbage"))["details"].keys() == {"cursor"}
+    assert error_of(api.get("/v1/products?colour=red"))["details"].keys() == {"colour"}
+    assert api.get("/v1/products/not-a-uuid").status_code == 404
+    assert api.get(f"/v1/products/{uuid.uuid4()}").status_code == 404
+
+
+def test_product_update_invalidates_the_cache(api, rpc):
+    sku = f"E2E-{uuid.uuid4().hex[:8].upper()}"
+    product = rpc.catalog.create_product(
+        {"sku": sku, "name": "Cached thing", "price": {"amount": 100, "currency": "EUR"}}
+    )
+    path = f"/v1/products/{product['id']}"
+    assert api.get(path).json()["name"] == "Cached thing"
+    assert api.get(path).json()["name"] == "Cached thing"  # now served from Redis
+    listed = api.get(f"/v1/products?q={sku}").json()["items"]
+    assert [p["name"] for p in listed] == ["Cached thing"]
+
+    rpc.catalog.update_product(product["id"], {"name": "Renamed thing"})
+
+    assert api.get(path).json()["name"] == "Renamed thing"
+    assert [p["name"] for p in api.get(f"/v1/products?q={sku}").json()["items"]] == [
+        "Renamed thing"
+    ]
+
+
+def test_one_trace_spans_gateway_and_both_sides_of_the_rpc(api, rpc, zipkin):
+    product = rpc.catalog.list_products(limit=1)["items"][0]
+    parent_trace = uuid.uuid4().hex
+    parent_span = uuid.uuid4().hex[:16]
+    response = api.get(
+        f"/v1/products/{product['id']}",
+        headers={"X-B3-TraceId": parent_trace, "X-B3-SpanId": parent_span, "X-B3-Sampled": "1"},
+    )
+    assert response.status_code == 200
+    assert response.headers["X-B3-TraceId"] == parent_trace
+
+    spans = zipkin.trace(parent_trace, count=3)
+    by_kind = {(s["localEndpoint"]["serviceName"], s.get("kind")): s for s in spans}
+    server = by_kind[("gateway", "SERVER")]
+    client = by_kind[("gateway", "CLIENT")]
+    catalog = by_kind[("catalog", "SERVER")]
+    assert server["parentId"] == parent_span
+    assert client["parentId"] == server["id"]
+    assert catalog["parentId"] == client["id"]
+    assert client["name"] == "rpc catalog.get_product"
+    assert catalog["name"] == "rpc catalog.get_product"
+    assert len({server["id"], client["id"], catalog["id"]}) == 3
+
+
+@pytest.mark.parametrize("service", ["catalog"])
+def test_readyz_goes_503_when_a_service_stops_and_200_when_it_returns(api, platform, service):
+    platform.stop(service)
+    try:
+        response = platform.wait_ready(expect=503)
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "not_ready"
+        assert body["checks"]["services"][service]["status"] == "unreachable"
+        assert body["checks"]["services"]["users"]["status"] == "ok"
+
+        # Calls to the stopped service fail at once (no instance, or the breaker is
+        # open) with 503 + Retry-After: they do not wait for the RPC timeout.
+        for _ in range(5):
+            listing = api.get("/v1/products")
+            assert listing.status_code == 503
+            assert int(listing.headers["Retry-After"]) >= 1
+            error = error_of(listing)
+            assert error["code"] == "service_unavailable"
+            assert error["details"]["reason"] in ("no instance is running", "circuit open")
+        assert error["details"]["reason"] == "circuit open"
+    finally:
+        platform.start(service)
+    assert platform.wait_ready(expect=200, timeout=60).status_code == 200
