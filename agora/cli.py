@@ -1,13 +1,13 @@
 """The ``agora`` command: everything the Makefile does, in one place.
 
-    agora check            are RabbitMQ, PostgreSQL and Redis reachable?
-    agora setup            check, create the vhost and databases, migrate
-    agora migrate          create the databases and apply every migration
-    agora run              setup, start every service and the gateway, seed demo data
-    agora service NAME     run one service with `nameko run` (validated config)
-    agora gateway          run the gateway with gunicorn (gthread)
-    agora seed             load demo data through RPC (services must be running)
-    agora shell            `nameko shell` on the platform's vhost and config
+agora check            are RabbitMQ, PostgreSQL and Redis reachable?
+agora setup            check, create the vhost and databases, migrate
+agora migrate          create the databases and apply every migration
+agora run              setup, start every service and the gateway, seed demo data
+agora service NAME     run one service with `nameko run` (validated config)
+agora gateway          run the gateway with gunicorn (gthread)
+agora seed             load demo data through RPC (services must be running)
+agora shell            `nameko shell` on the platform's vhost and config
 """
 
 import argparse
@@ -102,14 +102,22 @@ def cmd_service(config, args):
 def gateway_argv(config):
     gateway = config["gateway"]
     return [
-        sys.executable, "-m", "gunicorn",
-        "--worker-class", "gthread",
-        "--workers", str(gateway["workers"]),
-        "--threads", str(gateway["threads"]),
-        "--bind", f"{gateway['host']}:{gateway['port']}",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(gateway["workers"]),
+        "--threads",
+        str(gateway["threads"]),
+        "--bind",
+        f"{gateway['host']}:{gateway['port']}",
         "--no-control-socket",
-        "--graceful-timeout", "10",
-        "--log-level", "warning",
+        "--graceful-timeout",
+        "10",
+        "--log-level",
+        "warning",
         "gateway.app:create_app()",
     ]
 
@@ -128,7 +136,9 @@ def wait_for_services(config, names, timeout=90.0, children=()):
         while pending:
             for child in children:
                 if not child.alive():
-                    raise RuntimeError(f"{child.spec.name} exited with code {child.process.returncode}")
+                    raise RuntimeError(
+                        f"{child.spec.name} exited with code {child.process.returncode}"
+                    )
             for name in sorted(pending):
                 try:
                     if rpc[name].health()["status"] == "ok":
@@ -164,7 +174,10 @@ def cmd_seed(config, args):
 
     with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=30) as rpc:
         created = seed(rpc, config)
-    print(f"agora: demo data ready ({created['products']} products and {created['users']} users created)")
+    print(
+        f"agora: demo data ready ({created['products']} products, "
+        f"{created['users']} users created now)"
+    )
 
 
 def process_specs(config):
@@ -197,7 +210,8 @@ def cmd_run(config, args):
         supervisor.stop_all()
         sys.exit(130)
     print(
-        f"\nagora: the platform is up at {base} (vhost {config['amqp']['vhost']!r}); Ctrl-C stops it.\n"
+        f"\nagora: the platform is up at {base} (vhost {config['amqp']['vhost']!r}); "
+        "Ctrl-C stops it.\n"
         f"  try: curl {base}/v1/products\n"
         f"       curl {base}/readyz\n",
         flush=True,

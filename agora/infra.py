@@ -50,7 +50,10 @@ def check_rabbitmq(config, timeout=3):
     host, port, user, password, _vhost = _amqp_parts(config["amqp"]["uri"])
     try:
         conn = amqp.Connection(
-            host=f"{host}:{port}", userid=user, password=password, virtual_host="/",
+            host=f"{host}:{port}",
+            userid=user,
+            password=password,
+            virtual_host="/",
             connect_timeout=timeout,
         )
         conn.connect()
@@ -65,8 +68,12 @@ def check_postgres(config, timeout=3):
     address = f"{url.host}:{url.port or 5432}"
     try:
         conn = psycopg2.connect(
-            host=url.host, port=url.port or 5432, user=url.username,
-            password=url.password or None, dbname="postgres", connect_timeout=timeout,
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password or None,
+            dbname="postgres",
+            connect_timeout=timeout,
         )
         conn.close()
     except Exception as exc:

@@ -63,7 +63,9 @@ class PooledProxy(StandaloneProxyBase):
         self.start()
 
     def call(self, service, method, args, kwargs, context):
-        worker_ctx = WorkerContext(self._container, service=None, entrypoint=self.Dummy, data=context)
+        worker_ctx = WorkerContext(
+            self._container, service=None, entrypoint=self.Dummy, data=context
+        )
         proxy = ServiceProxy(worker_ctx, service, self._reply_listener)
         return getattr(proxy, method)(*args, **kwargs)
 
@@ -191,7 +193,9 @@ class RpcClient:
         except ServiceUnavailable:
             raise
         except Exception as exc:
-            raise ServiceUnavailable(service, f"cannot reach the broker: {exc.__class__.__name__}") from exc
+            raise ServiceUnavailable(
+                service, f"cannot reach the broker: {exc.__class__.__name__}"
+            ) from exc
         broken = True
         try:
             result = proxy.call(service, method, args, kwargs, context)
@@ -232,7 +236,10 @@ class RpcClient:
                 try:
                     results[service] = reply.result()
                 except RpcTimeout:
-                    results[service] = {"status": "unreachable", "error": f"no reply within {timeout}s"}
+                    results[service] = {
+                        "status": "unreachable",
+                        "error": f"no reply within {timeout}s",
+                    }
                     break  # the connection was reset: the remaining replies are lost
                 except Exception as exc:
                     results[service] = {"status": "unreachable", "error": exc.__class__.__name__}

@@ -13,7 +13,9 @@ def rpc():
 def json_body(schema):
     """The request's JSON object, validated against ``schema`` before any RPC."""
     if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "send a JSON body (Content-Type: application/json)")
+        raise ApiError(
+            415, "unsupported_media_type", "send a JSON body (Content-Type: application/json)"
+        )
     body = request.get_json(silent=True)
     if body is None:
         raise ApiError(400, "invalid_json", "the request body is not valid JSON")

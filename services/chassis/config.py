@@ -122,9 +122,7 @@ SCHEMA = _section(
                 "send_timeout": _NUMBER,
             }
         ),
-        "logging": _section(
-            {"level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}}
-        ),
+        "logging": _section({"level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}}),
         "gateway": _section(
             {
                 "host": _STRING,
@@ -136,9 +134,7 @@ SCHEMA = _section(
                         "pool_size": _POSITIVE_INT,
                         "timeout": _NUMBER,
                         "acquire_timeout": _NUMBER,
-                        "breaker": _section(
-                            {"fail_max": _POSITIVE_INT, "reset_timeout": _NUMBER}
-                        ),
+                        "breaker": _section({"fail_max": _POSITIVE_INT, "reset_timeout": _NUMBER}),
                     }
                 ),
                 "readiness_timeout": _NUMBER,

@@ -156,7 +156,7 @@ class EventDispatcher(DependencyProvider):
 
     def setup(self):
         config = self.container.config
-        self.exchange = get_event_exchange(self.container.service_name)
+        self.exchange = get_event_exchange(self.container.service_name, config)
         self.publisher = Publisher(
             config["AMQP_URI"],
             serializer=config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER),
@@ -180,7 +180,9 @@ class EventDispatcher(DependencyProvider):
             dispatch.publish_pending()
         except Exception:
             # The change is committed; losing the event is logged loudly.
-            log.exception("events committed but not published: %s", [e for e, _ in dispatch.pending])
+            log.exception(
+                "events committed but not published: %s", [e for e, _ in dispatch.pending]
+            )
         return exc_info
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):

@@ -6,7 +6,6 @@ from weakref import WeakKeyDictionary
 
 from nameko.events import EventHandler as NamekoEventHandler
 from nameko.extensions import DependencyProvider
-from py_zipkin import Kind
 
 from services.chassis.messaging import rpc
 from services.chassis.tracing import B3_KEY, Tracer, format_b3, mark_error, parse_b3
@@ -39,6 +38,7 @@ class Tracing(DependencyProvider):
     def worker_setup(self, worker_ctx):
         entrypoint = worker_ctx.entrypoint
         is_event = isinstance(entrypoint, NamekoEventHandler)
+        kind = "event_handler" if is_event else "rpc"
         if is_event:
             name = f"event {entrypoint.source_service}.{entrypoint.event_type}"
         else:
@@ -46,8 +46,8 @@ class Tracing(DependencyProvider):
         span = self.tracer.start_root(
             name,
             parent=parse_b3(worker_ctx.data.get(B3_KEY)),
-            kind=Kind.CONSUMER if is_event else Kind.SERVER,
-            tags={"nameko.call_id": worker_ctx.call_id},
+            # py_zipkin reports a local root span as SERVER (or CLIENT) only.
+            tags={"nameko.call_id": worker_ctx.call_id, "nameko.entrypoint": kind},
         )
         self.spans[worker_ctx] = span
         # Calls and events made by this worker carry its span as their parent.

@@ -162,7 +162,9 @@ class SpanSender:
             now = time.monotonic()
             if now - self._last_warning > 60:
                 self._last_warning = now
-                log.warning("zipkin collector unreachable, dropping spans: %s", exc.__class__.__name__)
+                log.warning(
+                    "zipkin collector unreachable, dropping spans: %s", exc.__class__.__name__
+                )
 
     def close(self, timeout=3.0):
         """Flush what is queued and stop the sender thread."""

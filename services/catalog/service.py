@@ -1,0 +1,126 @@
+"""The catalog service: products, their prices, and a cached public listing."""
+
+import hashlib
+import json
+import logging
+
+import redis as redis_lib
+from nameko.dependency_providers import Config
+from sqlalchemy.exc import IntegrityError
+
+from services.catalog import domain
+from services.catalog.models import (
+    SKU_CONSTRAINT,
+    Base,
+    Product,
+    active_products_after,
+    find_product,
+)
+from services.catalog.schemas import LIST_QUERY, PRODUCT_CREATE, PRODUCT_UPDATE
+from services.chassis.cache import Cache
+from services.chassis.db import Database, is_unique_violation
+from services.chassis.errors import Conflict, NotFound
+from services.chassis.messaging import EventDispatcher, rpc
+from services.chassis.redis import Redis
+from services.chassis.schemas import validate
+from services.chassis.service import AgoraService
+
+log = logging.getLogger(__name__)
+
+# Cache generations: one per product (its get_product entry) and one for the
+# whole collection (every list page). A change bumps them after the commit.
+COLLECTION = "products"
+
+
+def _product_generation(product_id):
+    return f"product:{product_id}"
+
+
+class CatalogService(AgoraService):
+    name = "catalog"
+
+    db = Database(Base)
+    cache = Redis()
+    dispatch = EventDispatcher()
+    config = Config()
+
+    @rpc
+    def create_product(self, payload):
+        """Create a product; ``Conflict`` if the SKU exists. Emits ``product_created``."""
+        validate(PRODUCT_CREATE, payload, "invalid product")
+        product = Product(**domain.new_product(payload))
+        self.db.session.add(product)
+        try:
+            self.db.session.flush()
+        except IntegrityError as exc:
+            if is_unique_violation(exc, SKU_CONSTRAINT):
+                raise Conflict("sku already exists", {"sku": "already exists"}) from None
+            raise
+        view = domain.product_view(product)
+        self._invalidate_after_commit(COLLECTION)
+        self.dispatch("product_created", {"product": view})
+        return view
+
+    @rpc
+    def update_product(self, product_id, changes):
+        """Change name, description, price or active. Emits ``product_updated``."""
+        validate(PRODUCT_UPDATE, changes, "invalid product changes")
+        product = find_product(self.db.session, product_id, for_update=True)
+        if product is None:
+            raise NotFound("product not found", {"product_id": product_id})
+        for column, value in domain.product_changes(changes).items():
+            setattr(product, column, value)
+        self.db.session.flush()
+        view = domain.product_view(product)
+        self._invalidate_after_commit(_product_generation(view["id"]), COLLECTION)
+        self.dispatch("product_updated", {"product": view})
+        return view
+
+    @rpc
+    def get_product(self, product_id):
+        """One product, active or not; ``NotFound`` otherwise. Cached."""
+        canonical = domain.parse_product_id(product_id)
+        if canonical is None:
+            raise NotFound("product not found", {"product_id": product_id})
+
+        def load():
+            product = find_product(self.db.session, canonical)
+            if product is None:
+                raise NotFound("product not found", {"product_id": product_id})
+            return domain.product_view(product)
+
+        generation = _product_generation(canonical)
+        return self._cache().get_or_load(generation, load, depends_on=[generation])
+
+    @rpc
+    def list_products(self, limit=domain.LIMIT_DEFAULT, cursor=None, q=None):
+        """Active products in creation order, ``limit`` per page; ``q`` filters. Cached."""
+        arguments = {"limit": limit, "cursor": cursor, "q": q}
+        validate(LIST_QUERY, {k: v for k, v in arguments.items() if v is not None})
+        limit = domain.LIMIT_DEFAULT if limit is None else limit
+        after = domain.decode_cursor(cursor) if cursor is not None else 0
+        q = (q or "").strip() or None
+
+        def load():
+            rows = active_products_after(self.db.session, after, limit + 1, q)
+            items, next_cursor = domain.page(rows, limit, lambda row: row.seq)
+            return {"items": [domain.product_view(r) for r in items], "next_cursor": next_cursor}
+
+        digest = hashlib.sha256(json.dumps([limit, after, q]).encode()).hexdigest()[:32]
+        return self._cache().get_or_load(f"page:{digest}", load, depends_on=[COLLECTION])
+
+    def _cache(self):
+        settings = self.config["AGORA"]["services"]["catalog"]["cache"]
+        return Cache.from_settings(self.cache, self.cache.key("catalog", ""), settings)
+
+    def _invalidate_after_commit(self, *generations):
+        cache = self._cache()
+
+        def invalidate():
+            try:
+                cache.invalidate(*generations)
+            except redis_lib.RedisError as exc:
+                # Committed is committed: stale entries live until their TTL.
+                log.warning("cache invalidation failed for %s: %s", generations, exc)
+
+        self.db.on_commit(invalidate)

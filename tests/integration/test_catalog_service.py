@@ -1,0 +1,274 @@
+"""The catalog service in a real container: PostgreSQL, Redis and RabbitMQ."""
+
+import uuid
+
+import pytest
+from nameko.standalone.rpc import ClusterRpcProxy
+from nameko.testing.services import entrypoint_hook, entrypoint_waiter
+
+from services.catalog.schemas import PRODUCT, PRODUCT_PAGE
+from services.catalog.service import CatalogService
+from services.chassis.errors import Conflict, NotFound, ValidationError
+from services.chassis.messaging import event_handler
+from services.chassis.schemas import validate
+
+pytestmark = pytest.mark.integration
+
+
+def token(tag="t"):
+    """A fragment unique to this test, for SKUs and for the q filter."""
+    return f"{tag}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def catalog(container_factory, service_config):
+    container = container_factory(CatalogService, service_config("catalog"))
+    container.start()
+    return container
+
+
+def call(container, method, *args, **kwargs):
+    with entrypoint_hook(container, method) as hook:
+        return hook(*args, **kwargs)
+
+
+def create(container, name="Mug", **overrides):
+    payload = {
+        "sku": token("SKU-").upper(),
+        "name": name,
+        "price": {"amount": 1299, "currency": "EUR"},
+        **overrides,
+    }
+    return call(container, "create_product", payload)
+
+
+class Listener:
+    name = "catalog_test_listener"
+    received = []
+
+    @event_handler("catalog", "product_updated")
+    def on_updated(self, envelope):
+        Listener.received.append(envelope)
+
+
+# --- create --------------------------------------------------------------------
+
+
+def test_create_returns_the_product(catalog):
+    sku = token("SKU-").upper()
+    product = call(
+        catalog,
+        "create_product",
+        {"sku": sku, "name": "Blue mug", "price": {"amount": 1299, "currency": "EUR"}},
+    )
+    validate(PRODUCT, product)
+    assert product["sku"] == sku
+    assert product["description"] == "" and product["active"] is True
+    assert product["price"] == {"amount": 1299, "currency": "EUR"}
+    assert product["created_at"] == product["updated_at"]
+    assert product["created_at"].endswith("Z")
+
+
+def test_duplicate_sku_is_a_conflict(catalog):
+    first = create(catalog)
+    with pytest.raises(Conflict) as info:
+        create(catalog, sku=first["sku"], name="Other")
+    assert info.value.details == {"sku": "already exists"}
+
+
+def test_concurrent_duplicate_skus_one_wins(catalog):
+    import eventlet
+
+    sku = token("SKU-").upper()
+    payload = {"sku": sku, "name": "Race", "price": {"amount": 1, "currency": "EUR"}}
+
+    def attempt(_):
+        try:
+            return call(catalog, "create_product", payload)["sku"]
+        except Conflict:
+            return "conflict"
+
+    outcomes = list(eventlet.GreenPool(4).imap(attempt, range(4)))
+    assert sorted(outcomes) == ["conflict"] * 3 + [sku]
+
+
+def test_bad_payload_names_the_fields(catalog):
+    with pytest.raises(ValidationError) as info:
+        call(
+            catalog,
+            "create_product",
+            {"sku": "lower", "name": "", "price": {"amount": -5, "currency": "EUR"}, "x": 1},
+        )
+    assert set(info.value.details) == {"sku", "name", "price.amount", "x"}
+
+
+def test_errors_cross_rpc_intact(catalog, service_config):
+    config = service_config("catalog")
+    with ClusterRpcProxy({"AMQP_URI": config["AMQP_URI"], "SERIALIZER": "json"}) as rpc:
+        with pytest.raises(ValidationError) as info:
+            rpc.catalog.create_product({"name": "no sku"})
+        assert info.value.details["sku"] == "is required"
+        with pytest.raises(NotFound):
+            rpc.catalog.get_product(str(uuid.uuid4()))
+        product = rpc.catalog.create_product(
+            {"sku": token("RPC-").upper(), "name": "Via RPC",
+             "price": {"amount": 1, "currency": "USD"}}
+        )
+        assert rpc.catalog.get_product(product["id"]) == product
+
+
+# --- get -----------------------------------------------------------------------
+
+
+def test_get_returns_the_product_inactive_too(catalog):
+    product = create(catalog, active=False, description="hidden")
+    assert call(catalog, "get_product", product["id"]) == product
+    assert call(catalog, "get_product", product["id"].upper()) == product  # cached now
+
+
+@pytest.mark.parametrize("product_id", [None, "", "nope", "123", 5])
+def test_get_malformed_id_is_not_found(catalog, product_id):
+    with pytest.raises(NotFound):
+        call(catalog, "get_product", product_id)
+
+
+def test_get_unknown_id_is_not_found_and_not_cached(catalog):
+    with pytest.raises(NotFound):
+        call(catalog, "get_product", str(uuid.uuid4()))
+
+
+# --- update --------------------------------------------------------------------
+
+
+def test_update_is_visible_through_the_cache(catalog):
+    product = create(catalog)
+    assert call(catalog, "get_product", product["id"]) == product  # now cached
+    updated = call(
+        catalog, "update_product", product["id"],
+        {"name": "Renamed", "price": {"amount": 999, "currency": "EUR"}},
+    )
+    assert updated["name"] == "Renamed" and updated["price"]["amount"] == 999
+    assert updated["sku"] == product["sku"] and updated["created_at"] == product["created_at"]
+    assert updated["updated_at"] > product["updated_at"]
+    assert call(catalog, "get_product", product["id"]) == updated
+
+
+def test_update_rejects_sku_empty_and_unknown(catalog):
+    product = create(catalog)
+    with pytest.raises(ValidationError) as info:
+        call(catalog, "update_product", product["id"], {"sku": "NEW-SKU"})
+    assert info.value.details == {"sku": "is not an allowed field"}
+    with pytest.raises(ValidationError):
+        call(catalog, "update_product", product["id"], {})
+    with pytest.raises(NotFound):
+        call(catalog, "update_product", str(uuid.uuid4()), {"name": "x"})
+    with pytest.raises(NotFound):
+        call(catalog, "update_product", "garbage", {"name": "x"})
+
+
+def test_update_publishes_product_updated(catalog, container_factory, service_config):
+    listener = container_factory(Listener, service_config("catalog"))
+    listener.start()
+    product = create(catalog)
+    Listener.received.clear()
+    with entrypoint_waiter(listener, "on_updated", timeout=5):
+        call(catalog, "update_product", product["id"], {"active": False})
+    (envelope,) = Listener.received
+    assert envelope["type"] == "catalog.product_updated"
+    assert envelope["data"]["product"]["id"] == product["id"]
+    assert envelope["data"]["product"]["active"] is False
+    assert {"event_id", "occurred_at", "version"} <= set(envelope)
+
+
+# --- list ----------------------------------------------------------------------
+
+
+def test_list_pages_through_active_products_in_order(catalog):
+    tag = token("pg")
+    created = [create(catalog, name=f"Item {i} {tag}") for i in range(5)]
+    create(catalog, name=f"Inactive {tag}", active=False)
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = call(catalog, "list_products", limit=2, cursor=cursor, q=tag)
+        validate(PRODUCT_PAGE, page)
+        pages += 1
+        seen.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert [p["id"] for p in seen] == [p["id"] for p in created]
+
+
+def test_list_q_matches_name_description_and_sku_case_insensitively(catalog):
+    tag = token("qf")
+    by_name = create(catalog, name=f"Teapot {tag.upper()}")
+    by_description = create(catalog, name="Cup", description=f"goes with {tag}")
+    by_sku = create(catalog, sku=f"{tag.upper()}-X")
+    create(catalog, name="Unrelated")
+    page = call(catalog, "list_products", q=f"  {tag}  ")
+    assert [p["id"] for p in page["items"]] == [by_name["id"], by_description["id"], by_sku["id"]]
+    assert page["next_cursor"] is None
+    assert call(catalog, "list_products", q=f"{tag}%")["items"] == []  # % is literal
+
+
+def test_list_rejects_bad_arguments(catalog):
+    for kwargs, field in [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"limit": "10"}, "limit"),
+        ({"cursor": "bm90LWEtY3Vyc29y"}, "cursor"),
+        ({"cursor": "!!!"}, "cursor"),
+        ({"q": "x" * 101}, "q"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            call(catalog, "list_products", **kwargs)
+        assert field in info.value.details, kwargs
+    with pytest.raises(ValidationError) as info:
+        call(catalog, "list_products", cursor="bm90LWEtY3Vyc29y")
+    assert info.value.details == {"cursor": "is invalid"}
+
+
+def test_list_page_cache_is_invalidated_by_create_and_update(catalog):
+    tag = token("inv")
+    first = create(catalog, name=f"First {tag}")
+    assert [p["id"] for p in call(catalog, "list_products", q=tag)["items"]] == [first["id"]]
+    # The same page again is served from the cache ...
+    assert call(catalog, "list_products", q=tag)["items"] == [first]
+
+    second = create(catalog, name=f"Second {tag}")
+    page = call(catalog, "list_products", q=tag)
+    assert [p["id"] for p in page["items"]] == [first["id"], second["id"]]
+
+    call(catalog, "update_product", first["id"], {"name": f"First renamed {tag}"})
+    page = call(catalog, "list_products", q=tag)
+    assert page["items"][0]["name"] == f"First renamed {tag}"
+
+    call(catalog, "update_product", second["id"], {"active": False})
+    page = call(catalog, "list_products", q=tag)
+    assert [p["id"] for p in page["items"]] == [first["id"]]
+
+
+def test_reads_survive_redis_being_down(catalog, redis_client):
+    product = create(catalog)
+    provider = next(d for d in catalog.dependencies if d.attr_name == "cache")
+    healthy = provider.client
+    provider.client = type(healthy).from_url(
+        "redis://127.0.0.1:1/0", decode_responses=True, socket_connect_timeout=0.2
+    )
+    provider.client.key_prefix = healthy.key_prefix
+    try:
+        assert call(catalog, "get_product", product["id"]) == product
+        assert call(catalog, "list_products", q=product["sku"])["items"] == [product]
+        updated = call(catalog, "update_product", product["id"], {"name": "Still works"})
+        assert updated["name"] == "Still works"
+    finally:
+        provider.client.close()
+        provider.client = healthy
+
+
+def test_health_reports_database_and_cache(catalog):
+    report = call(catalog, "health")
+    assert report["service"] == "catalog"
+    assert report["checks"] == {"db": "ok", "cache": "ok"}

@@ -1,0 +1,153 @@
+"""The chassis on real RabbitMQ and PostgreSQL: unit of work, events, trace context."""
+
+import uuid
+
+import pytest
+from nameko.standalone.rpc import ClusterRpcProxy
+from nameko.testing.services import entrypoint_waiter
+from sqlalchemy import String, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.chassis.config import database_url, nameko_config
+from services.chassis.db import Database
+from services.chassis.errors import Conflict
+from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
+from services.chassis.migrations import drop_database, ensure_database
+from services.chassis.service import AgoraService
+from services.chassis.tracing import B3_KEY
+from tests.support.zipkin import ZipkinCollector
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    text: Mapped[str] = mapped_column(String(100))
+
+
+seen = {}
+
+
+class NotesService(AgoraService):
+    name = "chassis_notes"
+    db = Database(Base)
+    dispatch = EventDispatcher()
+
+    @rpc
+    def add(self, text, fail=False):
+        note_id = str(uuid.uuid4())
+        self.db.session.add(Note(id=note_id, text=text))
+        self.dispatch("note_added", {"id": note_id, "text": text})
+        if fail:
+            raise Conflict("refused after writing", {"text": text})
+        return note_id
+
+
+class FrontService(AgoraService):
+    name = "chassis_front"
+    notes = RpcProxy("chassis_notes")
+
+    @rpc
+    def add_via_notes(self, text):
+        return self.notes.add(text)
+
+
+class ListenerService(AgoraService):
+    name = "chassis_listener"
+
+    @event_handler("chassis_notes", "note_added")
+    def on_note_added(self, envelope):
+        seen[envelope["data"]["id"]] = envelope
+
+
+@pytest.fixture(scope="module")
+def collector():
+    running = ZipkinCollector().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def chassis_db(config):
+    ensure_database(config, "chassis_notes")
+    engine = create_engine(database_url(config, "chassis_notes"))
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+    drop_database(config, "chassis_notes")
+
+
+@pytest.fixture
+def running(container_factory, config, rabbit_vhost, chassis_db, collector):
+    traced = {
+        **config,
+        "tracing": {**config["tracing"], "zipkin_url": collector.url, "flush_interval": 0.1},
+    }
+    containers = {}
+    for cls in (NotesService, FrontService, ListenerService):
+        settings = nameko_config(traced, cls.name)
+        settings["DB_URIS"] = {f"{cls.name}:Base": database_url(config, "chassis_notes")}
+        containers[cls.name] = container_factory(cls, settings)
+        containers[cls.name].start()
+    return containers
+
+
+def stored(engine, note_id):
+    with engine.connect() as conn:
+        return conn.execute(select(Note.text).where(Note.id == note_id)).scalar()
+
+
+def test_commit_happens_before_the_reply(running, chassis_db, config):
+    with ClusterRpcProxy(nameko_config(config, "t")) as proxy:
+        note_id = proxy.chassis_notes.add("kept")
+    # The reply came back: the row must already be visible to anyone.
+    assert stored(chassis_db, note_id) == "kept"
+
+
+def test_an_error_rolls_back_and_publishes_nothing(running, chassis_db, config):
+    text = f"dropped-{uuid.uuid4().hex[:6]}"
+    with ClusterRpcProxy(nameko_config(config, "t")) as proxy:
+        with pytest.raises(Conflict) as excinfo:
+            proxy.chassis_notes.add(text, fail=True)
+    assert excinfo.value.details == {"text": text}
+    with chassis_db.connect() as conn:
+        assert conn.execute(select(Note.id).where(Note.text == text)).first() is None
+    assert not any(e["data"]["text"] == text for e in seen.values())
+
+
+def test_events_reach_handlers_with_the_envelope(running, config):
+    listener = running["chassis_listener"]
+    with entrypoint_waiter(listener, "on_note_added", timeout=10):
+        with ClusterRpcProxy(nameko_config(config, "t")) as proxy:
+            note_id = proxy.chassis_notes.add("evented")
+    envelope = seen[note_id]
+    assert envelope["type"] == "chassis_notes.note_added"
+    assert envelope["version"] == 1
+    assert envelope["occurred_at"].endswith("Z")
+    uuid.UUID(envelope["event_id"])
+    assert envelope["data"] == {"id": note_id, "text": "evented"}
+
+
+def test_trace_context_crosses_rpc_and_events_intact(running, config, collector):
+    trace_id = uuid.uuid4().hex
+    caller_span = uuid.uuid4().hex[:16]
+    settings = nameko_config(config, "t")
+    listener = running["chassis_listener"]
+    with entrypoint_waiter(listener, "on_note_added", timeout=10):
+        with ClusterRpcProxy(settings, context_data={B3_KEY: f"{trace_id}-{caller_span}-1"}) as p:
+            p.chassis_front.add_via_notes("traced")
+
+    spans = collector.trace(trace_id, count=4)
+    named = {(s["localEndpoint"]["serviceName"], s["name"], s.get("kind")): s for s in spans}
+    front = named[("chassis_front", "rpc chassis_front.add_via_notes", "SERVER")]
+    client = named[("chassis_front", "rpc chassis_notes.add", "CLIENT")]
+    notes = named[("chassis_notes", "rpc chassis_notes.add", "SERVER")]
+    event = named[("chassis_listener", "event chassis_notes.note_added", "SERVER")]
+    assert event["tags"]["nameko.entrypoint"] == "event_handler"
+    assert front["parentId"] == caller_span
+    assert client["parentId"] == front["id"]
+    assert notes["parentId"] == client["id"]
+    assert event["parentId"] == notes["id"]

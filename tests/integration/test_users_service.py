@@ -1,0 +1,235 @@
+"""The users service in a real container, against PostgreSQL and RabbitMQ."""
+
+import uuid
+
+import pytest
+from nameko.standalone.rpc import ClusterRpcProxy
+from nameko.testing.services import entrypoint_hook, entrypoint_waiter
+
+from services.chassis.errors import Conflict, InvalidCredentials, NotFound, ValidationError
+from services.chassis.messaging import event_handler
+from services.chassis.schemas import validate
+from services.users.schemas import USER
+from services.users.service import UsersService
+
+PASSWORD = "correct-horse-battery"
+
+
+def unique_email(tag="user"):
+    return f"{tag}-{uuid.uuid4().hex[:12]}@Example.COM"
+
+
+@pytest.fixture
+def users(container_factory, service_config):
+    container = container_factory(UsersService, service_config("users"))
+    container.start()
+    return container
+
+
+def call(container, method, *args, **kwargs):
+    with entrypoint_hook(container, method) as hook:
+        return hook(*args, **kwargs)
+
+
+def register(container, **overrides):
+    payload = {"email": unique_email(), "password": PASSWORD, **overrides}
+    return call(container, "register", payload)
+
+
+class Listener:
+    name = "users_test_listener"
+    received = []
+
+    @event_handler("users", "user_registered")
+    def on_registered(self, envelope):
+        Listener.received.append(envelope)
+
+
+# --- register -------------------------------------------------------------------
+
+
+def test_register_returns_the_user(users):
+    email = unique_email("reg")
+    user = call(users, "register", {"email": email, "password": PASSWORD, "name": "Ada"})
+    validate(USER, user)
+    assert user["email"] == email.lower()
+    assert user["name"] == "Ada"
+    assert user["roles"] == ["customer"]
+    assert user["address"] is None
+    assert user["created_at"].endswith("Z") and user["created_at"] == user["updated_at"]
+    assert "password_hash" not in user and "password" not in user
+
+
+def test_register_duplicate_email_is_a_conflict_regardless_of_case(users):
+    email = unique_email("dup")
+    register(users, email=email)
+    with pytest.raises(Conflict) as caught:
+        register(users, email=f"  {email.upper()} ".strip())
+    assert caught.value.details == {"email": "already registered"}
+    with pytest.raises(Conflict):
+        register(users, email=email.lower())
+
+
+def test_concurrent_registrations_of_one_email_yield_one_user(users, service_config):
+    # Real RPC (entrypoint_hook cannot tell concurrent calls of one method apart):
+    # five calls in flight at once, so several pass the existence check and the
+    # unique index has to decide.
+    payload = {"email": unique_email("race"), "password": PASSWORD}
+    with ClusterRpcProxy(service_config("users"), timeout=10) as cluster:
+        replies = [cluster.users.register.call_async(payload) for _ in range(5)]
+        outcomes = []
+        for reply in replies:
+            try:
+                outcomes.append(reply.result()["id"])
+            except Conflict as exc:
+                assert exc.details == {"email": "already registered"}
+                outcomes.append("conflict")
+    assert outcomes.count("conflict") == 4
+
+
+def test_register_bad_payload_names_the_fields(users):
+    with pytest.raises(ValidationError) as caught:
+        call(users, "register", {"email": "nope", "password": "short", "role": "admin"})
+    assert set(caught.value.details) == {"email", "password", "role"}
+
+
+def test_register_publishes_user_registered(users, container_factory, service_config):
+    Listener.received = []
+    listener = container_factory(Listener, service_config("users"))
+    listener.start()
+    email = unique_email("event")
+
+    def is_ours(worker_ctx, result, exc_info):
+        return worker_ctx.args[0]["data"]["email"] == email.lower()
+
+    with entrypoint_waiter(listener, "on_registered", callback=is_ours, timeout=10):
+        user = register(users, email=email)
+
+    envelope = next(e for e in Listener.received if e["data"]["email"] == email.lower())
+    assert envelope["type"] == "users.user_registered"
+    assert envelope["data"] == {"user_id": user["id"], "email": user["email"]}
+
+
+# --- get_user -------------------------------------------------------------------
+
+
+def test_get_user(users):
+    user = register(users, name="Grace")
+    assert call(users, "get_user", user["id"]) == user
+
+
+@pytest.mark.parametrize("user_id", [str(uuid.uuid4()), "not-a-uuid", None])
+def test_get_unknown_user_is_not_found(users, user_id):
+    with pytest.raises(NotFound):
+        call(users, "get_user", user_id)
+
+
+# --- authenticate ---------------------------------------------------------------
+
+
+def test_authenticate(users):
+    user = register(users)
+    assert call(users, "authenticate", user["email"].upper(), PASSWORD) == user
+
+
+def test_authenticate_wrong_password(users):
+    user = register(users)
+    with pytest.raises(InvalidCredentials) as caught:
+        call(users, "authenticate", user["email"], PASSWORD + "x")
+    assert str(caught.value) == "invalid email or password"
+
+
+def test_authenticate_unknown_email(users):
+    with pytest.raises(InvalidCredentials) as caught:
+        call(users, "authenticate", unique_email("ghost"), PASSWORD)
+    assert str(caught.value) == "invalid email or password"
+
+
+def test_authenticate_rehashes_an_outdated_hash(users, container_factory, service_config):
+    user = register(users)
+    stronger = service_config("users")
+    stronger["AGORA"] = {
+        **stronger["AGORA"],
+        "services": {
+            **stronger["AGORA"]["services"],
+            "users": {
+                **stronger["AGORA"]["services"]["users"],
+                "password_hash": {"time_cost": 2, "memory_cost": 8192, "parallelism": 1},
+            },
+        },
+    }
+    upgraded = container_factory(UsersService, stronger)
+    upgraded.start()
+    assert call(upgraded, "authenticate", user["email"], PASSWORD)["id"] == user["id"]
+
+    hasher = next(d for d in upgraded.dependencies if d.attr_name == "passwords").passwords
+    engine = next(d for d in upgraded.dependencies if d.attr_name == "db").engine
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT password_hash FROM users WHERE id = %s", (user["id"],)
+        ).scalar_one()
+    assert "t=2" in stored and not hasher.needs_rehash(stored)
+    assert call(upgraded, "authenticate", user["email"], PASSWORD)["id"] == user["id"]
+
+
+# --- update_profile -------------------------------------------------------------
+
+
+def test_update_profile(users):
+    user = register(users)
+    address = {"line1": "1 Main St", "city": "Lisbon", "postal_code": "1100-001", "country": "PT"}
+    updated = call(users, "update_profile", user["id"], {"name": "Linus", "address": address})
+    validate(USER, updated)
+    assert updated["name"] == "Linus"
+    assert updated["address"] == {**address, "line2": None}
+    assert updated["updated_at"] > user["updated_at"]
+    assert call(users, "get_user", user["id"]) == updated
+
+    cleared = call(users, "update_profile", user["id"], {"address": None})
+    assert cleared["address"] is None and cleared["name"] == "Linus"
+
+
+def test_update_profile_validation_and_not_found(users):
+    user = register(users)
+    with pytest.raises(ValidationError) as caught:
+        call(users, "update_profile", user["id"], {"address": {"line1": "x", "country": "pt"}})
+    assert set(caught.value.details) == {
+        "address.city", "address.postal_code", "address.country"
+    }
+    with pytest.raises(ValidationError):
+        call(users, "update_profile", user["id"], {})
+    with pytest.raises(NotFound):
+        call(users, "update_profile", str(uuid.uuid4()), {"name": "Nobody"})
+
+
+# --- set_roles ------------------------------------------------------------------
+
+
+def test_set_roles(users):
+    user = register(users)
+    updated = call(users, "set_roles", user["id"], ["admin", "customer"])
+    assert updated["roles"] == ["admin", "customer"]
+    assert call(users, "get_user", user["id"])["roles"] == ["admin", "customer"]
+    with pytest.raises(ValidationError) as caught:
+        call(users, "set_roles", user["id"], ["superuser"])
+    assert "roles.0" in caught.value.details
+    with pytest.raises(NotFound):
+        call(users, "set_roles", str(uuid.uuid4()), ["customer"])
+
+
+# --- over real RPC --------------------------------------------------------------
+
+
+def test_errors_cross_rpc_as_their_own_class(users, service_config):
+    email = unique_email("rpc")
+    with ClusterRpcProxy(service_config("users"), timeout=10) as cluster:
+        created = cluster.users.register({"email": email, "password": PASSWORD})
+        assert created["email"] == email.lower()
+        with pytest.raises(Conflict) as caught:
+            cluster.users.register({"email": email, "password": PASSWORD})
+        assert caught.value.details == {"email": "already registered"}
+        assert caught.value.status == 409
+        with pytest.raises(ValidationError) as caught:
+            cluster.users.register({"email": "x"})
+        assert set(caught.value.details) == {"email", "password"}
+        assert cluster.users.health()["checks"]["db"] == "ok"

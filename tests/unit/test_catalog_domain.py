@@ -1,0 +1,191 @@
+"""Catalog rules without I/O: money, cursors, contracts."""
+
+import base64
+import datetime
+import types
+import uuid
+
+import pytest
+
+from services.catalog import domain, schemas
+from services.chassis.errors import ValidationError
+from services.chassis.schemas import validate
+
+
+def valid_create(**overrides):
+    payload = {"sku": "ABC-123", "name": "Mug", "price": {"amount": 1299, "currency": "EUR"}}
+    payload.update(overrides)
+    return payload
+
+
+def details(schema, payload):
+    with pytest.raises(ValidationError) as info:
+        validate(schema, payload)
+    return info.value.details
+
+
+# --- money -------------------------------------------------------------------
+
+
+def test_money_round_trips_through_dict():
+    money = domain.Money.from_dict({"amount": 0, "currency": "USD"})
+    assert money.to_dict() == {"amount": 0, "currency": "USD"}
+
+
+@pytest.mark.parametrize(
+    "amount, currency",
+    [(-1, "EUR"), (10**9 + 1, "EUR"), (1.5, "EUR"), (True, "EUR"), ("10", "EUR"),
+     (1, "eur"), (1, "EURO"), (1, "E1R"), (1, None)],
+)
+def test_money_rejects_bad_amounts_and_currencies(amount, currency):
+    with pytest.raises(ValueError):
+        domain.Money(amount, currency)
+
+
+def test_money_accepts_the_bounds():
+    assert domain.Money(0, "EUR").amount == 0
+    assert domain.Money(domain.MAX_AMOUNT, "JPY").amount == 10**9
+
+
+@pytest.mark.parametrize(
+    "price, field",
+    [
+        ({"amount": -1, "currency": "EUR"}, "price.amount"),
+        ({"amount": 10**9 + 1, "currency": "EUR"}, "price.amount"),
+        ({"amount": 1.5, "currency": "EUR"}, "price.amount"),
+        ({"amount": True, "currency": "EUR"}, "price.amount"),
+        ({"amount": 1, "currency": "eur"}, "price.currency"),
+        ({"amount": 1}, "price.currency"),
+        ({"amount": 1, "currency": "EUR", "tax": 1}, "price.tax"),
+    ],
+)
+def test_price_schema_names_the_broken_field(price, field):
+    assert field in details(schemas.PRODUCT_CREATE, valid_create(price=price))
+
+
+# --- contracts ---------------------------------------------------------------
+
+
+def test_create_schema_accepts_a_minimal_product():
+    assert validate(schemas.PRODUCT_CREATE, valid_create()) == valid_create()
+
+
+def test_create_schema_errors_name_every_field():
+    problems = details(
+        schemas.PRODUCT_CREATE,
+        {"sku": "abc", "name": "", "price": {"amount": 1, "currency": "EUR"}, "colour": "red"},
+    )
+    assert set(problems) == {"sku", "name", "colour"}
+    assert "upper case" in problems["sku"]
+    assert problems["colour"] == "is not an allowed field"
+
+
+def test_create_schema_requires_sku_name_and_price():
+    assert set(details(schemas.PRODUCT_CREATE, {})) == {"sku", "name", "price"}
+
+
+@pytest.mark.parametrize("sku", ["A", "-AB", "AB_1", "ab-1", "A" * 65, "AB 1"])
+def test_bad_skus_are_rejected(sku):
+    assert "sku" in details(schemas.PRODUCT_CREATE, valid_create(sku=sku))
+
+
+@pytest.mark.parametrize("sku", ["AB", "0-X", "A" * 64, "SKU-2024-BLUE"])
+def test_good_skus_are_accepted(sku):
+    validate(schemas.PRODUCT_CREATE, valid_create(sku=sku))
+
+
+def test_update_schema_rejects_sku_and_empty_changes():
+    assert details(schemas.PRODUCT_UPDATE, {"sku": "NEW-1"}) == {"sku": "is not an allowed field"}
+    assert details(schemas.PRODUCT_UPDATE, {}) == {"body": "must not be empty"}
+    assert validate(schemas.PRODUCT_UPDATE, {"active": False}) == {"active": False}
+
+
+def test_list_query_schema_bounds():
+    validate(schemas.LIST_QUERY, {"limit": 1, "cursor": "x", "q": "mug"})
+    validate(schemas.LIST_QUERY, {})
+    assert "limit" in details(schemas.LIST_QUERY, {"limit": 0})
+    assert "limit" in details(schemas.LIST_QUERY, {"limit": 101})
+    assert "limit" in details(schemas.LIST_QUERY, {"limit": "10"})
+    assert "q" in details(schemas.LIST_QUERY, {"q": "x" * 101})
+
+
+def test_product_view_matches_the_contract():
+    moment = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
+    row = types.SimpleNamespace(
+        id=uuid.uuid4(), sku="AB-1", name="Mug", description="", price_amount=5,
+        price_currency="EUR", active=True, created_at=moment, updated_at=moment,
+    )
+    view = domain.product_view(row)
+    validate(schemas.PRODUCT, view)
+    assert view["created_at"] == "2024-05-01T12:00:00.000000Z"
+    assert view["price"] == {"amount": 5, "currency": "EUR"}
+
+
+def test_new_product_applies_defaults_and_changes_bump_updated_at():
+    values = domain.new_product(valid_create())
+    assert values["description"] == "" and values["active"] is True
+    assert values["created_at"] == values["updated_at"]
+    changes = domain.product_changes({"price": {"amount": 1, "currency": "USD"}})
+    assert changes["price_amount"] == 1 and changes["price_currency"] == "USD"
+    assert changes["updated_at"] >= values["updated_at"]
+    assert "name" not in changes
+
+
+def test_parse_product_id():
+    value = uuid.uuid4()
+    assert domain.parse_product_id(str(value).upper()) == str(value)
+    assert domain.parse_product_id("nope") is None
+    assert domain.parse_product_id(42) is None
+
+
+def test_like_pattern_escapes_wildcards():
+    assert domain.like_pattern("50%_off\\") == "%50\\%\\_off\\\\%"
+
+
+# --- cursors -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seq", [0, 1, 42, 2**62])
+def test_cursor_round_trip(seq):
+    cursor = domain.encode_cursor(seq)
+    assert isinstance(cursor, str) and "=" not in cursor
+    assert set(cursor) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert domain.decode_cursor(cursor) == seq
+
+
+def _reencode(text):
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _tampered():
+    cursor = domain.encode_cursor(10)
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    version, seq, mac = raw.split(".")
+    return [
+        _reencode(f"{version}.11.{mac}"),        # another position, old MAC
+        _reencode(f"2.{seq}.{mac}"),             # unknown version
+        _reencode(f"{version}.-1.{mac}"),
+        _reencode(f"{version}.{seq}"),           # MAC removed
+        cursor[:-2],                             # truncated
+        cursor + "A",
+        "not a cursor!",
+        "",
+        "====",
+        "A" * 300,
+    ]
+
+
+@pytest.mark.parametrize("cursor", _tampered() + [None, 12])
+def test_tampered_or_garbage_cursors_are_rejected(cursor):
+    with pytest.raises(ValidationError) as info:
+        domain.decode_cursor(cursor)
+    assert info.value.details == {"cursor": "is invalid"}
+
+
+def test_page_sets_next_cursor_only_when_more_rows_exist():
+    rows = [types.SimpleNamespace(seq=s) for s in (3, 5, 9)]
+    items, next_cursor = domain.page(rows, 2, lambda r: r.seq)
+    assert [r.seq for r in items] == [3, 5]
+    assert domain.decode_cursor(next_cursor) == 5
+    items, next_cursor = domain.page(rows, 3, lambda r: r.seq)
+    assert len(items) == 3 and next_cursor is None

@@ -1,0 +1,109 @@
+import json
+import time
+
+from py_zipkin.util import ZipkinAttrs
+
+from services.chassis.tracing import (
+    SpanSender,
+    TraceContext,
+    Tracer,
+    current_b3,
+    format_b3,
+    parse_b3,
+    parse_http_headers,
+)
+
+TRACE = "463ac35c9f6413ad48485a3953bb6124"
+SPAN = "a2fb4a1d1a96d312"
+
+
+def test_parse_b3_single_header():
+    assert parse_b3(f"{TRACE}-{SPAN}-1") == TraceContext(TRACE, SPAN, True)
+    assert parse_b3(f"{TRACE}-{SPAN}-0") == TraceContext(TRACE, SPAN, False)
+    assert parse_b3(f"{TRACE}-{SPAN}") == TraceContext(TRACE, SPAN, None)
+
+
+def test_parse_b3_rejects_garbage():
+    for bad in (None, "", "0", "xyz-abc-1", f"{TRACE}-short-1", f"{TRACE[:-1]}g-{SPAN}", 42):
+        assert parse_b3(bad) is None
+
+
+def test_parse_multi_headers():
+    headers = {"X-B3-TraceId": TRACE.upper(), "X-B3-SpanId": SPAN, "X-B3-Sampled": "0"}
+    assert parse_http_headers(headers) == TraceContext(TRACE, SPAN, False)
+    assert parse_http_headers({"X-B3-TraceId": TRACE}) is None
+    assert parse_http_headers({"b3": f"{TRACE}-{SPAN}-1"}).sampled is True
+
+
+def test_format_b3_round_trips():
+    attrs = ZipkinAttrs(TRACE, SPAN, None, "0", True)
+    assert parse_b3(format_b3(attrs)) == TraceContext(TRACE, SPAN, True)
+
+
+class RecordingSender:
+    def __init__(self):
+        self.payloads = []
+
+    def __call__(self, payload):
+        self.payloads.append(json.loads(payload))
+
+
+SETTINGS = {
+    "sample_rate": 1.0,
+    "zipkin_url": "http://127.0.0.1:9/api/v2/spans",
+    "batch_size": 10,
+    "flush_interval": 0.1,
+    "queue_size": 10,
+    "send_timeout": 0.5,
+}
+
+
+def test_root_and_client_spans_link_parent_to_child():
+    sender = RecordingSender()
+    tracer = Tracer("gateway", SETTINGS, sender=sender)
+    root = tracer.start_root("GET /x", parent=TraceContext(TRACE, SPAN, True))
+    with tracer.client_span("rpc catalog.get_product") as b3:
+        sent = parse_b3(b3)
+    assert current_b3().startswith(f"{TRACE}-{root.zipkin_attrs.span_id}")
+    root.stop()
+    assert current_b3() is None
+
+    spans = {s["kind"]: s for s in sender.payloads[0]}
+    assert spans["SERVER"]["parentId"] == SPAN
+    assert spans["CLIENT"]["parentId"] == spans["SERVER"]["id"]
+    assert sent == TraceContext(TRACE, spans["CLIENT"]["id"], True)
+    assert "shared" not in spans["SERVER"]
+
+
+def test_unsampled_requests_keep_ids_but_send_nothing():
+    sender = RecordingSender()
+    tracer = Tracer("gateway", {**SETTINGS, "sample_rate": 0.0}, sender=sender)
+    root = tracer.start_root("GET /x")
+    assert root.zipkin_attrs.is_sampled is False
+    assert current_b3().endswith("-0")
+    root.stop()
+    assert sender.payloads == []
+
+
+def test_client_span_outside_a_trace_is_a_no_op():
+    tracer = Tracer("gateway", SETTINGS, sender=RecordingSender())
+    with tracer.client_span("rpc x.y") as b3:
+        assert b3 is None
+
+
+def test_sender_drops_rather_than_blocks_when_the_collector_is_down():
+    sender = SpanSender(
+        "http://127.0.0.1:9/api/v2/spans",
+        batch_size=1,
+        flush_interval=0.05,
+        queue_size=2,
+        timeout=0.2,
+    )
+    for _ in range(50):
+        sender(b'[{"traceId": "x"}]')  # never blocks, even with the queue full
+    deadline = time.monotonic() + 5
+    while sender.dropped < 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sender.dropped == 50
+    assert sender.sent == 0
+    sender.close()
