@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from services.chassis.errors import Unavailable
+from services.chassis.messaging import finish_unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,9 @@ class Database(_Database):
         return unit.finish(exc_info) if unit is not None else exc_info
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
-        # Plain Nameko entrypoints (timers, say) finish here instead.
-        self.complete(worker_ctx, exc_info)
+        # Plain Nameko entrypoints (timers, say) finish here instead; the whole
+        # unit of work, in order, so events still follow the commit.
+        finish_unit_of_work(worker_ctx, exc_info)
 
     def health(self):
         try:

@@ -186,9 +186,9 @@ class EventDispatcher(DependencyProvider):
         return exc_info
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
-        # For plain Nameko entrypoints that do not call complete() themselves.
-        if worker_ctx in self.dispatches:
-            self.complete(worker_ctx, exc_info)
+        # For plain Nameko entrypoints that do not finish the unit of work
+        # before their result is handled; a second call changes nothing.
+        finish_unit_of_work(worker_ctx, exc_info)
 
     def worker_teardown(self, worker_ctx):
         self.dispatches.pop(worker_ctx, None)

@@ -83,9 +83,7 @@ def serialize_user(user):
         "id": str(user.id),
         "email": user.email,
         "name": user.name,
-        "address": (
-            {field: address.get(field) for field in ADDRESS_FIELDS} if address else None
-        ),
+        "address": ({field: address.get(field) for field in ADDRESS_FIELDS} if address else None),
         "roles": list(user.roles or []),
         "created_at": format_timestamp(user.created_at),
         "updated_at": format_timestamp(user.updated_at),
@@ -114,9 +112,7 @@ class Passwords:
     @classmethod
     def from_config(cls, settings, offload=None):
         """``settings`` is ``config["services"]["users"]["password_hash"]``."""
-        return cls(
-            settings["time_cost"], settings["memory_cost"], settings["parallelism"], offload
-        )
+        return cls(settings["time_cost"], settings["memory_cost"], settings["parallelism"], offload)
 
     def hash(self, password):
         return self.offload(self.hasher.hash, password)

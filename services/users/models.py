@@ -23,9 +23,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     name: Mapped[str | None] = mapped_column(String(200))
     address: Mapped[dict | None] = mapped_column(JSONB)
-    roles: Mapped[list[str]] = mapped_column(
-        ARRAY(String(32)), nullable=False, server_default="{}"
-    )
+    roles: Mapped[list[str]] = mapped_column(ARRAY(String(32)), nullable=False, server_default="{}")
     created_at = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 

@@ -1,34 +1,15 @@
 """The users service: registration, login checks and profiles, over RPC."""
 
-from nameko.amqp.publish import Publisher
-from nameko.constants import DEFAULT_SERIALIZER, SERIALIZER_CONFIG_KEY
-from nameko.events import get_event_exchange
 from nameko.extensions import DependencyProvider
 from sqlalchemy.exc import IntegrityError
 
-from services.chassis import messaging
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, InvalidCredentials, NotFound
-from services.chassis.messaging import rpc
+from services.chassis.messaging import EventDispatcher, rpc
 from services.chassis.offload import offload
 from services.chassis.service import AgoraService
 from services.users import domain, models
 from services.users.models import Base, User
-
-
-class EventDispatcher(messaging.EventDispatcher):
-    """WORKAROUND, delete once services/chassis/messaging.py passes the config to
-    ``get_event_exchange`` (nameko 2.14 requires it; the chassis' setup raises TypeError)."""
-
-    def setup(self):
-        config = self.container.config
-        self.exchange = get_event_exchange(self.container.service_name, config)
-        self.publisher = Publisher(
-            config["AMQP_URI"],
-            serializer=config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER),
-            declare=[self.exchange],
-        )
-        self.dispatches = {}
 
 
 class PasswordHashing(DependencyProvider):
@@ -79,7 +60,6 @@ class UsersService(AgoraService):
         try:
             session.flush()
         except IntegrityError as exc:
-            print("RACE-PATH", flush=True)
             # Registered concurrently between the check above and this insert.
             if is_unique_violation(exc, models.EMAIL_UNIQUE):
                 raise _conflict() from None

@@ -193,9 +193,7 @@ def test_update_profile_validation_and_not_found(users):
     user = register(users)
     with pytest.raises(ValidationError) as caught:
         call(users, "update_profile", user["id"], {"address": {"line1": "x", "country": "pt"}})
-    assert set(caught.value.details) == {
-        "address.city", "address.postal_code", "address.country"
-    }
+    assert set(caught.value.details) == {"address.city", "address.postal_code", "address.country"}
     with pytest.raises(ValidationError):
         call(users, "update_profile", user["id"], {})
     with pytest.raises(NotFound):

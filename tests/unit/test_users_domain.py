@@ -114,11 +114,22 @@ def test_profile_update_address_errors_name_nested_fields():
 
 def test_profile_update_fills_address_and_allows_clearing():
     changes = domain.profile_changes(
-        {"name": "Eve", "address": {"line1": "1 Road", "city": "Paris", "postal_code": "75001",
-                                    "country": "FR"}}
+        {
+            "name": "Eve",
+            "address": {
+                "line1": "1 Road",
+                "city": "Paris",
+                "postal_code": "75001",
+                "country": "FR",
+            },
+        }
     )
     assert changes["address"] == {
-        "line1": "1 Road", "line2": None, "city": "Paris", "postal_code": "75001", "country": "FR"
+        "line1": "1 Road",
+        "line2": None,
+        "city": "Paris",
+        "postal_code": "75001",
+        "country": "FR",
     }
     assert domain.profile_changes({"address": None}) == {"address": None}
     assert "email" in details_of(domain.profile_changes, {"email": "x@y.io"})

@@ -1,4 +1,4 @@
-from services.users.models import Base
 from services.chassis.migrations import run_alembic_env
+from services.users.models import Base
 
 run_alembic_env(Base.metadata)

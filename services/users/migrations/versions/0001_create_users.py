@@ -23,9 +23,7 @@ def upgrade():
         sa.Column("password_hash", sa.String(255), nullable=False),
         sa.Column("name", sa.String(200), nullable=True),
         sa.Column("address", postgresql.JSONB(), nullable=True),
-        sa.Column(
-            "roles", postgresql.ARRAY(sa.String(32)), nullable=False, server_default="{}"
-        ),
+        sa.Column("roles", postgresql.ARRAY(sa.String(32)), nullable=False, server_default="{}"),
         sa.Column(
             "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
