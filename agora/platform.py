@@ -1,4 +1,5 @@
-"""Start the real platform processes for end-to-end tests, as `agora run` does."""
+"""The platform processes started one by one, as `agora run` does: for end-to-end
+tests and benchmarks, which also stop and restart single services."""
 
 import os
 import socket

@@ -4,7 +4,7 @@ import pytest
 
 from services.chassis.config import load_config
 from tests.support.api_client import ApiClient
-from tests.support.platform import Platform, free_port, platform_env
+from agora.platform import Platform, free_port, platform_env
 from tests.support.zipkin import ZipkinCollector
 
 

@@ -1,0 +1,74 @@
+"""A small closed-loop HTTP load generator: N clients, each one request at a time."""
+
+import threading
+import time
+from dataclasses import dataclass
+
+import requests
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list
+
+    @property
+    def rps(self):
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q):
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        index = min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))
+        return ordered[index] * 1000
+
+    def line(self):
+        return (
+            f"{self.name:<44} {self.rps:8.1f} req/s   p50 {self.percentile(50):6.1f} ms   "
+            f"p99 {self.percentile(99):6.1f} ms   errors {self.errors}"
+        )
+
+
+def run(name, url_for, clients=16, duration=10.0, warmup=1.0, headers=None, expect=200):
+    """Hit ``url_for(i)`` from ``clients`` threads for ``duration`` seconds after a warm-up."""
+    stop_at = time.monotonic() + warmup + duration
+    measure_from = time.monotonic() + warmup
+    lock = threading.Lock()
+    latencies, counts = [], {"ok": 0, "errors": 0}
+
+    def client(n):
+        session = requests.Session()
+        i = n
+        while True:
+            started = time.monotonic()
+            if started >= stop_at:
+                return
+            try:
+                ok = session.get(url_for(i), headers=headers, timeout=10).status_code == expect
+            except requests.RequestException:
+                ok = False
+            elapsed = time.monotonic() - started
+            i += clients
+            if started < measure_from:
+                continue
+            with lock:
+                if ok:
+                    counts["ok"] += 1
+                    latencies.append(elapsed)
+                else:
+                    counts["errors"] += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Result(name, counts["ok"], counts["errors"], duration, latencies)
+
+
+def summary(results):
+    return "\n".join(result.line() for result in results)

@@ -1,0 +1,107 @@
+"""The gateway's RPC client on real RabbitMQ: pool, timeouts, breakers."""
+
+import threading
+
+import eventlet
+import pytest
+
+from gateway.rpc import RpcClient, ServiceUnavailable
+from services.chassis.config import nameko_config
+from services.chassis.errors import NotFound
+from services.chassis.messaging import rpc
+from services.chassis.service import AgoraService
+from services.chassis.tracing import Tracer
+
+
+class EchoService(AgoraService):
+    name = "gw_echo"
+
+    @rpc
+    def echo(self, value):
+        eventlet.sleep(0.001)
+        return value
+
+    @rpc
+    def slow(self, seconds):
+        eventlet.sleep(seconds)
+        return "late"
+
+    @rpc
+    def missing(self):
+        raise NotFound("no such thing", {"id": "x"})
+
+
+SETTINGS = {
+    "pool_size": 4,
+    "timeout": 0.5,
+    "acquire_timeout": 2.0,
+    "breaker": {"fail_max": 2, "reset_timeout": 30},
+}
+
+
+@pytest.fixture
+def client(config, rabbit_vhost):
+    tracer = Tracer("gateway", {**config["tracing"], "sample_rate": 0.0})
+    rpc_client = RpcClient(nameko_config(config, "gateway"), SETTINGS, tracer)
+    yield rpc_client
+    rpc_client.close()
+
+
+@pytest.fixture
+def echo(container_factory, config, rabbit_vhost):
+    container = container_factory(EchoService, nameko_config(config, "gw_echo"))
+    container.start()
+    return container
+
+
+def test_threads_sharing_the_pool_get_their_own_replies(client, echo):
+    errors = []
+
+    def worker(n):
+        for i in range(25):
+            value = f"{n}-{i}"
+            got = client.call("gw_echo", "echo", value)
+            if got != value:
+                errors.append((value, got))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert client.pool._created <= SETTINGS["pool_size"]
+
+
+def test_business_errors_pass_through_and_do_not_trip_the_breaker(client, echo):
+    for _ in range(5):
+        with pytest.raises(NotFound) as excinfo:
+            client.call("gw_echo", "missing")
+    assert excinfo.value.details == {"id": "x"}
+    assert client.breaker("gw_echo").current_state == "closed"
+
+
+def test_a_timeout_is_unavailable_and_the_proxy_is_replaced(client, echo):
+    with pytest.raises(ServiceUnavailable) as excinfo:
+        client.call("gw_echo", "slow", 2)
+    assert "no reply within" in excinfo.value.reason
+    # The timed-out proxy was dropped: the next call gets a clean one.
+    assert client.call("gw_echo", "echo", "after") == "after"
+
+
+def test_a_missing_service_opens_the_breaker(client, rabbit_vhost):
+    for _ in range(SETTINGS["breaker"]["fail_max"]):
+        with pytest.raises(ServiceUnavailable) as excinfo:
+            client.call("gw_nobody", "anything")
+        assert excinfo.value.reason in ("no instance is running", "circuit open")
+    with pytest.raises(ServiceUnavailable) as excinfo:
+        client.call("gw_nobody", "anything")
+    assert excinfo.value.reason == "circuit open"
+    assert 1 <= excinfo.value.retry_after <= SETTINGS["breaker"]["reset_timeout"]
+
+
+def test_probe_reports_running_and_missing_services(client, echo):
+    reports = client.probe(["gw_echo", "gw_nobody"], timeout=1.0)
+    assert reports["gw_echo"]["status"] == "ok"
+    assert reports["gw_echo"]["service"] == "gw_echo"
+    assert reports["gw_nobody"]["status"] == "unreachable"
