@@ -62,7 +62,6 @@ class Product(Base):
     )
 
 
-
 def find_product(session, product_id, for_update=False):
     """The product with this id (any form of UUID string), or None."""
     canonical = domain.parse_product_id(product_id)

@@ -41,7 +41,14 @@ PRODUCT = obj(
         "updated_at": _TIMESTAMP,
     },
     required=(
-        "id", "sku", "name", "description", "price", "active", "created_at", "updated_at",
+        "id",
+        "sku",
+        "name",
+        "description",
+        "price",
+        "active",
+        "created_at",
+        "updated_at",
     ),
 )
 

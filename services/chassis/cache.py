@@ -95,7 +95,9 @@ class Cache:
         poll_interval=0.025,
         generation_ttl=DEFAULT_GENERATION_TTL,
         warn_every=30.0,
+        enabled=True,
     ):
+        self.enabled = enabled
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
@@ -110,6 +112,7 @@ class Cache:
     def from_settings(cls, client, prefix, settings, **overrides):
         """From a config section with ``ttl``, ``jitter``, ``lock_ttl`` and ``lock_wait``."""
         options = {k: settings[k] for k in ("ttl", "jitter", "lock_ttl", "lock_wait")}
+        options["enabled"] = settings.get("enabled", True)
         options.update(overrides)
         return cls(client, prefix, **options)
 
@@ -134,6 +137,8 @@ class Cache:
 
     def get_or_load(self, key, loader, ttl=None, depends_on=()):
         """The cached JSON value of ``key``, or ``loader()`` stored for next time."""
+        if not self.enabled:
+            return loader()
         try:
             value_key = self._value_key(key, self.generations(list(depends_on)))
             cached = self.client.get(value_key)

@@ -76,20 +76,21 @@ def test_duplicate_sku_is_a_conflict(catalog):
     assert info.value.details == {"sku": "already exists"}
 
 
-def test_concurrent_duplicate_skus_one_wins(catalog):
-    import eventlet
-
+def test_concurrent_duplicate_skus_one_wins(catalog, service_config):
+    """The race the pre-check cannot see: the unique index decides, the losers get Conflict."""
     sku = token("SKU-").upper()
     payload = {"sku": sku, "name": "Race", "price": {"amount": 1, "currency": "EUR"}}
-
-    def attempt(_):
-        try:
-            return call(catalog, "create_product", payload)["sku"]
-        except Conflict:
-            return "conflict"
-
-    outcomes = list(eventlet.GreenPool(4).imap(attempt, range(4)))
-    assert sorted(outcomes) == ["conflict"] * 3 + [sku]
+    config = service_config("catalog")
+    with ClusterRpcProxy({"AMQP_URI": config["AMQP_URI"], "SERIALIZER": "json"}) as rpc:
+        replies = [rpc.catalog.create_product.call_async(payload) for _ in range(4)]
+        outcomes = []
+        for reply in replies:
+            try:
+                outcomes.append(reply.result()["sku"])
+            except Conflict as exc:
+                assert exc.details == {"sku": "already exists"}
+                outcomes.append("conflict")
+    assert sorted(outcomes) == sorted(["conflict"] * 3 + [sku])
 
 
 def test_bad_payload_names_the_fields(catalog):
@@ -111,8 +112,11 @@ def test_errors_cross_rpc_intact(catalog, service_config):
         with pytest.raises(NotFound):
             rpc.catalog.get_product(str(uuid.uuid4()))
         product = rpc.catalog.create_product(
-            {"sku": token("RPC-").upper(), "name": "Via RPC",
-             "price": {"amount": 1, "currency": "USD"}}
+            {
+                "sku": token("RPC-").upper(),
+                "name": "Via RPC",
+                "price": {"amount": 1, "currency": "USD"},
+            }
         )
         assert rpc.catalog.get_product(product["id"]) == product
 
@@ -132,25 +136,36 @@ def test_get_malformed_id_is_not_found(catalog, product_id):
         call(catalog, "get_product", product_id)
 
 
-def test_get_unknown_id_is_not_found_and_not_cached(catalog):
+def test_get_unknown_id_is_not_found_and_not_cached(catalog, redis_client):
+    product_id = str(uuid.uuid4())
     with pytest.raises(NotFound):
-        call(catalog, "get_product", str(uuid.uuid4()))
+        call(catalog, "get_product", product_id)
+    assert redis_client.keys(redis_client.key("catalog", f"*{product_id}*")) == []
 
 
 # --- update --------------------------------------------------------------------
 
 
-def test_update_is_visible_through_the_cache(catalog):
+def cached(redis_client, pattern):
+    return redis_client.keys(redis_client.key("catalog", f"v:{pattern}"))
+
+
+def test_update_is_visible_through_the_cache(catalog, redis_client):
     product = create(catalog)
-    assert call(catalog, "get_product", product["id"]) == product  # now cached
+    assert call(catalog, "get_product", product["id"]) == product
+    assert len(cached(redis_client, f"product:{product['id']}@*")) == 1  # now cached
     updated = call(
-        catalog, "update_product", product["id"],
+        catalog,
+        "update_product",
+        product["id"],
         {"name": "Renamed", "price": {"amount": 999, "currency": "EUR"}},
     )
     assert updated["name"] == "Renamed" and updated["price"]["amount"] == 999
     assert updated["sku"] == product["sku"] and updated["created_at"] == product["created_at"]
     assert updated["updated_at"] > product["updated_at"]
     assert call(catalog, "get_product", product["id"]) == updated
+    # A new generation, a new entry; the old one just expires.
+    assert len(cached(redis_client, f"product:{product['id']}@*")) == 2
 
 
 def test_update_rejects_sku_empty_and_unknown(catalog):

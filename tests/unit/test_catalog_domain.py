@@ -34,8 +34,17 @@ def test_money_round_trips_through_dict():
 
 @pytest.mark.parametrize(
     "amount, currency",
-    [(-1, "EUR"), (10**9 + 1, "EUR"), (1.5, "EUR"), (True, "EUR"), ("10", "EUR"),
-     (1, "eur"), (1, "EURO"), (1, "E1R"), (1, None)],
+    [
+        (-1, "EUR"),
+        (10**9 + 1, "EUR"),
+        (1.5, "EUR"),
+        (True, "EUR"),
+        ("10", "EUR"),
+        (1, "eur"),
+        (1, "EURO"),
+        (1, "E1R"),
+        (1, None),
+    ],
 )
 def test_money_rejects_bad_amounts_and_currencies(amount, currency):
     with pytest.raises(ValueError):
@@ -112,8 +121,15 @@ def test_list_query_schema_bounds():
 def test_product_view_matches_the_contract():
     moment = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
     row = types.SimpleNamespace(
-        id=uuid.uuid4(), sku="AB-1", name="Mug", description="", price_amount=5,
-        price_currency="EUR", active=True, created_at=moment, updated_at=moment,
+        id=uuid.uuid4(),
+        sku="AB-1",
+        name="Mug",
+        description="",
+        price_amount=5,
+        price_currency="EUR",
+        active=True,
+        created_at=moment,
+        updated_at=moment,
     )
     view = domain.product_view(row)
     validate(schemas.PRODUCT, view)
@@ -162,11 +178,11 @@ def _tampered():
     raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     version, seq, mac = raw.split(".")
     return [
-        _reencode(f"{version}.11.{mac}"),        # another position, old MAC
-        _reencode(f"2.{seq}.{mac}"),             # unknown version
+        _reencode(f"{version}.11.{mac}"),  # another position, old MAC
+        _reencode(f"2.{seq}.{mac}"),  # unknown version
         _reencode(f"{version}.-1.{mac}"),
-        _reencode(f"{version}.{seq}"),           # MAC removed
-        cursor[:-2],                             # truncated
+        _reencode(f"{version}.{seq}"),  # MAC removed
+        cursor[:-2],  # truncated
         cursor + "A",
         "not a cursor!",
         "",
