@@ -19,7 +19,8 @@ import threading
 import time
 
 import pybreaker
-from amqp.exceptions import AMQPError
+from amqp.exceptions import AMQPError, NotFound
+from kombu import Connection
 from kombu.exceptions import KombuError
 from nameko.containers import WorkerContext
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
@@ -55,18 +56,24 @@ _TRANSPORT_ERRORS = (RpcTimeout, UnknownService, socket.error, AMQPError, KombuE
 
 
 class PooledProxy(StandaloneProxyBase):
-    """One connection and reply queue; calls carry per-call context data (trace headers)."""
+    """One connection and reply queue; calls carry per-call context data (trace headers).
+
+    Requests expire in the broker after the call's timeout: a request to a
+    service that is down is dropped, not run minutes later for a caller that
+    has long given up.
+    """
 
     def __init__(self, nameko_config, timeout):
         super().__init__(nameko_config, timeout=timeout)
         self._container = self._worker_ctx.container
+        self._expiration = timeout
         self.start()
 
     def call(self, service, method, args, kwargs, context):
         worker_ctx = WorkerContext(
             self._container, service=None, entrypoint=self.Dummy, data=context
         )
-        proxy = ServiceProxy(worker_ctx, service, self._reply_listener)
+        proxy = ServiceProxy(worker_ctx, service, self._reply_listener, expiration=self._expiration)
         return getattr(proxy, method)(*args, **kwargs)
 
     def close(self):
@@ -122,6 +129,63 @@ class ProxyPool:
                 return
 
 
+class InstanceCheck:
+    """Whether a service has a running instance, known to within ``ttl`` seconds.
+
+    Nameko's ``rpc-<service>`` queue is durable and outlives the service, so a
+    call to a stopped service would only time out. A passive declare tells
+    how many consumers the queue has; the answer is cached so the broker sees
+    at most one such check per service per ``ttl`` per gateway process.
+    """
+
+    def __init__(self, amqp_uri, ttl=1.0, timeout=2.0):
+        self._uri = amqp_uri
+        self._ttl = ttl
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._connection = None
+        self._channel = None
+        self._known = {}
+
+    def has_instance(self, service):
+        now = time.monotonic()
+        known = self._known.get(service)
+        if known is not None and now - known[0] < self._ttl:
+            return known[1]
+        with self._lock:
+            try:
+                channel = self._open_channel()
+                _queue, _messages, consumers = channel.queue_declare(f"rpc-{service}", passive=True)
+                answer = consumers > 0
+            except NotFound:
+                self._channel = None  # the broker closes the channel on a 404
+                answer = False
+            except Exception as exc:
+                # Cannot tell: let the call itself find out.
+                log.debug("instance check for %s failed: %s", service, exc)
+                self.close()
+                return True
+            self._known[service] = (now, answer)
+            return answer
+
+    def _open_channel(self):
+        if self._connection is None or not self._connection.connected:
+            self._connection = Connection(self._uri, connect_timeout=self._timeout)
+            self._connection.connect()
+            self._channel = None
+        if self._channel is None or not self._channel.is_open:
+            self._channel = self._connection.channel()
+        return self._channel
+
+    def close(self):
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                log.debug("error closing instance-check connection", exc_info=True)
+
+
 class _OpenedAt(pybreaker.CircuitBreakerListener):
     def __init__(self):
         self.opened_at = 0.0
@@ -150,6 +214,7 @@ class RpcClient:
             size=settings["pool_size"],
             acquire_timeout=settings["acquire_timeout"],
         )
+        self.instances = InstanceCheck(nameko_config["AMQP_URI"])
         self._breaker_settings = settings["breaker"]
         self._breakers = {}
         self._lock = threading.Lock()
@@ -188,6 +253,8 @@ class RpcClient:
                 ) from None
 
     def _call(self, service, method, args, kwargs, context):
+        if not self.instances.has_instance(service):
+            raise ServiceUnavailable(service, "no instance is running")
         try:
             proxy = self.pool.acquire()
         except ServiceUnavailable:
@@ -228,6 +295,9 @@ class RpcClient:
         with ClusterRpcProxy(self.nameko_config, timeout=timeout) as cluster:
             pending = {}
             for service in services:
+                if not self.instances.has_instance(service):
+                    results[service] = {"status": "unreachable", "error": "no instance is running"}
+                    continue
                 try:
                     pending[service] = cluster[service].health.call_async()
                 except UnknownService:
@@ -251,3 +321,4 @@ class RpcClient:
 
     def close(self):
         self.pool.close()
+        self.instances.close()

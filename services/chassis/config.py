@@ -160,6 +160,7 @@ SCHEMA = _section(
                         "max_workers": _POSITIVE_INT,
                         "cache": _section(
                             {
+                                "enabled": {"type": "boolean"},
                                 "ttl": _POSITIVE_INT,
                                 "jitter": {"type": "number", "minimum": 0, "maximum": 0.5},
                                 "lock_ttl": _NUMBER,

@@ -2,9 +2,9 @@ import os
 
 import pytest
 
+from agora.platform import Platform, free_port, platform_env
 from services.chassis.config import load_config
 from tests.support.api_client import ApiClient
-from agora.platform import Platform, free_port, platform_env
 from tests.support.zipkin import ZipkinCollector
 
 

@@ -1,11 +1,14 @@
 """The gateway's RPC client on real RabbitMQ: pool, timeouts, breakers."""
 
 import threading
+import time
 
 import eventlet
 import pytest
+from kombu import Connection
+from nameko.exceptions import RpcTimeout
 
-from gateway.rpc import RpcClient, ServiceUnavailable
+from gateway.rpc import PooledProxy, RpcClient, ServiceUnavailable
 from services.chassis.config import nameko_config
 from services.chassis.errors import NotFound
 from services.chassis.messaging import rpc
@@ -105,3 +108,33 @@ def test_probe_reports_running_and_missing_services(client, echo):
     assert reports["gw_echo"]["status"] == "ok"
     assert reports["gw_echo"]["service"] == "gw_echo"
     assert reports["gw_nobody"]["status"] == "unreachable"
+
+
+def test_a_stopped_service_fails_fast(client, echo):
+    assert client.call("gw_echo", "echo", "up") == "up"
+    echo.stop()
+    client.instances._known.clear()  # do not wait out the one-second memory
+    with pytest.raises(ServiceUnavailable) as excinfo:
+        client.call("gw_echo", "echo", "down")
+    assert excinfo.value.reason == "no instance is running"
+
+
+def test_requests_to_a_stopped_service_expire_in_the_broker(client, echo, config):
+    assert client.call("gw_echo", "echo", "up") == "up"
+    echo.stop()
+    proxy = PooledProxy(nameko_config(config, "gateway"), timeout=0.3)
+    try:
+        with pytest.raises(RpcTimeout):
+            proxy.call("gw_echo", "echo", ("never run",), {}, {})
+    finally:
+        proxy.close()
+    with Connection(config["amqp"]["uri"]) as connection:
+        channel = connection.channel()
+        deadline = time.monotonic() + 5
+        while True:
+            _queue, messages, consumers = channel.queue_declare("rpc-gw_echo", passive=True)
+            if messages == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert consumers == 0
+    assert messages == 0  # the request expired instead of waiting for a restart
