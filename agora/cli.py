@@ -191,8 +191,9 @@ def process_specs(config):
 
 
 def cmd_run(config, args):
-    from agora.supervisor import Supervisor
+    from agora.supervisor import Supervisor, interrupt_on_signals
 
+    interrupt_on_signals()
     cmd_setup(config, args)
     supervisor = Supervisor(cwd=str(ROOT))
     specs = process_specs(config)
@@ -249,6 +250,8 @@ def main(argv=None):
         COMMANDS[args.command](config, args)
     except ConfigError as exc:
         fail(str(exc), 2)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

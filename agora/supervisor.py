@@ -63,6 +63,17 @@ class Child:
             self.process.wait(5)
 
 
+def interrupt_on_signals():
+    """Ctrl-C and SIGTERM both raise KeyboardInterrupt, even where SIGINT was
+    inherited as ignored (a job started in the background by a script)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 class Supervisor:
     def __init__(self, cwd=None):
         self.cwd = cwd
@@ -75,17 +86,17 @@ class Supervisor:
         return child
 
     def stop_all(self, grace=10.0):
+        """Stop children in reverse start order; a second Ctrl-C kills the rest at once."""
         self._stopping = True
-        for child in reversed(self.children):
-            child.stop(grace)
+        try:
+            for child in reversed(self.children):
+                child.stop(grace)
+        except KeyboardInterrupt:
+            for child in self.children:
+                child.kill()
 
     def watch(self):
         """Block until SIGINT/SIGTERM; restart children that die meanwhile."""
-
-        def stop(signum, frame):
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, stop)
         try:
             while True:
                 time.sleep(0.5)

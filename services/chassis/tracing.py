@@ -163,7 +163,10 @@ class SpanSender:
             if now - self._last_warning > 60:
                 self._last_warning = now
                 log.warning(
-                    "zipkin collector unreachable, dropping spans: %s", exc.__class__.__name__
+                    "zipkin collector at %s unreachable (%s): dropping spans; "
+                    "set AGORA_TRACE_SAMPLE_RATE=0 to stop tracing",
+                    self.url,
+                    exc.__class__.__name__,
                 )
 
     def close(self, timeout=3.0):
