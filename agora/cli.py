@@ -14,17 +14,31 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import yaml
 
-from services.chassis.config import ROOT, ConfigError, load_config, nameko_config
+# The command line is not an eventlet program; the notice is for service authors.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+from services.chassis.config import (  # noqa: E402
+    ROOT,
+    ConfigError,
+    amqp_vhost,
+    load_config,
+    nameko_config,
+)
 
 SERVICES = {
     "users": "services.users.service:UsersService",
     "catalog": "services.catalog.service:CatalogService",
 }
-STATE_DIR = Path(os.environ.get("AGORA_STATE_DIR", ROOT / ".agora"))
+
+
+def state_dir():
+    """Local, git-ignored state: rendered configs (they hold secrets)."""
+    return Path(os.environ.get("AGORA_STATE_DIR", ROOT / ".agora"))
 
 
 def fail(message, code=1):
@@ -52,7 +66,7 @@ def render_nameko_config(config, service):
             name: {"level": "WARNING"} for name in ("kombu", "amqp", "nameko", "py_zipkin")
         },
     }
-    folder = STATE_DIR / "run" / config["amqp"]["vhost"]
+    folder = state_dir() / "run" / amqp_vhost(config).replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{service}.yaml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -87,7 +101,7 @@ def cmd_setup(config, args):
     try:
         ensure_vhost(config)
     except VhostError as exc:
-        fail(f"agora: cannot create RabbitMQ vhost {config['amqp']['vhost']!r}: {exc}")
+        fail(f"agora: cannot create RabbitMQ vhost {amqp_vhost(config)!r}: {exc}")
     cmd_migrate(config, args)
 
 
@@ -172,6 +186,9 @@ def cmd_seed(config, args):
 
     from agora.seed import seed
 
+    if config["demo"] is None:
+        fail(f"agora: demo data is disabled in the {config['environment']} environment", 2)
+    wait_for_services(config, SERVICES, timeout=120)
     with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=30) as rpc:
         created = seed(rpc, config)
     print(
@@ -211,7 +228,7 @@ def cmd_run(config, args):
         supervisor.stop_all()
         sys.exit(130)
     print(
-        f"\nagora: the platform is up at {base} (vhost {config['amqp']['vhost']!r}); "
+        f"\nagora: the platform is up at {base} (vhost {amqp_vhost(config)!r}); "
         "Ctrl-C stops it.\n"
         f"  try: curl {base}/v1/products\n"
         f"       curl {base}/readyz\n",

@@ -10,7 +10,9 @@ The platform runs on its own vhost, databases and Redis prefix, removed afterwar
 """
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 
 from agora.cli import SERVICES, cmd_seed
@@ -32,6 +34,7 @@ def main():
             "AGORA_REDIS_PREFIX": f"agora:bench{run_id}:",
             "AGORA_GATEWAY_PORT": str(free_port()),
             "AGORA_LOG_LEVEL": "WARNING",
+            "AGORA_STATE_DIR": tempfile.mkdtemp(prefix="agora-bench-"),
             "AGORA_TRACE_SAMPLE_RATE": os.environ.get("AGORA_TRACE_SAMPLE_RATE", "1.0"),
         }
     )
@@ -88,6 +91,7 @@ def main():
         delete_vhost(config)
         for service in SERVICES:
             drop_database(config, service)
+        shutil.rmtree(env["AGORA_STATE_DIR"], ignore_errors=True)
     print(
         f"\n{clients} concurrent clients, {seconds:.0f} s each, on {os.cpu_count()} cores "
         "(load generator on the same machine)"

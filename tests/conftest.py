@@ -4,7 +4,10 @@ import eventlet
 
 eventlet.monkey_patch()  # noqa: E402
 
+import atexit  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import uuid  # noqa: E402
 
 import pytest  # noqa: E402
@@ -19,7 +22,10 @@ TEST_ENV = {
     # Nothing listens here unless a test starts a collector.
     "AGORA_ZIPKIN_URL": "http://127.0.0.1:9/api/v2/spans",
     "AGORA_LOG_LEVEL": "WARNING",
+    # Rendered service configs of this run, removed when it ends.
+    "AGORA_STATE_DIR": tempfile.mkdtemp(prefix=f"agora-test-{RUN_ID}-"),
 }
+atexit.register(shutil.rmtree, TEST_ENV["AGORA_STATE_DIR"], ignore_errors=True)
 os.environ.update(TEST_ENV)
 
 SERVICES = ("users", "catalog")

@@ -10,6 +10,7 @@ import copy
 import os
 import re
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import jsonschema
 import yaml
@@ -96,7 +97,7 @@ def _section(properties, required=None):
 SCHEMA = _section(
     {
         "environment": {"enum": ["development", "test", "production"]},
-        "amqp": _section({"uri": {"type": "string", "pattern": "^amqps?://"}, "vhost": _STRING}),
+        "amqp": _section({"uri": {"type": "string", "pattern": "^amqps?://"}}),
         "postgres": _section(
             {
                 "url": {"type": "string", "pattern": "^postgresql(\\+psycopg2)?://"},
@@ -171,14 +172,20 @@ SCHEMA = _section(
                 ),
             }
         ),
-        "demo": _section(
-            {
-                "user_email": _STRING,
-                "user_password": {"type": "string", "minLength": 8},
-                "admin_email": _STRING,
-                "admin_password": {"type": "string", "minLength": 8},
-            }
-        ),
+        # null turns demo data off (production).
+        "demo": {
+            "oneOf": [
+                {"type": "null"},
+                _section(
+                    {
+                        "user_email": _STRING,
+                        "user_password": {"type": "string", "minLength": 8},
+                        "admin_email": _STRING,
+                        "admin_password": {"type": "string", "minLength": 8},
+                    }
+                ),
+            ]
+        },
     }
 )
 
@@ -217,6 +224,11 @@ def load_config(env=None, config_dir=None):
     for layer in layers:
         merged = deep_merge(merged, _read_yaml(layer))
     return validate(_substitute(merged, "", env))
+
+
+def amqp_vhost(config):
+    """The RabbitMQ vhost named by ``amqp.uri`` (``/`` when the path is empty)."""
+    return unquote(urlsplit(config["amqp"]["uri"]).path[1:]) or "/"
 
 
 def database_url(config, service):
