@@ -1,0 +1,85 @@
+"""The deployment files stay valid and in step with the code (checked offline)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from agora.cli import SERVICES
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose" / "docker-compose.yml"
+
+
+def test_compose_file_matches_the_compose_specification():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(COMPOSE),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_runs_every_service_and_the_gateway():
+    compose = yaml.safe_load(COMPOSE.read_text())
+    commands = [tuple(s.get("command", ())) for s in compose["services"].values()]
+    for name in SERVICES:
+        assert ("agora", "service", name) in commands
+    assert ("agora", "gateway") in commands
+    assert ("agora", "migrate") in commands
+
+
+def test_the_image_contains_every_package_the_processes_import():
+    dockerfile = (ROOT / "compose" / "Dockerfile").read_text()
+    for folder in ("services", "gateway", "agora", "config"):
+        assert f"COPY {folder} {folder}" in dockerfile
+
+
+K8S = ROOT / "k8s"
+K8S_VERSION = "1.30"
+
+
+def _documents(path):
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _base_manifests():
+    kustomization = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    return [doc for name in kustomization["resources"] for doc in _documents(K8S / "base" / name)]
+
+
+def test_kubernetes_manifests_match_the_api_schemas():
+    import kubernetes_validate
+
+    manifests = _base_manifests()
+    assert manifests
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+def test_kubernetes_runs_every_service_and_overlays_name_real_deployments():
+    deployments = {m["metadata"]["name"]: m for m in _base_manifests() if m["kind"] == "Deployment"}
+    commands = {
+        tuple(d["spec"]["template"]["spec"]["containers"][0]["command"])
+        for d in deployments.values()
+    }
+    for name in SERVICES:
+        assert ("agora", "service", name) in commands
+    assert ("agora", "gateway") in commands
+    for overlay in ("dev", "production"):
+        kustomization = yaml.safe_load(
+            (K8S / "overlays" / overlay / "kustomization.yaml").read_text()
+        )
+        for resource in kustomization["resources"]:
+            assert (K8S / "overlays" / overlay / resource / "kustomization.yaml").exists()
+        for replica in kustomization.get("replicas", []):
+            assert replica["name"] in deployments
