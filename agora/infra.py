@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import amqp
-import psycopg2
 import redis
 from sqlalchemy.engine import make_url
+
+from services.chassis.migrations import maintenance_connection
 
 START_COMMANDS = {
     "RabbitMQ": "rabbitmq-server -detached",
@@ -67,15 +68,7 @@ def check_postgres(config, timeout=3):
     url = make_url(config["postgres"]["url"] + "/postgres")
     address = f"{url.host}:{url.port or 5432}"
     try:
-        conn = psycopg2.connect(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password or None,
-            dbname="postgres",
-            connect_timeout=timeout,
-        )
-        conn.close()
+        maintenance_connection(config, timeout).close()
     except Exception as exc:
         return Problem("PostgreSQL", address, _reason(exc))
     return None

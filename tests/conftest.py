@@ -82,3 +82,25 @@ def service_config(config, rabbit_vhost, databases, redis_client):
         return nameko_config(config, service)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def zipkin():
+    """A test Zipkin collector (``.url``, ``.trace(trace_id, count)``)."""
+    from tests.support.zipkin import ZipkinCollector
+
+    collector = ZipkinCollector().start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture
+def start_service(container_factory, service_config):
+    """``start_service(UsersService)``: a started container on this run's brokers."""
+
+    def start(service_cls):
+        container = container_factory(service_cls, service_config(service_cls.name))
+        container.start()
+        return container
+
+    return start

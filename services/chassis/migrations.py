@@ -20,7 +20,8 @@ SERVICES_DIR = Path(__file__).resolve().parents[1]
 _LOCK_ID = 0x61676F7261  # "agora"
 
 
-def _maintenance_connection(config):
+def maintenance_connection(config, timeout=None):
+    """An autocommit connection to the server's ``postgres`` database."""
     url = make_url(database_url(config, "x")).set(database="postgres")
     conn = psycopg2.connect(
         host=url.host,
@@ -28,7 +29,7 @@ def _maintenance_connection(config):
         user=url.username,
         password=url.password or None,
         dbname="postgres",
-        connect_timeout=config["postgres"]["connect_timeout"],
+        connect_timeout=timeout or config["postgres"]["connect_timeout"],
     )
     conn.autocommit = True
     return conn
@@ -41,7 +42,7 @@ def database_name(config, service):
 def ensure_database(config, service):
     """Create the service's database if it does not exist; True if created."""
     name = database_name(config, service)
-    conn = _maintenance_connection(config)
+    conn = maintenance_connection(config)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
@@ -58,7 +59,7 @@ def ensure_database(config, service):
 
 def drop_database(config, service):
     name = database_name(config, service)
-    conn = _maintenance_connection(config)
+    conn = maintenance_connection(config)
     try:
         with conn.cursor() as cur:
             cur.execute(

@@ -5,14 +5,6 @@ import pytest
 from agora.platform import Platform, free_port, platform_env
 from services.chassis.config import load_config
 from tests.support.api_client import ApiClient
-from tests.support.zipkin import ZipkinCollector
-
-
-@pytest.fixture(scope="session")
-def zipkin():
-    collector = ZipkinCollector().start()
-    yield collector
-    collector.stop()
 
 
 @pytest.fixture(scope="session")

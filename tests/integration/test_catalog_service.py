@@ -4,13 +4,14 @@ import uuid
 
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
-from nameko.testing.services import entrypoint_hook, entrypoint_waiter
+from nameko.testing.services import entrypoint_waiter
 
 from services.catalog.schemas import PRODUCT, PRODUCT_PAGE
 from services.catalog.service import CatalogService
 from services.chassis.errors import Conflict, NotFound, ValidationError
 from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
+from services.chassis.testing import call_entrypoint as call
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +22,8 @@ def token(tag="t"):
 
 
 @pytest.fixture
-def catalog(container_factory, service_config):
-    container = container_factory(CatalogService, service_config("catalog"))
-    container.start()
-    return container
-
-
-def call(container, method, *args, **kwargs):
-    with entrypoint_hook(container, method) as hook:
-        return hook(*args, **kwargs)
+def catalog(start_service):
+    return start_service(CatalogService)
 
 
 def create(container, name="Mug", **overrides):

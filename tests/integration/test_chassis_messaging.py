@@ -15,7 +15,6 @@ from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler,
 from services.chassis.migrations import drop_database, ensure_database
 from services.chassis.service import AgoraService
 from services.chassis.tracing import B3_KEY
-from tests.support.zipkin import ZipkinCollector
 
 
 class Base(DeclarativeBase):
@@ -64,13 +63,6 @@ class ListenerService(AgoraService):
 
 
 @pytest.fixture(scope="module")
-def collector():
-    running = ZipkinCollector().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def chassis_db(config):
     ensure_database(config, "chassis_notes")
     engine = create_engine(database_url(config, "chassis_notes"))
@@ -81,10 +73,10 @@ def chassis_db(config):
 
 
 @pytest.fixture
-def running(container_factory, config, rabbit_vhost, chassis_db, collector):
+def running(container_factory, config, rabbit_vhost, chassis_db, zipkin):
     traced = {
         **config,
-        "tracing": {**config["tracing"], "zipkin_url": collector.url, "flush_interval": 0.1},
+        "tracing": {**config["tracing"], "zipkin_url": zipkin.url, "flush_interval": 0.1},
     }
     containers = {}
     for cls in (NotesService, FrontService, ListenerService):
@@ -131,7 +123,7 @@ def test_events_reach_handlers_with_the_envelope(running, config):
     assert envelope["data"] == {"id": note_id, "text": "evented"}
 
 
-def test_trace_context_crosses_rpc_and_events_intact(running, config, collector):
+def test_trace_context_crosses_rpc_and_events_intact(running, config, zipkin):
     trace_id = uuid.uuid4().hex
     caller_span = uuid.uuid4().hex[:16]
     settings = nameko_config(config, "t")
@@ -140,7 +132,7 @@ def test_trace_context_crosses_rpc_and_events_intact(running, config, collector)
         with ClusterRpcProxy(settings, context_data={B3_KEY: f"{trace_id}-{caller_span}-1"}) as p:
             p.chassis_front.add_via_notes("traced")
 
-    spans = collector.trace(trace_id, count=4)
+    spans = zipkin.trace(trace_id, count=4)
     named = {(s["localEndpoint"]["serviceName"], s["name"], s.get("kind")): s for s in spans}
     front = named[("chassis_front", "rpc chassis_front.add_via_notes", "SERVER")]
     client = named[("chassis_front", "rpc chassis_notes.add", "CLIENT")]

@@ -4,11 +4,12 @@ import uuid
 
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
-from nameko.testing.services import entrypoint_hook, entrypoint_waiter
+from nameko.testing.services import entrypoint_waiter
 
 from services.chassis.errors import Conflict, InvalidCredentials, NotFound, ValidationError
 from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
+from services.chassis.testing import call_entrypoint as call
 from services.users.schemas import USER
 from services.users.service import UsersService
 
@@ -20,15 +21,8 @@ def unique_email(tag="user"):
 
 
 @pytest.fixture
-def users(container_factory, service_config):
-    container = container_factory(UsersService, service_config("users"))
-    container.start()
-    return container
-
-
-def call(container, method, *args, **kwargs):
-    with entrypoint_hook(container, method) as hook:
-        return hook(*args, **kwargs)
+def users(start_service):
+    return start_service(UsersService)
 
 
 def register(container, **overrides):
