@@ -11,6 +11,7 @@ agora shell            `nameko shell` on the platform's vhost and config
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ from services.chassis.config import (  # noqa: E402
     load_config,
     nameko_config,
 )
+from services.chassis.logs import logging_config  # noqa: E402
 
 SERVICES = {
     "users": "services.users.service:UsersService",
@@ -56,22 +58,18 @@ def config_or_exit():
 def render_nameko_config(config, service):
     """Write the validated config for ``nameko run``/``nameko shell`` (0600: it holds secrets)."""
     settings = nameko_config(config, service)
-    settings["LOGGING"] = {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "services.chassis.logs.JsonFormatter", "service": service}},
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
-        "root": {"level": config["logging"]["level"], "handlers": ["console"]},
-        "loggers": {
-            name: {"level": "WARNING"} for name in ("kombu", "amqp", "nameko", "py_zipkin")
-        },
-    }
+    settings["LOGGING"] = logging_config(service, config["logging"]["level"])
+    return write_state_file(config, f"{service}.yaml", yaml.safe_dump(settings, sort_keys=False))
+
+
+def write_state_file(config, name, text):
+    """A private file under .agora/run/<vhost>/ (mode 0600: it may hold secrets)."""
     folder = state_dir() / "run" / amqp_vhost(config).replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{service}.yaml"
+    path = folder / name
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump(settings, fh, sort_keys=False)
+        fh.write(text)
     return path
 
 
@@ -115,6 +113,11 @@ def cmd_service(config, args):
 
 def gateway_argv(config):
     gateway = config["gateway"]
+    log_config = write_state_file(
+        config,
+        "gateway-logging.json",
+        json.dumps(logging_config("gateway", config["logging"]["level"])),
+    )
     return [
         sys.executable,
         "-m",
@@ -130,8 +133,8 @@ def gateway_argv(config):
         "--no-control-socket",
         "--graceful-timeout",
         "10",
-        "--log-level",
-        "warning",
+        "--log-config-json",
+        str(log_config),
         "gateway.app:create_app()",
     ]
 

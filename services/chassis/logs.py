@@ -2,7 +2,7 @@
 
 import json
 import logging
-import sys
+import logging.config
 import time
 
 from py_zipkin.storage import get_default_tracer
@@ -43,16 +43,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(service, level="INFO", stream=None):
-    """Route every logger to one JSON line per record on ``stream`` (stderr)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
-    # Libraries that are chatty at INFO about their own plumbing.
-    for noisy in ("kombu", "amqp", "urllib3", "nameko.containers", "py_zipkin"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    return handler
+_NOISY = ("kombu", "amqp", "nameko", "py_zipkin", "urllib3")
+
+
+def logging_config(service, level="INFO"):
+    """The ``logging.config.dictConfig`` dict: every record one JSON line on stderr.
+
+    Used for the gateway (and gunicorn's own logger) and, rendered into the
+    Nameko config, for every service."""
+    quiet = level if level == "DEBUG" else "WARNING"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "services.chassis.logs.JsonFormatter", "service": service}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level, "handlers": ["console"]},
+        "loggers": {
+            **{name: {"level": quiet} for name in _NOISY},
+            "gunicorn.error": {"level": level, "handlers": ["console"], "propagate": False},
+        },
+    }
+
+
+def setup_logging(service, level="INFO"):
+    logging.config.dictConfig(logging_config(service, level))
