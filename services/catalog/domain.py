@@ -6,7 +6,6 @@ unit-tested without brokers.
 
 import base64
 import binascii
-import datetime
 import hashlib
 import hmac
 import re
@@ -14,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from services.chassis.errors import ValidationError
+from services.chassis.values import isoformat_utc, parse_uuid, utcnow
 
 # SKUs are stored exactly as given: lower case is rejected (with a message that
 # says so), not silently upper-cased, so a client never sees its SKU change.
@@ -55,26 +55,10 @@ class Money:
         return {"amount": self.amount, "currency": self.currency}
 
 
-def isoformat_utc(moment):
-    """``2024-05-01T12:00:00.123456Z``: always UTC, always with a ``Z``."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    text = moment.astimezone(datetime.UTC).isoformat(timespec="microseconds")
-    return text.replace("+00:00", "Z")
-
-
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
-
-
 def parse_product_id(value):
     """The canonical UUID string of ``value``, or None if it is not a UUID."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
+    parsed = parse_uuid(value)
+    return str(parsed) if parsed else None
 
 
 def new_product(payload):

@@ -66,6 +66,9 @@ def logging_config(service, level="INFO"):
         "root": {"level": level, "handlers": ["console"]},
         "loggers": {
             **{name: {"level": quiet} for name in _NOISY},
+            # Named business errors (not found, conflict) are answers, not
+            # incidents: Nameko would log each with a traceback at WARNING.
+            "nameko.containers": {"level": "ERROR"},
             "gunicorn.error": {"level": level, "handlers": ["console"], "propagate": False},
         },
     }

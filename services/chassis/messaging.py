@@ -9,7 +9,6 @@
   publishes only after the unit of work has committed.
 """
 
-import datetime
 import logging
 import uuid
 
@@ -24,6 +23,7 @@ from nameko.rpc import RpcProxy as NamekoRpcProxy
 
 from services.chassis.errors import EXPECTED
 from services.chassis.tracing import B3_KEY
+from services.chassis.values import isoformat_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def event_envelope(service_name, event_type, data, version=1):
     return {
         "event_id": str(uuid.uuid4()),
         "type": f"{service_name}.{event_type}",
-        "occurred_at": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
+        "occurred_at": isoformat_utc(utcnow()),
         "version": version,
         "data": data,
     }

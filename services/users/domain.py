@@ -4,13 +4,13 @@ Validation and normalization of what callers send, the shape of a user as
 the rest of the platform sees it, and password hashing (argon2id).
 """
 
-import datetime
 import uuid
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.chassis.schemas import validate
+from services.chassis.values import isoformat_utc, parse_uuid
 from services.users.schemas import PROFILE_UPDATE, REGISTER_REQUEST, ROLES, SET_ROLES_REQUEST
 
 ALLOWED_ROLES = frozenset(ROLES)
@@ -31,12 +31,7 @@ def login_email(email):
 
 def parse_user_id(user_id):
     """The UUID named by ``user_id``, or None if it is not a UUID string."""
-    if not isinstance(user_id, str):
-        return None
-    try:
-        return uuid.UUID(user_id)
-    except ValueError:
-        return None
+    return parse_uuid(user_id)
 
 
 def registration(payload):
@@ -64,18 +59,6 @@ def validate_roles(roles):
     return sorted(set(roles))
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
-
-
-def format_timestamp(moment):
-    """ISO-8601 in UTC with a ``Z``: ``2024-05-01T12:00:00.000000Z``."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    moment = moment.astimezone(datetime.UTC)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def serialize_user(user):
     """The user as every RPC returns it; the password hash never leaves the service."""
     address = user.address
@@ -85,8 +68,8 @@ def serialize_user(user):
         "name": user.name,
         "address": ({field: address.get(field) for field in ADDRESS_FIELDS} if address else None),
         "roles": list(user.roles or []),
-        "created_at": format_timestamp(user.created_at),
-        "updated_at": format_timestamp(user.updated_at),
+        "created_at": isoformat_utc(user.created_at),
+        "updated_at": isoformat_utc(user.updated_at),
     }
 
 

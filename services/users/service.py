@@ -8,6 +8,7 @@ from services.chassis.errors import Conflict, InvalidCredentials, NotFound
 from services.chassis.messaging import EventDispatcher, rpc
 from services.chassis.offload import offload
 from services.chassis.service import AgoraService
+from services.chassis.values import utcnow
 from services.users import domain, models
 from services.users.models import Base, User
 
@@ -47,7 +48,7 @@ class UsersService(AgoraService):
         session = self.db.session
         if models.find_by_email(session, data["email"]) is not None:
             raise _conflict()
-        now = domain.utcnow()
+        now = utcnow()
         user = User(
             email=data["email"],
             password_hash=self.passwords.hash(data["password"]),
@@ -90,7 +91,7 @@ class UsersService(AgoraService):
         user = self._user(user_id)
         for field, value in changes.items():
             setattr(user, field, value)
-        user.updated_at = domain.utcnow()
+        user.updated_at = utcnow()
         self.dispatch("profile_updated", {"user_id": str(user.id)})
         return domain.serialize_user(user)
 
@@ -100,5 +101,5 @@ class UsersService(AgoraService):
         roles = domain.validate_roles(roles)
         user = self._user(user_id)
         user.roles = roles
-        user.updated_at = domain.utcnow()
+        user.updated_at = utcnow()
         return domain.serialize_user(user)
