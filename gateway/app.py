@@ -31,7 +31,7 @@ def create_app(config=None):
     app.extensions["agora.tracer"] = tracer
     app.extensions["agora.rpc"] = rpc
     app.extensions["agora.services"] = SERVICES
-    app.extensions["agora.redis"] = make_client(config["redis"])
+    app.extensions["agora.redis"] = make_client(config["redis"], name="gateway")
 
     init_tracing(app, tracer)
     register_error_handlers(app)

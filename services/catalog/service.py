@@ -21,7 +21,6 @@ from services.chassis.cache import Cache
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, NotFound
 from services.chassis.messaging import EventDispatcher, rpc
-from services.chassis.redis import Redis
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService
 
@@ -40,7 +39,6 @@ class CatalogService(AgoraService):
     name = "catalog"
 
     db = Database(Base)
-    cache = Redis()
     dispatch = EventDispatcher()
     config = Config()
 

@@ -15,9 +15,11 @@ class RedisClient(redis_lib.Redis):
         return self.key_prefix + ":".join(str(p) for p in parts)
 
 
-def make_client(settings, decode_responses=True):
+def make_client(settings, decode_responses=True, name=None):
+    """A client with short timeouts and no retries; ``name`` shows in CLIENT LIST."""
     client = RedisClient.from_url(
         settings["url"],
+        client_name=f"{settings['key_prefix']}{name}" if name else None,
         decode_responses=decode_responses,
         socket_timeout=settings["socket_timeout"],
         socket_connect_timeout=settings["socket_timeout"],
@@ -38,7 +40,11 @@ class Redis(_Redis):
         self.settings = self.container.config["AGORA"]["redis"]
 
     def start(self):
-        self.client = make_client(self.settings, self.options.get("decode_responses", True))
+        self.client = make_client(
+            self.settings,
+            self.options.get("decode_responses", True),
+            name=self.container.service_name,
+        )
 
     def stop(self):
         if self.client is not None:

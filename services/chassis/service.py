@@ -8,6 +8,7 @@ from nameko.events import EventHandler as NamekoEventHandler
 from nameko.extensions import DependencyProvider
 
 from services.chassis.messaging import rpc
+from services.chassis.redis import Redis
 from services.chassis.tracing import B3_KEY, Tracer, format_b3, mark_error, parse_b3
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,15 @@ class HealthReport(DependencyProvider):
 
 
 class AgoraService:
-    """Base class: ``class UsersService(AgoraService): name = "users"``."""
+    """Base class: ``class UsersService(AgoraService): name = "users"``.
+
+    Every service gets tracing, ``health()`` and the platform's Redis as
+    ``self.cache`` (namespaced by the run's key prefix, closed on stop).
+    """
 
     tracing = Tracing()
     health_report = HealthReport()
+    cache = Redis()
 
     @rpc
     def health(self):

@@ -143,3 +143,18 @@ def test_trace_context_crosses_rpc_and_events_intact(running, config, zipkin):
     assert client["parentId"] == front["id"]
     assert notes["parentId"] == client["id"]
     assert event["parentId"] == notes["id"]
+
+
+def test_the_redis_pool_is_closed_when_the_service_stops(running, redis_client, config):
+    name = f"{config['redis']['key_prefix']}chassis_notes"
+
+    def connections():
+        return [c for c in redis_client.client_list() if c["name"] == name]
+
+    container = running["chassis_notes"]
+    provider = next(d for d in container.dependencies if d.attr_name == "cache")
+    provider.client.ping()
+    assert connections()
+    container.stop()
+    assert provider.client is None
+    assert connections() == []
