@@ -42,6 +42,7 @@ def test_the_image_contains_every_package_the_processes_import():
     dockerfile = (ROOT / "compose" / "Dockerfile").read_text()
     for folder in ("services", "gateway", "agora", "config"):
         assert f"COPY {folder} {folder}" in dockerfile
+    assert "-c constraints.txt" in dockerfile
 
 
 K8S = ROOT / "k8s"
