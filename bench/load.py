@@ -14,6 +14,7 @@ class Result:
     errors: int
     seconds: float
     latencies: list
+    error_kinds: dict
 
     @property
     def rps(self):
@@ -27,10 +28,11 @@ class Result:
         return ordered[index] * 1000
 
     def line(self):
+        worst = max(self.error_kinds.items(), key=lambda kv: kv[1], default=None)
         return (
             f"{self.name:<44} {self.rps:8.1f} req/s   p50 {self.percentile(50):6.1f} ms   "
             f"p99 {self.percentile(99):6.1f} ms   errors {self.errors}"
-        )
+        ) + (f"\n    most common error ({worst[1]}x): {worst[0]}" if worst else "")
 
 
 def run(name, url_for, clients=16, duration=10.0, warmup=1.0, headers=None, expect=200):
@@ -38,7 +40,7 @@ def run(name, url_for, clients=16, duration=10.0, warmup=1.0, headers=None, expe
     stop_at = time.monotonic() + warmup + duration
     measure_from = time.monotonic() + warmup
     lock = threading.Lock()
-    latencies, counts = [], {"ok": 0, "errors": 0}
+    latencies, counts, errors = [], {"ok": 0, "errors": 0}, {}
 
     def client(n):
         session = requests.Session()
@@ -48,9 +50,11 @@ def run(name, url_for, clients=16, duration=10.0, warmup=1.0, headers=None, expe
             if started >= stop_at:
                 return
             try:
-                ok = session.get(url_for(i), headers=headers, timeout=10).status_code == expect
-            except requests.RequestException:
-                ok = False
+                response = session.get(url_for(i), headers=headers, timeout=10)
+                ok = response.status_code == expect
+                problem = None if ok else f"{response.status_code} {response.text[:200]}"
+            except requests.RequestException as exc:
+                ok, problem = False, exc.__class__.__name__
             elapsed = time.monotonic() - started
             i += clients
             if started < measure_from:
@@ -61,13 +65,15 @@ def run(name, url_for, clients=16, duration=10.0, warmup=1.0, headers=None, expe
                     latencies.append(elapsed)
                 else:
                     counts["errors"] += 1
+                    errors.setdefault(problem, 0)
+                    errors[problem] += 1
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return Result(name, counts["ok"], counts["errors"], duration, latencies)
+    return Result(name, counts["ok"], counts["errors"], duration, latencies, errors)
 
 
 def summary(results):

@@ -134,8 +134,11 @@ class InstanceCheck:
 
     Nameko's ``rpc-<service>`` queue is durable and outlives the service, so a
     call to a stopped service would only time out. A passive declare tells
-    how many consumers the queue has; the answer is cached so the broker sees
-    at most one such check per service per ``ttl`` per gateway process.
+    how many consumers the queue has. Only "yes" is remembered (for ``ttl``),
+    so the broker sees about one check per service per ``ttl`` per process
+    while the service is up; "no" is asked again on the next call, so a
+    restarted service is seen at once (while it is down, its open breaker
+    keeps calls, and so checks, away).
     """
 
     def __init__(self, amqp_uri, ttl=1.0, timeout=2.0):
@@ -165,7 +168,10 @@ class InstanceCheck:
                 log.debug("instance check for %s failed: %s", service, exc)
                 self.close()
                 return True
-            self._known[service] = (now, answer)
+            if answer:
+                self._known[service] = (now, answer)
+            else:
+                self._known.pop(service, None)
             return answer
 
     def _open_channel(self):

@@ -138,3 +138,19 @@ def test_requests_to_a_stopped_service_expire_in_the_broker(client, echo, config
             time.sleep(0.1)
     assert consumers == 0
     assert messages == 0  # the request expired instead of waiting for a restart
+
+
+def test_a_restarted_service_is_seen_at_once(client, container_factory, config, rabbit_vhost):
+    first = container_factory(EchoService, nameko_config(config, "gw_echo"))
+    first.start()
+    assert client.call("gw_echo", "echo", "before") == "before"
+    first.stop()
+    client.instances._known.clear()  # do not wait out the memory of "it is up"
+    with pytest.raises(ServiceUnavailable) as excinfo:
+        client.call("gw_echo", "echo", "while down")
+    assert excinfo.value.reason == "no instance is running"
+
+    second = container_factory(EchoService, nameko_config(config, "gw_echo"))
+    second.start()
+    # "No instance" was not remembered: the very next call reaches the new instance.
+    assert client.call("gw_echo", "echo", "after") == "after"
