@@ -21,6 +21,7 @@ from agora.platform import Platform, free_port, platform_env
 from bench.load import run, summary
 from services.chassis.config import load_config
 from services.chassis.migrations import drop_database, upgrade
+from services.chassis.redis import make_client
 
 
 def main():
@@ -92,6 +93,11 @@ def main():
         for service in SERVICES:
             drop_database(config, service)
         shutil.rmtree(env["AGORA_STATE_DIR"], ignore_errors=True)
+        redis = make_client(config["redis"])
+        stale = list(redis.scan_iter(match=f"{config['redis']['key_prefix']}*", count=1000))
+        if stale:
+            redis.delete(*stale)
+        redis.close()
     print(
         f"\n{clients} concurrent clients, {seconds:.0f} s each, on {os.cpu_count()} cores "
         "(load generator on the same machine)"
