@@ -37,7 +37,8 @@ def register_error_handlers(app):
     @app.errorhandler(AgoraError)
     def service_error(exc):
         # A named error from a service: its status and code are part of the contract.
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
     @app.errorhandler(ServiceUnavailable)
     def unavailable(exc):

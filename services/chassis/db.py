@@ -9,7 +9,6 @@ for instance, must not run for a change that never happened).
 """
 
 import logging
-import sys
 
 import psycopg2.extensions
 from nameko_sqlalchemy.database import Database as _Database
@@ -18,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from services.chassis.errors import Unavailable
-from services.chassis.messaging import finish_unit_of_work
+from services.chassis.messaging import as_exc_info, finish_unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -56,27 +55,23 @@ class UnitOfWork(DatabaseWrapper):
         if session is None:
             return exc_info
         if exc_info is not None:
-            session.rollback()
+            try:
+                session.rollback()
+            except Exception:  # the connection may be the thing that failed
+                log.warning("rollback failed", exc_info=True)
             return exc_info
         try:
             session.commit()
         except Exception:
             session.rollback()
             log.exception("commit failed")
-            return _as_exc_info(Unavailable("the change could not be saved, try again"))
+            return as_exc_info(Unavailable("the change could not be saved, try again"))
         for callback in self._after_commit:
             try:
                 callback()
             except Exception:
                 log.exception("after-commit callback failed")
         return None
-
-
-def _as_exc_info(exc):
-    try:
-        raise exc
-    except Exception:
-        return sys.exc_info()
 
 
 class Database(_Database):

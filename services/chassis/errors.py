@@ -13,7 +13,10 @@ class AgoraError(Exception):
     status = 500
 
     def __init__(self, message, details=None):
-        super().__init__(message, details)
+        # Nameko sends ``args`` over the wire, turning every value that is not a
+        # string, list or dict into its str(): None must not travel as "None".
+        # (For the same reason, values inside ``details`` should be strings.)
+        super().__init__(*((message,) if details is None else (message, details)))
         self.message = message
         self.details = details
 

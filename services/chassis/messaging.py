@@ -10,8 +10,11 @@
 """
 
 import logging
+import sys
 import uuid
 
+import redis
+import sqlalchemy.exc
 from nameko.amqp.publish import Publisher
 from nameko.constants import DEFAULT_SERIALIZER, SERIALIZER_CONFIG_KEY
 from nameko.events import EventHandler as NamekoEventHandler
@@ -21,7 +24,7 @@ from nameko.messaging import HeaderEncoder
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcProxy as NamekoRpcProxy
 
-from services.chassis.errors import EXPECTED
+from services.chassis.errors import EXPECTED, Unavailable
 from services.chassis.tracing import B3_KEY
 from services.chassis.values import isoformat_utc, utcnow
 
@@ -44,12 +47,40 @@ def finish_unit_of_work(worker_ctx, exc_info):
     return exc_info
 
 
+_OUTAGES = (
+    ((sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError), "database"),
+    ((redis.ConnectionError, redis.TimeoutError), "cache"),
+)
+
+
+def as_outage(worker_ctx, exc_info):
+    """The service's own database or Redis being down is ``Unavailable`` (503), not a bug."""
+    if exc_info is None:
+        return None
+    for types, dependency in _OUTAGES:
+        if isinstance(exc_info[1], types):
+            return as_exc_info(
+                Unavailable(
+                    f"the {worker_ctx.service_name} service cannot reach its {dependency}",
+                    {"dependency": dependency},
+                )
+            )
+    return exc_info
+
+
+def as_exc_info(exc):
+    try:
+        raise exc
+    except Exception:
+        return sys.exc_info()
+
+
 class Rpc(NamekoRpc):
     def __init__(self, expected_exceptions=EXPECTED, **kwargs):
         super().__init__(expected_exceptions=expected_exceptions, **kwargs)
 
     def handle_result(self, message, worker_ctx, result, exc_info):
-        exc_info = finish_unit_of_work(worker_ctx, exc_info)
+        exc_info = as_outage(worker_ctx, finish_unit_of_work(worker_ctx, exc_info))
         if exc_info is not None:
             result = None
         return super().handle_result(message, worker_ctx, result, exc_info)

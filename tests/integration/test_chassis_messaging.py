@@ -10,7 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.chassis.config import database_url, nameko_config
 from services.chassis.db import Database
-from services.chassis.errors import Conflict
+from services.chassis.errors import Conflict, Unavailable
 from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
 from services.chassis.migrations import drop_database, ensure_database
 from services.chassis.service import AgoraService
@@ -43,6 +43,10 @@ class NotesService(AgoraService):
         if fail:
             raise Conflict("refused after writing", {"text": text})
         return note_id
+
+    @rpc
+    def count(self):
+        return len(self.db.session.scalars(select(Note.id)).all())
 
 
 class FrontService(AgoraService):
@@ -158,3 +162,29 @@ def test_the_redis_pool_is_closed_when_the_service_stops(running, redis_client, 
     container.stop()
     assert provider.client is None
     assert connections() == []
+
+
+class NotesWithoutDatabase(NotesService):
+    name = "chassis_notes_nodb"
+
+
+def test_a_database_outage_is_a_named_unavailable_error(container_factory, config, rabbit_vhost):
+    settings = nameko_config(config, NotesWithoutDatabase.name)
+    # Nothing listens on port 1: every query fails to connect.
+    settings["DB_URIS"] = {
+        f"{NotesWithoutDatabase.name}:Base": "postgresql+psycopg2://postgres@127.0.0.1:1/none"
+    }
+    container = container_factory(NotesWithoutDatabase, settings)
+    container.start()
+    with ClusterRpcProxy(nameko_config(config, "t")) as proxy:
+        # Failing on a query: the outage is named after the dependency.
+        with pytest.raises(Unavailable) as excinfo:
+            proxy.chassis_notes_nodb.count()
+        assert excinfo.value.details == {"dependency": "database"}
+        assert "cannot reach its database" in excinfo.value.message
+        # Failing only at commit: the change is reported as not saved.
+        with pytest.raises(Unavailable) as excinfo:
+            proxy.chassis_notes_nodb.add("lost")
+        assert excinfo.value.message == "the change could not be saved, try again"
+        assert excinfo.value.details is None
+        assert proxy.chassis_notes_nodb.health()["checks"]["db"].startswith("error")
