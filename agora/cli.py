@@ -185,13 +185,18 @@ def wait_for_http(url, timeout=60.0, child=None):
 
 
 def cmd_seed(config, args):
+    wait_for_services(config, SERVICES, timeout=120)
+    seed_demo_data(config)
+
+
+def seed_demo_data(config):
+    """Load demo data into services already known to be healthy."""
     from nameko.standalone.rpc import ClusterRpcProxy
 
     from agora.seed import seed
 
     if config["demo"] is None:
         fail(f"agora: demo data is disabled in the {config['environment']} environment", 2)
-    wait_for_services(config, SERVICES, timeout=120)
     with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=30) as rpc:
         created = seed(rpc, config)
     print(
@@ -220,7 +225,7 @@ def cmd_run(config, args):
     try:
         services = [supervisor.start(spec) for spec in specs if spec.name in SERVICES]
         wait_for_services(config, SERVICES, children=services)
-        cmd_seed(config, args)
+        seed_demo_data(config)
         gateway = supervisor.start(specs[-1])
         base = f"http://{config['gateway']['host']}:{config['gateway']['port']}"
         wait_for_http(f"{base}/readyz", child=gateway)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import uuid
 
-from agora.cli import SERVICES, cmd_seed
+from agora.cli import SERVICES, seed_demo_data
 from agora.infra import delete_vhost, ensure_vhost, preflight
 from agora.platform import Platform, free_port, platform_env
 from bench.load import run, summary
@@ -51,7 +51,7 @@ def main():
     results = []
     try:
         platform.start_all()
-        cmd_seed(config, None)
+        seed_demo_data(config)  # start_all() waited for health
         base = platform.base_url
         import requests
 
@@ -94,9 +94,7 @@ def main():
             drop_database(config, service)
         shutil.rmtree(env["AGORA_STATE_DIR"], ignore_errors=True)
         redis = make_client(config["redis"])
-        stale = list(redis.scan_iter(match=f"{config['redis']['key_prefix']}*", count=1000))
-        if stale:
-            redis.delete(*stale)
+        redis.delete_namespace()
         redis.close()
     print(
         f"\n{clients} concurrent clients, {seconds:.0f} s each, on {os.cpu_count()} cores "

@@ -67,9 +67,7 @@ def redis_client(config):
 
     client = make_client(config["redis"])
     yield client
-    keys = list(client.scan_iter(match=f"{config['redis']['key_prefix']}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    client.delete_namespace()
     client.close()
 
 

@@ -14,6 +14,12 @@ class RedisClient(redis_lib.Redis):
         """Build a namespaced key: ``<prefix><part>:<part>...``."""
         return self.key_prefix + ":".join(str(p) for p in parts)
 
+    def delete_namespace(self):
+        """Delete every key under this client's prefix (a test run's or a benchmark's)."""
+        keys = list(self.scan_iter(match=f"{self.key_prefix}*", count=1000))
+        if keys:
+            self.delete(*keys)
+
 
 def make_client(settings, decode_responses=True, name=None):
     """A client with short timeouts and no retries; ``name`` shows in CLIENT LIST."""

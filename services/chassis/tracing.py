@@ -216,17 +216,19 @@ class Tracer:
             is_sampled=sampled,
         )
 
-    def start_root(self, name, parent=None, kind=Kind.SERVER, tags=None):
+    def start_root(self, name, parent=None, tags=None):
         """Start this process's local root span for one request or worker; returns it started.
 
-        The caller must ``stop()`` it in the same thread or greenlet.
+        It is a SERVER span: py_zipkin reports a local root only as SERVER or
+        CLIENT, whatever kind it is given. The caller must ``stop()`` it in the
+        same thread or greenlet.
         """
         span = zipkin_span(
             service_name=self.service_name,
             span_name=name,
             zipkin_attrs=self._attrs_for(parent),
             transport_handler=self.sender,
-            kind=kind,
+            kind=Kind.SERVER,
             binary_annotations=dict(tags or {}),
             report_root_timestamp=True,
             encoding=Encoding.V2_JSON,
