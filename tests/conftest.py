@@ -28,7 +28,7 @@ TEST_ENV = {
 atexit.register(shutil.rmtree, TEST_ENV["AGORA_STATE_DIR"], ignore_errors=True)
 os.environ.update(TEST_ENV)
 
-SERVICES = ("users", "catalog")
+SERVICES = ("users", "auth", "catalog")
 
 
 @pytest.fixture(scope="session")

@@ -86,6 +86,12 @@ _POSITIVE_INT = {"type": "integer", "minimum": 1}
 _STRING = {"type": "string", "minLength": 1}
 
 
+_RATE_LIMIT = {
+    "type": "string",
+    "pattern": r"^\s*\d+\s*(/|per)\s*\d*\s*[a-z]+(\s*;\s*\d+\s*(/|per)\s*\d*\s*[a-z]+)*\s*$",
+}
+
+
 def _section(properties, required=None):
     return {
         "type": "object",
@@ -93,6 +99,14 @@ def _section(properties, required=None):
         "required": list(required if required is not None else properties),
     }
 
+
+_ARGON2 = _section(
+    {
+        "time_cost": _POSITIVE_INT,
+        "memory_cost": {"type": "integer", "minimum": 8},
+        "parallelism": _POSITIVE_INT,
+    }
+)
 
 SCHEMA = _section(
     {
@@ -140,6 +154,37 @@ SCHEMA = _section(
                 ),
                 "readiness_timeout": _NUMBER,
                 "max_body_bytes": _POSITIVE_INT,
+                "trusted_proxies": {"type": "array", "items": _STRING},
+                "rate_limits": _section(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "strategy": {"enum": ["moving-window", "fixed-window", "sliding-window"]},
+                        "groups": _section(
+                            {
+                                group: _RATE_LIMIT
+                                for group in (
+                                    "read",
+                                    "write",
+                                    "oauth",
+                                    "token_per_client",
+                                    "token_per_ip",
+                                )
+                            }
+                        ),
+                    }
+                ),
+            }
+        ),
+        "auth": _section(
+            {
+                "issuer": {"type": "string", "pattern": "^https?://[^?#]+$"},
+                "audience": _STRING,
+                "access_token_ttl": _POSITIVE_INT,
+                "refresh_token_ttl": _POSITIVE_INT,
+                "authorization_code_ttl": _POSITIVE_INT,
+                "clock_skew": {"type": "integer", "minimum": 0, "maximum": 300},
+                "jwks_cache_ttl": _POSITIVE_INT,
+                "jwks_min_refresh_interval": _NUMBER,
             }
         ),
         "services": _section(
@@ -147,13 +192,15 @@ SCHEMA = _section(
                 "users": _section(
                     {
                         "max_workers": _POSITIVE_INT,
-                        "password_hash": _section(
-                            {
-                                "time_cost": _POSITIVE_INT,
-                                "memory_cost": {"type": "integer", "minimum": 8},
-                                "parallelism": _POSITIVE_INT,
-                            }
-                        ),
+                        "password_hash": _ARGON2,
+                    }
+                ),
+                "auth": _section(
+                    {
+                        "max_workers": _POSITIVE_INT,
+                        "key_passphrase": {"type": "string", "minLength": 16},
+                        "key_size": {"enum": [2048, 3072, 4096]},
+                        "client_secret_hash": _ARGON2,
                     }
                 ),
                 "catalog": _section(
@@ -182,6 +229,13 @@ SCHEMA = _section(
                         "user_password": {"type": "string", "minLength": 8},
                         "admin_email": _STRING,
                         "admin_password": {"type": "string", "minLength": 8},
+                        "web_client_id": _STRING,
+                        "web_redirect_uris": {
+                            "type": "array",
+                            "items": {"type": "string", "pattern": "^https?://[^#]+$"},
+                        },
+                        "integration_client_id": _STRING,
+                        "integration_secret": {"type": "string", "minLength": 16},
                     }
                 ),
             ]

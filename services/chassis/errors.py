@@ -54,6 +54,15 @@ class InvalidCredentials(AgoraError):
 
 
 @deserialize_to_instance
+class InvalidGrant(AgoraError):
+    """An OAuth2 grant (authorization code, refresh token) is unknown, expired,
+    already used or revoked (RFC 6749 section 5.2 ``invalid_grant``)."""
+
+    code = "invalid_grant"
+    status = 400
+
+
+@deserialize_to_instance
 class Unavailable(AgoraError):
     """A dependency (database, cache, another service) cannot answer now."""
 

@@ -31,20 +31,36 @@ from services.chassis.values import isoformat_utc, utcnow
 log = logging.getLogger(__name__)
 
 
+def keep_changes(error):
+    """Mark ``error`` so that raising it still commits the unit of work.
+
+    For a refusal whose side effects must stand, such as revoking a token
+    family on refresh-token reuse: ``raise keep_changes(InvalidGrant(...))``
+    commits the session, runs the after-commit callbacks and publishes the
+    events, then replies with the error. If the commit fails, the caller gets
+    ``Unavailable`` instead, as for any failed commit.
+    """
+    error.keep_changes = True
+    return error
+
+
 def finish_unit_of_work(worker_ctx, exc_info):
     """Let every dependency that takes part in the unit of work commit or roll back.
 
     A dependency opts in by defining ``complete(worker_ctx, exc_info)``, which
     returns the (possibly new) ``exc_info``: a failed commit turns success into
-    an error before anyone is told.
+    an error before anyone is told. An error marked by ``keep_changes`` is
+    completed as a success first, then returned.
     """
+    keep = exc_info is not None and getattr(exc_info[1], "keep_changes", False)
+    outcome = None if keep else exc_info
     for provider in sorted(
         worker_ctx.container.dependencies, key=lambda p: getattr(p, "completion_order", 100)
     ):
         complete = getattr(provider, "complete", None)
         if complete is not None:
-            exc_info = complete(worker_ctx, exc_info)
-    return exc_info
+            outcome = complete(worker_ctx, outcome)
+    return exc_info if keep and outcome is None else outcome
 
 
 _OUTAGES = (

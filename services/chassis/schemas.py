@@ -9,7 +9,10 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from services.chassis.errors import ValidationError
 
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# The same set in Python and in ECMAScript (OpenAPI clients): no "@", no white
+# space, no control characters (C0, DEL, C1) and no byte-order mark.
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f-\x9f\ufeff]+"
+EMAIL_PATTERN = rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _UUID = re.compile(UUID_PATTERN)
 
@@ -66,11 +69,33 @@ def _field(error):
     return path or "body", messages.get(error.validator, error.message)
 
 
+def _nul_fields(value, path=""):
+    """Paths of strings holding NUL, which PostgreSQL text cannot store."""
+    if isinstance(value, str):
+        return [path or "body"] if "\x00" in value else []
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return []
+    found = []
+    for key, item in items:
+        found += _nul_fields(item, f"{path}.{key}" if path else str(key))
+    return found
+
+
 def validate(schema, payload, message="invalid request"):
     """Return ``payload`` if it matches ``schema``; otherwise raise ValidationError
-    whose ``details`` map each offending field path to what is wrong."""
+    whose ``details`` map each offending field path to what is wrong. Strings
+    may not contain NUL characters."""
     errors = list(_validator(schema).iter_errors(payload))
     if not errors:
+        nul = _nul_fields(payload)
+        if nul:
+            raise ValidationError(
+                message, {field: "must not contain NUL characters" for field in nul}
+            )
         return payload
     details = {}
     for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):

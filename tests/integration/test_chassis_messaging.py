@@ -11,7 +11,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from services.chassis.config import database_url, nameko_config
 from services.chassis.db import Database
 from services.chassis.errors import Conflict, Unavailable
-from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
+from services.chassis.messaging import (
+    EventDispatcher,
+    RpcProxy,
+    event_handler,
+    keep_changes,
+    rpc,
+)
 from services.chassis.migrations import drop_database, ensure_database
 from services.chassis.service import AgoraService
 from services.chassis.tracing import B3_KEY
@@ -43,6 +49,14 @@ class NotesService(AgoraService):
         if fail:
             raise Conflict("refused after writing", {"text": text})
         return note_id
+
+    @rpc
+    def add_then_refuse(self, text):
+        """A refusal whose writes must stand (as revoking a token family on reuse)."""
+        note_id = str(uuid.uuid4())
+        self.db.session.add(Note(id=note_id, text=text))
+        self.dispatch("note_added", {"id": note_id, "text": text})
+        raise keep_changes(Conflict("refused, but the note stays", {"id": note_id}))
 
     @rpc
     def count(self):
@@ -112,6 +126,17 @@ def test_an_error_rolls_back_and_publishes_nothing(running, chassis_db, config):
     with chassis_db.connect() as conn:
         assert conn.execute(select(Note.id).where(Note.text == text)).first() is None
     assert not any(e["data"]["text"] == text for e in seen.values())
+
+
+def test_keep_changes_commits_and_publishes_then_raises(running, chassis_db, config):
+    listener = running["chassis_listener"]
+    with entrypoint_waiter(listener, "on_note_added", timeout=10):
+        with ClusterRpcProxy(nameko_config(config, "t")) as proxy:
+            with pytest.raises(Conflict) as excinfo:
+                proxy.chassis_notes.add_then_refuse("kept despite the error")
+    note_id = excinfo.value.details["id"]
+    assert stored(chassis_db, note_id) == "kept despite the error"
+    assert seen[note_id]["data"]["text"] == "kept despite the error"
 
 
 def test_events_reach_handlers_with_the_envelope(running, config):
