@@ -1,0 +1,542 @@
+"""The rules of the auth service, free of Nameko and of database sessions.
+
+Scopes (what a grant may carry), opaque tokens and codes (random, stored only
+as their SHA-256), the lifetimes of tokens and of published signing keys, the
+claims of an access token and its signature, client secrets (argon2id), and
+the shapes every RPC returns.
+"""
+
+import datetime
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from services.auth.schemas import (
+    ACCESS_TOKEN_TYPE,
+    CLIENT_CREATE,
+    CLIENT_ID,
+    CLIENT_UPDATE,
+    CODE_REQUEST,
+    ISSUE_TOKEN_REQUEST,
+    ROTATE_REQUEST,
+    SCOPES,
+    SIGNING_ALGORITHM,
+    scopes_for_roles,
+)
+from services.chassis.errors import InvalidGrant, ValidationError
+from services.chassis.schemas import obj, validate
+from services.chassis.values import isoformat_utc
+
+TOKEN_BYTES = 32  # 256 bits: a fast hash is enough to store them
+MAX_SECRET_LENGTH = CLIENT_CREATE["properties"]["secret"]["maxLength"]
+
+_OPAQUE = {"type": "string", "minLength": 1, "maxLength": 512}
+REDEEM_REQUEST = obj({"client_id": CLIENT_ID, "code": _OPAQUE}, ("client_id", "code"))
+REVOKE_REFRESH_REQUEST = obj({"client_id": CLIENT_ID, "token": _OPAQUE}, ("client_id", "token"))
+REVOKE_ACCESS_REQUEST = obj(
+    {
+        "jti": {"type": "string", "minLength": 1, "maxLength": 200},
+        "expires_at": {"type": "integer"},
+        "client_id": CLIENT_ID,
+    },
+    ("jti", "expires_at", "client_id"),
+)
+
+# revoked_reason of refresh tokens, and "reason" of token_family_revoked.
+REUSE_DETECTED = "reuse_detected"
+REVOKED_BY_CLIENT = "revoked_by_client"
+
+
+# --- scopes --------------------------------------------------------------------
+
+
+def parse_scope(scope):
+    """The scope names of a space-separated scope string (None: None), duplicates dropped."""
+    if scope is None:
+        return None
+    names = []
+    for name in scope.split():
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def ordered_scopes(names):
+    """Known scope names in the stable order of ``SCOPES``; unknown names are dropped."""
+    wanted = set(names or ())
+    return [name for name in SCOPES if name in wanted]
+
+
+def format_scope(names):
+    """The scope string of ``names``: space-separated, in the order of ``SCOPES``."""
+    return " ".join(ordered_scopes(names))
+
+
+def allowed_scopes(client_scopes, roles, user_present):
+    """What a grant may carry: the client's scopes, and for a user also the roles' scopes."""
+    allowed = ordered_scopes(client_scopes)
+    if user_present:
+        role_scopes = set(scopes_for_roles(roles))
+        allowed = [name for name in allowed if name in role_scopes]
+    return allowed
+
+
+def granted_scopes(requested, client_scopes, roles=None, user_present=True):
+    """requested ∩ client scopes ∩ role scopes (no roles for client_credentials).
+
+    ``requested`` is a scope string or None; None grants everything allowed.
+    Names that are not allowed (or unknown) are left out, not refused
+    (RFC 6749 3.3 lets the server issue a narrower scope).
+    """
+    allowed = allowed_scopes(client_scopes, roles, user_present)
+    names = parse_scope(requested)
+    if names is None:
+        return allowed
+    return [name for name in allowed if name in names]
+
+
+def rotation_scopes(requested, original, client_scopes, roles):
+    """``(refresh_scopes, access_scopes)`` for a refresh-token rotation.
+
+    The requested scope (None: the original) must be within the original grant
+    (RFC 6749 6), else ``InvalidGrant``. The next refresh token keeps the
+    original scope less what the client or the user's current roles no longer
+    allow (a demoted user loses scopes at refresh, for good); the access token
+    gets the requested part of that.
+    """
+    original_names = parse_scope(original) or []
+    names = parse_scope(requested)
+    if names is not None and not set(names) <= set(original_names):
+        raise InvalidGrant("scope exceeds the original grant")
+    refresh = [
+        name
+        for name in allowed_scopes(client_scopes, roles, user_present=True)
+        if name in original_names
+    ]
+    access = refresh if names is None else [name for name in refresh if name in names]
+    return refresh, access
+
+
+# --- opaque tokens and codes ---------------------------------------------------
+
+
+def new_token():
+    """A refresh token, an authorization code or a client secret: 256 random bits."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_hash(token):
+    """What is stored of a token: SHA-256, hex (tokens are random, no salt or stretching)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def refresh_expiry(now, refresh_token_ttl, parent_expires_at=None):
+    """When a refresh token expires.
+
+    A family has an absolute lifetime: ``refresh_token_ttl`` from its first
+    token; a rotated token inherits its parent's expiry and never extends it.
+    """
+    expires_at = now + datetime.timedelta(seconds=refresh_token_ttl)
+    return expires_at if parent_expires_at is None else min(expires_at, parent_expires_at)
+
+
+def code_expiry(now, authorization_code_ttl):
+    return now + datetime.timedelta(seconds=authorization_code_ttl)
+
+
+def refresh_status(token, now):
+    """``revoked``, ``used``, ``expired`` or ``active`` (in that precedence)."""
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.used_at is not None:
+        return "used"
+    if token.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+# --- revocations in Redis ------------------------------------------------------
+
+
+def family_denylist_ttl(access_token_ttl, clock_skew):
+    """How long a revoked family must stay denied: its newest access token's life."""
+    return access_token_ttl + clock_skew
+
+
+def access_revocation_ttl(expires_at, now, clock_skew):
+    """Seconds the revoked-``jti`` key must live (``exp`` is accepted up to the skew
+    after it); 0 when the token can no longer be accepted anyway."""
+    return max(0, int(expires_at) + clock_skew - epoch(now))
+
+
+# --- signing keys --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    kid: str
+    private_pem: str  # PKCS#8, encrypted
+    public_jwk: dict
+    key: RSAKey  # the decrypted private key, ready to sign
+
+
+def _passphrase(passphrase):
+    return passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
+
+
+def public_jwk(key, kid):
+    """The published form: RSA public numbers only, ``use`` and ``alg`` pinned."""
+    public = key.as_dict(private=False)
+    return {
+        "kty": "RSA",
+        "kid": kid,
+        "use": "sig",
+        "alg": SIGNING_ALGORITHM,
+        "n": public["n"],
+        "e": public["e"],
+    }
+
+
+def generate_signing_key(key_size, passphrase):
+    """A new RSA key; ``kid`` is its RFC 7638 JWK thumbprint. CPU-heavy: offload it."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(_passphrase(passphrase)),
+    ).decode("ascii")
+    key = RSAKey.import_key(private)
+    kid = key.thumbprint()
+    return KeyMaterial(kid=kid, private_pem=pem, public_jwk=public_jwk(key, kid), key=key)
+
+
+def load_signing_key(private_pem, passphrase):
+    """The stored (encrypted) PEM as a joserfc key. Costs a key derivation: offload it."""
+    private = serialization.load_pem_private_key(
+        private_pem.encode("ascii"), password=_passphrase(passphrase)
+    )
+    return RSAKey.import_key(private)
+
+
+def is_published(retired_at, now, access_token_ttl, clock_skew):
+    """A key is in the JWKS while it is current, and after retirement for as long
+    as a token it signed may still be accepted: ``retired_at + ttl + skew > now``."""
+    if retired_at is None:
+        return True
+    return retired_at + datetime.timedelta(seconds=access_token_ttl + clock_skew) > now
+
+
+def published_since(now, access_token_ttl, clock_skew):
+    """Keys retired after this moment are still published (``is_published``, as a bound)."""
+    return now - datetime.timedelta(seconds=access_token_ttl + clock_skew)
+
+
+def signing_key_info(key, now, current_kid, access_token_ttl, clock_skew):
+    return {
+        "kid": key.kid,
+        "created_at": isoformat_utc(key.created_at),
+        "retired_at": isoformat_utc(key.retired_at) if key.retired_at else None,
+        "published": is_published(key.retired_at, now, access_token_ttl, clock_skew),
+        "current": key.kid == current_kid,
+    }
+
+
+# --- access tokens -------------------------------------------------------------
+
+
+def epoch(moment):
+    return int(moment.timestamp())
+
+
+def access_token_claims(settings, client_id, user_id, scope, family_id, now, jti=None):
+    """The JWT payload (RFC 9068). ``settings`` is ``config["auth"]``.
+
+    ``sub`` is the user, or the client itself when there is no user
+    (client_credentials); ``sid`` names the token family and is present only
+    for a user's token.
+    """
+    issued = epoch(now)
+    claims = {
+        "iss": settings["issuer"],
+        "sub": str(user_id) if user_id is not None else client_id,
+        "aud": settings["audience"],
+        "exp": issued + settings["access_token_ttl"],
+        "iat": issued,
+        "nbf": issued,
+        "jti": str(jti or uuid.uuid4()),
+        "scope": scope,
+        "client_id": client_id,
+    }
+    if user_id is not None and family_id is not None:
+        claims["sid"] = str(family_id)
+    return claims
+
+
+def access_token_header(kid):
+    return {"alg": SIGNING_ALGORITHM, "kid": kid, "typ": ACCESS_TOKEN_TYPE}
+
+
+def sign_access_token(key, kid, claims):
+    return jwt.encode(access_token_header(kid), claims, key, algorithms=[SIGNING_ALGORITHM])
+
+
+def token_response(access_token, expires_in, scope, refresh_token=None):
+    response = {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "scope": scope,
+    }
+    if refresh_token is not None:
+        response["refresh_token"] = refresh_token
+    return response
+
+
+# --- requests ------------------------------------------------------------------
+
+
+def issue_request(request):
+    """Check an ``issue_token`` request: the schema, and a user exactly when the
+    grant has one (client_credentials acts for the client itself)."""
+    validate(ISSUE_TOKEN_REQUEST, request, "invalid token request")
+    grant = request["grant_type"]
+    if grant == "client_credentials":
+        if request["user"] is not None:
+            raise ValidationError(
+                "client_credentials has no user", {"user": "must be null for client_credentials"}
+            )
+        if request.get("family_id") is not None:
+            raise ValidationError(
+                "client_credentials has no token family",
+                {"family_id": "must be null for client_credentials"},
+            )
+    elif request["user"] is None:
+        raise ValidationError("a user is required", {"user": f"is required for {grant}"})
+    return request
+
+
+def check_grant(client, grant_type, field="grant_type"):
+    """The stored client (None if unknown) may use ``grant_type``, or ValidationError
+    naming ``field`` (the request's field that asked for the grant)."""
+    if client is None:
+        raise ValidationError("unknown client", {"client_id": "unknown client"})
+    if grant_type not in client.grant_types:
+        raise ValidationError(
+            "grant not allowed for this client",
+            {field: f"{grant_type} is not allowed for this client"},
+        )
+
+
+def rotate_request(request):
+    return validate(ROTATE_REQUEST, request, "invalid refresh request")
+
+
+def code_request(request):
+    return validate(CODE_REQUEST, request, "invalid authorization request")
+
+
+def code_redirect_uri(client, redirect_uri):
+    """Check the redirect URI of an authorization request against the client's.
+
+    It may be omitted only when the client registered exactly one (RFC 6749
+    3.1.2.3); it is stored as given, for the exact comparison at redemption.
+    """
+    registered = list(client.redirect_uris or [])
+    if redirect_uri is None:
+        if len(registered) != 1:
+            raise ValidationError(
+                "redirect_uri required", {"redirect_uri": "is required for this client"}
+            )
+    elif redirect_uri not in registered:
+        raise ValidationError(
+            "redirect_uri not registered", {"redirect_uri": "is not registered for this client"}
+        )
+    return redirect_uri
+
+
+def redeem_request(client_id, code):
+    validate(REDEEM_REQUEST, {"client_id": client_id, "code": code}, "invalid code redemption")
+
+
+def revoke_refresh_request(client_id, token):
+    validate(REVOKE_REFRESH_REQUEST, {"client_id": client_id, "token": token}, "invalid revocation")
+
+
+def revoke_access_request(jti, expires_at, client_id):
+    validate(
+        REVOKE_ACCESS_REQUEST,
+        {"jti": jti, "expires_at": expires_at, "client_id": client_id},
+        "invalid revocation",
+    )
+
+
+# --- clients -------------------------------------------------------------------
+
+
+def _public_client_secret_error():
+    return ValidationError(
+        "public clients have no secret", {"secret": "not allowed for a public client"}
+    )
+
+
+def _public_client_credentials_error():
+    return ValidationError(
+        "public clients cannot use client_credentials",
+        {"grant_types": "client_credentials needs a confidential client"},
+    )
+
+
+def new_client(payload):
+    """Check a ``create_client`` payload; return ``(fields, secret, generated)``.
+
+    A public client has no secret (sending one is an error) and may not use
+    client_credentials; a confidential client without one gets a generated
+    secret, returned once.
+    """
+    validate(CLIENT_CREATE, payload, "invalid client")
+    public = payload["public"]
+    secret = payload.get("secret")
+    if public and secret is not None:
+        raise _public_client_secret_error()
+    if public and "client_credentials" in payload["grant_types"]:
+        raise _public_client_credentials_error()
+    generated = not public and secret is None
+    if generated:
+        secret = new_token()
+    fields = {
+        "client_id": payload["client_id"],
+        "name": payload["name"],
+        "public": public,
+        "grant_types": [g for g in payload["grant_types"]],
+        "scopes": ordered_scopes(payload["scopes"]),
+        "redirect_uris": list(payload.get("redirect_uris") or []),
+    }
+    return fields, secret, generated
+
+
+def client_changes(client, changes):
+    """Check an ``update_client`` payload against the stored client.
+
+    Returns ``(fields, secret)``: the columns to set, and a new secret to hash
+    (or None). Turning a client public drops its secret; turning it
+    confidential needs one.
+    """
+    validate(CLIENT_UPDATE, changes, "invalid client changes")
+    public = changes.get("public", client.public)
+    secret = changes.get("secret")
+    grant_types = changes.get("grant_types", client.grant_types)
+    if public and secret is not None:
+        raise _public_client_secret_error()
+    if public and "client_credentials" in grant_types:
+        raise _public_client_credentials_error()
+    if not public and client.public and secret is None:
+        raise ValidationError(
+            "a confidential client needs a secret",
+            {"secret": "is required to make a public client confidential"},
+        )
+    fields = {k: v for k, v in changes.items() if k != "secret"}
+    if "scopes" in fields:
+        fields["scopes"] = ordered_scopes(fields["scopes"])
+    if public:
+        fields["secret_hash"] = None
+    return fields, secret
+
+
+def serialize_client(client):
+    """The client as every RPC returns it; the secret hash never leaves the service."""
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "public": client.public,
+        "grant_types": list(client.grant_types or []),
+        "scopes": ordered_scopes(client.scopes),
+        "redirect_uris": list(client.redirect_uris or []),
+        "created_at": isoformat_utc(client.created_at),
+        "updated_at": isoformat_utc(client.updated_at),
+    }
+
+
+def refresh_token_info(token, now):
+    return {
+        "client_id": token.client_id,
+        "user_id": str(token.user_id),
+        "scope": token.scope,
+        "family_id": str(token.family_id),
+        "status": refresh_status(token, now),
+        "issued_at": epoch(token.issued_at),
+        "expires_at": epoch(token.expires_at),
+    }
+
+
+def authorization_code_info(code):
+    return {
+        "client_id": code.client_id,
+        "user_id": str(code.user_id),
+        "redirect_uri": code.redirect_uri,
+        "scope": code.scope,
+        "code_challenge": code.code_challenge,
+        "code_challenge_method": code.code_challenge_method,
+        "nonce": code.nonce,
+        "family_id": str(code.family_id),
+        "auth_time": epoch(code.created_at),
+    }
+
+
+# --- client secrets ------------------------------------------------------------
+
+
+def _inline(fn, *args):
+    return fn(*args)
+
+
+class ClientSecrets:
+    """argon2id for client secrets with the configured cost.
+
+    ``offload(fn, *args)`` runs the CPU-heavy calls; the service passes one that
+    keeps its event loop free, tests may leave the default (run inline).
+    """
+
+    def __init__(self, time_cost, memory_cost, parallelism, offload=None):
+        self.hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
+        )
+        self.offload = offload or _inline
+        # Hashed up front, so an unknown client costs what any other does.
+        self._dummy_hash = self.hash(uuid.uuid4().hex)
+
+    @classmethod
+    def from_config(cls, settings, offload=None):
+        """``settings`` is ``config["services"]["auth"]["client_secret_hash"]``."""
+        return cls(settings["time_cost"], settings["memory_cost"], settings["parallelism"], offload)
+
+    def hash(self, secret):
+        return self.offload(self.hasher.hash, secret)
+
+    def verify(self, secret_hash, secret):
+        """True if ``secret`` matches ``secret_hash``; never raises for a mismatch."""
+        if not secret_hash or not isinstance(secret, str) or len(secret) > MAX_SECRET_LENGTH:
+            return self.verify_dummy(secret)
+        try:
+            return self.offload(self.hasher.verify, secret_hash, secret)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def verify_dummy(self, secret):
+        """Spend what a real verification costs; always False."""
+        candidate = secret if isinstance(secret, str) and len(secret) <= MAX_SECRET_LENGTH else ""
+        try:
+            self.offload(self.hasher.verify, self._dummy_hash, candidate)
+        except (VerificationError, InvalidHashError):
+            pass
+        return False
+
+    def needs_rehash(self, secret_hash):
+        return self.hasher.check_needs_rehash(secret_hash)

@@ -1,0 +1,478 @@
+"""The auth service: OAuth2 clients, refresh-token families, authorization codes,
+RSA signing keys, and signed access tokens, over RPC.
+
+The gateway hosts the OAuth2 endpoints and verifies access tokens locally
+against ``jwks()``; revocations reach it through Redis (``schemas.revoked_*_key``).
+"""
+
+import logging
+import uuid
+
+import redis as redis_lib
+from nameko.dependency_providers import Config
+from nameko.extensions import DependencyProvider
+from sqlalchemy.exc import IntegrityError
+
+from services.auth import domain, models
+from services.auth.models import AuthorizationCode, Base, OAuthClient, RefreshToken, SigningKey
+from services.auth.schemas import revoked_access_key, revoked_family_key
+from services.chassis.db import Database, is_unique_violation
+from services.chassis.errors import Conflict, InvalidGrant, NotFound, ValidationError
+from services.chassis.messaging import EventDispatcher, keep_changes, rpc
+from services.chassis.offload import offload
+from services.chassis.service import AgoraService
+from services.chassis.values import isoformat_utc, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class ClientSecretHashing(DependencyProvider):
+    """``domain.ClientSecrets`` with the configured cost, hashing off the event loop."""
+
+    def setup(self):
+        settings = self.container.config["AGORA"]["services"]["auth"]["client_secret_hash"]
+        self.secrets = domain.ClientSecrets.from_config(settings, offload=offload)
+
+    def get_dependency(self, worker_ctx):
+        return self.secrets
+
+
+class KeyRing:
+    """Signing keys of this process, decrypted once and kept by kid.
+
+    Generating and decrypting RSA keys is CPU-heavy: both run off the event loop.
+    """
+
+    def __init__(self, key_size, passphrase):
+        self.key_size = key_size
+        self.passphrase = passphrase
+        self.keys = {}
+
+    def generate(self):
+        material = offload(domain.generate_signing_key, self.key_size, self.passphrase)
+        self.keys[material.kid] = material.key
+        return material
+
+    def private_key(self, record):
+        key = self.keys.get(record.kid)
+        if key is None:
+            key = offload(domain.load_signing_key, record.private_pem, self.passphrase)
+            self.keys[record.kid] = key
+        return key
+
+
+class SigningKeys(DependencyProvider):
+    def setup(self):
+        settings = self.container.config["AGORA"]["services"]["auth"]
+        self.ring = KeyRing(settings["key_size"], settings["key_passphrase"])
+
+    def get_dependency(self, worker_ctx):
+        return self.ring
+
+
+def _client_conflict():
+    return Conflict("client already exists", {"client_id": "already exists"})
+
+
+class AuthService(AgoraService):
+    name = "auth"
+
+    db = Database(Base)
+    dispatch = EventDispatcher()
+    config = Config()
+    secrets = ClientSecretHashing()
+    keys = SigningKeys()
+
+    @property
+    def settings(self):
+        return self.config["AGORA"]["auth"]
+
+    # --- clients -----------------------------------------------------------------
+
+    def _client(self, client_id):
+        client = models.get_client(self.db.session, client_id)
+        if client is None:
+            raise NotFound("client not found")
+        return client
+
+    @rpc
+    def get_client(self, client_id):
+        return domain.serialize_client(self._client(client_id))
+
+    @rpc
+    def verify_client_secret(self, client_id, secret):
+        """True if ``secret`` is the confidential client's secret; constant time."""
+        client = models.get_client(self.db.session, client_id)
+        if client is None or client.public or not client.secret_hash:
+            return self.secrets.verify_dummy(secret)
+        if not self.secrets.verify(client.secret_hash, secret):
+            return False
+        if self.secrets.needs_rehash(client.secret_hash):
+            client.secret_hash = self.secrets.hash(secret)
+        return True
+
+    @rpc
+    def create_client(self, payload):
+        """Register a client; a confidential one without a secret gets one, returned
+        once as ``client_secret``. Emits ``client_created``."""
+        fields, secret, generated = domain.new_client(payload)
+        session = self.db.session
+        if models.get_client(session, fields["client_id"]) is not None:
+            raise _client_conflict()
+        now = utcnow()
+        client = OAuthClient(
+            **fields,
+            secret_hash=self.secrets.hash(secret) if secret is not None else None,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(client)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            # Created concurrently between the check above and this insert.
+            if is_unique_violation(exc, models.CLIENT_PKEY):
+                raise _client_conflict() from None
+            raise
+        view = domain.serialize_client(client)
+        self.dispatch(
+            "client_created",
+            {
+                "client_id": client.client_id,
+                "public": client.public,
+                "grant_types": view["grant_types"],
+                "scopes": view["scopes"],
+            },
+        )
+        if generated:
+            view["client_secret"] = secret
+        return view
+
+    @rpc
+    def update_client(self, client_id, changes):
+        client = self._client(client_id)
+        fields, secret = domain.client_changes(client, changes)
+        for column, value in fields.items():
+            setattr(client, column, value)
+        if secret is not None:
+            client.secret_hash = self.secrets.hash(secret)
+        client.updated_at = utcnow()
+        return domain.serialize_client(client)
+
+    # --- tokens ------------------------------------------------------------------
+
+    @rpc
+    def issue_token(self, request):
+        """An access token for a grant the gateway has checked, and a refresh token
+        (a new family, or ``family_id``'s) when asked for and allowed."""
+        domain.issue_request(request)
+        session = self.db.session
+        client = models.get_client(session, request["client_id"])
+        domain.check_grant(client, request["grant_type"])
+        user = request["user"]
+        user_id = uuid.UUID(user["id"]) if user is not None else None
+        scopes = domain.granted_scopes(
+            request["scope"], client.scopes, user["roles"] if user else None, user is not None
+        )
+        scope = domain.format_scope(scopes)
+        now = utcnow()
+        family_id = refresh_token = None
+        if user is not None:
+            if request.get("family_id") is not None:
+                family_id = uuid.UUID(request["family_id"])
+                self._join_family(family_id, client.client_id, user_id)
+            else:
+                family_id = uuid.uuid4()
+            if request["include_refresh_token"] and "refresh_token" in client.grant_types:
+                refresh_token = self._add_refresh_token(
+                    client.client_id, user_id, scope, family_id, now
+                )
+        access_token = self._access_token(client.client_id, user_id, scope, family_id)
+        return domain.token_response(
+            access_token, self.settings["access_token_ttl"], scope, refresh_token
+        )
+
+    @rpc
+    def rotate_refresh_token(self, request):
+        """Consume the refresh token once and issue the next of its family.
+
+        A token presented again after it was used revokes its whole family
+        (committed, events published) before ``InvalidGrant`` is raised.
+        """
+        domain.rotate_request(request)
+        session = self.db.session
+        client = models.get_client(session, request["client_id"])
+        if client is None or "refresh_token" not in client.grant_types:
+            raise InvalidGrant("the client may not use refresh tokens")
+        digest = domain.token_hash(request["refresh_token"])
+        found = models.find_refresh_token(session, digest)
+        if found is None:
+            raise InvalidGrant("unknown refresh token")
+        if found.client_id != client.client_id:
+            raise InvalidGrant("refresh token was issued to another client")
+
+        models.lock_family(session, found.family_id)
+        now = utcnow()
+        token = models.consume_refresh_token(session, digest, client.client_id, now)
+        if token is None:
+            self._refuse_refresh_token(digest, now)
+        # A refused scope raises, and the rollback un-consumes the token.
+        refresh_scopes, access_scopes = domain.rotation_scopes(
+            request["scope"], token.scope, client.scopes, request["roles"]
+        )
+        refresh_token = self._add_refresh_token(
+            client.client_id,
+            token.user_id,
+            domain.format_scope(refresh_scopes),
+            token.family_id,
+            now,
+            parent=token,
+        )
+        scope = domain.format_scope(access_scopes)
+        access_token = self._access_token(client.client_id, token.user_id, scope, token.family_id)
+        return domain.token_response(
+            access_token, self.settings["access_token_ttl"], scope, refresh_token
+        )
+
+    def _refuse_refresh_token(self, digest, now):
+        token = models.find_refresh_token(self.db.session, digest)
+        if token.used_at is not None:
+            self._revoke_family(
+                token.family_id, token.client_id, token.user_id, domain.REUSE_DETECTED, now
+            )
+            raise keep_changes(
+                InvalidGrant("refresh token reuse detected; the token family was revoked")
+            )
+        if token.revoked_at is not None:
+            raise InvalidGrant("refresh token revoked")
+        raise InvalidGrant("refresh token expired")
+
+    @rpc
+    def get_refresh_token(self, token):
+        if not isinstance(token, str):
+            raise ValidationError("invalid refresh token", {"token": "must be of type string"})
+        found = models.find_refresh_token(self.db.session, domain.token_hash(token))
+        if found is None:
+            raise NotFound("refresh token not found")
+        return domain.refresh_token_info(found, utcnow())
+
+    @rpc
+    def revoke_refresh_token(self, client_id, token):
+        """RFC 7009: revoke the token's family if it is ``client_id``'s; False otherwise."""
+        domain.revoke_refresh_request(client_id, token)
+        session = self.db.session
+        found = models.find_refresh_token(session, domain.token_hash(token))
+        if found is None or found.client_id != client_id:
+            return False
+        models.lock_family(session, found.family_id)
+        self._revoke_family(
+            found.family_id, found.client_id, found.user_id, domain.REVOKED_BY_CLIENT, utcnow()
+        )
+        return True
+
+    @rpc
+    def revoke_access_token(self, jti, expires_at, client_id):
+        """Deny ``jti`` at the gateway until it would expire anyway.
+
+        Redis is the only record of this revocation: if it is down, the call
+        fails (Unavailable) rather than pretend the token is revoked.
+        """
+        domain.revoke_access_request(jti, expires_at, client_id)
+        ttl = domain.access_revocation_ttl(expires_at, utcnow(), self.settings["clock_skew"])
+        if ttl > 0:
+            self.cache.set(self.cache.key(revoked_access_key(jti)), client_id, ex=ttl)
+
+    # --- authorization codes -----------------------------------------------------
+
+    @rpc
+    def create_authorization_code(self, request):
+        domain.code_request(request)
+        session = self.db.session
+        client = models.get_client(session, request["client_id"])
+        domain.check_grant(client, "authorization_code", field="client_id")
+        redirect_uri = domain.code_redirect_uri(client, request["redirect_uri"])
+        user = request["user"]
+        scope = domain.format_scope(
+            domain.granted_scopes(request["scope"], client.scopes, user["roles"])
+        )
+        code = domain.new_token()
+        now = utcnow()
+        ttl = self.settings["authorization_code_ttl"]
+        session.add(
+            AuthorizationCode(
+                code_hash=domain.token_hash(code),
+                client_id=client.client_id,
+                user_id=uuid.UUID(user["id"]),
+                redirect_uri=redirect_uri,
+                scope=scope,
+                code_challenge=request["code_challenge"],
+                code_challenge_method=request["code_challenge_method"],
+                nonce=request.get("nonce"),
+                family_id=uuid.uuid4(),
+                created_at=now,
+                expires_at=domain.code_expiry(now, ttl),
+            )
+        )
+        return {"code": code, "expires_in": ttl}
+
+    @rpc
+    def redeem_authorization_code(self, client_id, code):
+        """Mark the code used, once. A second redemption revokes what it issued."""
+        domain.redeem_request(client_id, code)
+        session = self.db.session
+        digest = domain.token_hash(code)
+        found = models.find_code(session, digest)
+        if found is None:
+            raise InvalidGrant("unknown authorization code")
+        if found.client_id != client_id:
+            raise InvalidGrant("authorization code was issued to another client")
+        models.lock_family(session, found.family_id)
+        now = utcnow()
+        redeemed = models.consume_code(session, digest, client_id, now)
+        if redeemed is not None:
+            return domain.authorization_code_info(redeemed)
+        current = models.find_code(session, digest)
+        if current.used_at is not None:
+            self._revoke_family(
+                current.family_id, current.client_id, current.user_id, domain.REUSE_DETECTED, now
+            )
+            raise keep_changes(
+                InvalidGrant("authorization code already used; its tokens were revoked")
+            )
+        if current.revoked_at is not None:
+            raise InvalidGrant("authorization code revoked")
+        raise InvalidGrant("authorization code expired")
+
+    # --- signing keys ------------------------------------------------------------
+
+    @rpc
+    def jwks(self):
+        """The current key and every retired key a still-accepted token may carry."""
+        self._current_signing_key()
+        since = domain.published_since(
+            utcnow(), self.settings["access_token_ttl"], self.settings["clock_skew"]
+        )
+        keys = models.all_signing_keys(self.db.session, retired_after=since)
+        return {"keys": [dict(key.public_jwk) for key in keys]}
+
+    @rpc
+    def rotate_signing_key(self):
+        """A new key signs from now on; the previous ones are retired (still published
+        until their tokens expire). Emits ``signing_key_rotated``."""
+        session = self.db.session
+        models.lock_key_ring(session)
+        now = utcnow()
+        record = self._add_signing_key(now)
+        retired = models.retire_signing_keys(session, now, keep_kid=record.kid)
+        self.dispatch("signing_key_rotated", {"kid": record.kid, "retired": retired})
+        created_at = isoformat_utc(record.created_at)
+        return {"kid": record.kid, "created_at": created_at, "retired": retired}
+
+    @rpc
+    def signing_keys(self):
+        session = self.db.session
+        current = models.current_signing_key(session)
+        now = utcnow()
+        return [
+            domain.signing_key_info(
+                key,
+                now,
+                current.kid if current else None,
+                self.settings["access_token_ttl"],
+                self.settings["clock_skew"],
+            )
+            for key in models.all_signing_keys(session)
+        ]
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _current_signing_key(self):
+        """The key that signs now; the first one is created here, once across
+        workers and processes (the key-ring lock, then a second look)."""
+        session = self.db.session
+        record = models.current_signing_key(session)
+        if record is None:
+            models.lock_key_ring(session)
+            record = models.current_signing_key(session)
+            if record is None:
+                record = self._add_signing_key(utcnow())
+        return record
+
+    def _add_signing_key(self, now):
+        material = self.keys.generate()
+        record = SigningKey(
+            kid=material.kid,
+            private_pem=material.private_pem,
+            public_jwk=material.public_jwk,
+            created_at=now,
+        )
+        self.db.session.add(record)
+        self.db.session.flush()
+        return record
+
+    def _access_token(self, client_id, user_id, scope, family_id):
+        record = self._current_signing_key()
+        claims = domain.access_token_claims(
+            self.settings, client_id, user_id, scope, family_id, utcnow()
+        )
+        return domain.sign_access_token(self.keys.private_key(record), record.kid, claims)
+
+    def _add_refresh_token(self, client_id, user_id, scope, family_id, now, parent=None):
+        token = domain.new_token()
+        self.db.session.add(
+            RefreshToken(
+                token_hash=domain.token_hash(token),
+                family_id=family_id,
+                parent_id=parent.id if parent is not None else None,
+                client_id=client_id,
+                user_id=user_id,
+                scope=scope,
+                issued_at=now,
+                expires_at=domain.refresh_expiry(
+                    now,
+                    self.settings["refresh_token_ttl"],
+                    parent.expires_at if parent is not None else None,
+                ),
+            )
+        )
+        return token
+
+    def _join_family(self, family_id, client_id, user_id):
+        """Tokens may join an existing family (from one authorization code) only if
+        it is the same client's and user's and not revoked."""
+        session = self.db.session
+        models.lock_family(session, family_id)
+        for member_client, member_user, revoked in models.family_members(session, family_id):
+            if revoked:
+                raise InvalidGrant("the token family was revoked")
+            if member_client != client_id or member_user != user_id:
+                raise InvalidGrant("the token family belongs to another grant")
+
+    def _revoke_family(self, family_id, client_id, user_id, reason, now):
+        """Revoke the family (caller holds its lock); after the commit, deny its
+        access tokens in Redis. Emits ``token_family_revoked`` if anything changed."""
+        changed = models.revoke_family(self.db.session, family_id, reason, now)
+        self.db.on_commit(lambda: self._deny_family(family_id, reason))
+        if changed:
+            self.dispatch(
+                "token_family_revoked",
+                {
+                    "family_id": str(family_id),
+                    "client_id": client_id,
+                    "user_id": str(user_id),
+                    "reason": reason,
+                },
+            )
+
+    def _deny_family(self, family_id, reason):
+        ttl = domain.family_denylist_ttl(
+            self.settings["access_token_ttl"], self.settings["clock_skew"]
+        )
+        try:
+            self.cache.set(self.cache.key(revoked_family_key(family_id)), reason, ex=ttl)
+        except redis_lib.RedisError:
+            log.warning(
+                "token family %s revoked, but Redis is unreachable: its access tokens "
+                "stay valid until they expire",
+                family_id,
+            )
