@@ -5,7 +5,13 @@ import atexit
 from flask import Flask
 
 from gateway.api import health, products, users
+from gateway.auth import guard
+from gateway.auth import views as oauth
+from gateway.auth.server import AgoraAuthorizationServer
+from gateway.auth.tokens import KeyCache, TokenVerifier
 from gateway.errors import register_error_handlers
+from gateway.limits import init_limits
+from gateway.openapi import init_openapi
 from gateway.rpc import RpcClient
 from gateway.tracing import init_tracing
 from services.chassis.config import load_config, nameko_config
@@ -13,13 +19,14 @@ from services.chassis.logs import setup_logging
 from services.chassis.redis import make_client
 from services.chassis.tracing import Tracer
 
-SERVICES = ("users", "catalog")
+SERVICES = ("users", "auth", "catalog")
 
 
 def create_app(config=None):
     config = config or load_config()
     setup_logging("gateway", config["logging"]["level"])
     gateway = config["gateway"]
+    auth = config["auth"]
 
     app = Flask(__name__)
     app.json.sort_keys = False
@@ -28,16 +35,32 @@ def create_app(config=None):
 
     tracer = Tracer("gateway", config["tracing"])
     rpc = RpcClient(nameko_config(config, "gateway"), gateway["rpc"], tracer)
+    redis = make_client(config["redis"], name="gateway")
+    keys = KeyCache(
+        lambda: rpc.call("auth", "jwks"),
+        ttl=auth["jwks_cache_ttl"],
+        min_refresh_interval=auth["jwks_min_refresh_interval"],
+    )
     app.extensions["agora.tracer"] = tracer
     app.extensions["agora.rpc"] = rpc
     app.extensions["agora.services"] = SERVICES
-    app.extensions["agora.redis"] = make_client(config["redis"], name="gateway")
+    app.extensions["agora.redis"] = redis
+    app.extensions["agora.keys"] = keys
+    app.extensions["agora.tokens"] = TokenVerifier(keys, auth, revocations=redis)
 
+    # Order matters: trace, identify the caller, rate limit by that identity,
+    # then refuse missing/bad tokens and scopes.
     init_tracing(app, tracer)
     register_error_handlers(app)
+    guard.init_identify(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(oauth.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(products.bp)
+    app.extensions["agora.oauth"] = AgoraAuthorizationServer(app)
+    init_limits(app)
+    guard.init_enforce(app)
+    init_openapi(app)
 
     atexit.register(rpc.close)
     atexit.register(tracer.close)

@@ -1,14 +1,17 @@
-"""Every error leaves the gateway as ``{"error": {"code", "message", "details"}}``."""
+"""Every error leaves the gateway as ``{"error": {"code", "message", "details"}}``
+(on /oauth/* as RFC 6749 ``{"error", "error_description"}``)."""
 
 import logging
 
-from flask import jsonify
+from flask import has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.rpc import ServiceUnavailable, UpstreamError
 from services.chassis.errors import AgoraError
 
 log = logging.getLogger(__name__)
+
+OAUTH_PREFIX = "/oauth/"
 
 
 class ApiError(Exception):
@@ -22,7 +25,11 @@ class ApiError(Exception):
 
 
 def error_response(status, code, message, details=None, headers=None):
-    response = jsonify({"error": {"code": code, "message": message, "details": details}})
+    if has_request_context() and request.path.startswith(OAUTH_PREFIX):
+        # The OAuth2 endpoints answer every error in the RFC 6749 5.2 form.
+        response = jsonify({"error": code, "error_description": message})
+    else:
+        response = jsonify({"error": {"code": code, "message": message, "details": details}})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -1,14 +1,61 @@
-"""/v1/users"""
+"""/v1/users: registration, the caller's own profile, and user administration.
+
+Object-level access: a user reaches only their own record; anyone else's id
+answers 404 (not 403), so ids cannot be probed. ``users:admin`` reaches all.
+"""
 
 from flask import Blueprint, jsonify
 
 from gateway.api import json_body, rpc
-from services.users.schemas import REGISTER_REQUEST
+from gateway.auth.guard import requires
+from gateway.auth.principal import current_principal
+from gateway.errors import ApiError
+from gateway.openapi import operation
+from services.chassis.errors import NotFound
+from services.chassis.schemas import UUID_PATTERN, is_uuid
+from services.users.schemas import PROFILE_UPDATE, REGISTER_REQUEST, SET_ROLES_REQUEST, USER
 
 bp = Blueprint("users", __name__, url_prefix="/v1/users")
 
+USER_ID = {"user_id": {"type": "string", "pattern": UUID_PATTERN}}
+
+
+def _not_found():
+    return ApiError(404, "not_found", "user not found")
+
+
+def _own_user_id():
+    principal = current_principal()
+    if principal.user_id is None:
+        # A client acting for itself (client_credentials) has no profile.
+        raise _not_found()
+    return principal.user_id
+
+
+def _visible_user_id(user_id):
+    principal = current_principal()
+    if not is_uuid(user_id):
+        raise _not_found()
+    if user_id != principal.user_id and "users:admin" not in principal.scopes:
+        raise _not_found()
+    return user_id
+
+
+def _user_or_404(call, *args):
+    try:
+        return call(*args)
+    except NotFound:
+        raise _not_found() from None
+
 
 @bp.post("")
+@operation(
+    "Register a user",
+    tags=("users",),
+    body=REGISTER_REQUEST,
+    responses={201: {"schema": USER, "headers": {"Location": {"type": "string"}}}},
+    errors=(409,),
+)
 def register():
     payload = json_body(REGISTER_REQUEST)
     user = rpc().call("users", "register", payload)
@@ -16,3 +63,57 @@ def register():
     response.status_code = 201
     response.headers["Location"] = f"/v1/users/{user['id']}"
     return response
+
+
+@bp.get("/me")
+@operation("Your own profile", tags=("users",), responses={200: USER}, errors=(404,))
+@requires("profile")
+def get_me():
+    user_id = _own_user_id()
+    return jsonify(_user_or_404(rpc().call, "users", "get_user", user_id))
+
+
+@bp.patch("/me")
+@operation(
+    "Change your own profile",
+    tags=("users",),
+    body=PROFILE_UPDATE,
+    responses={200: USER},
+    errors=(404,),
+)
+@requires("profile")
+def update_me():
+    user_id = _own_user_id()
+    changes = json_body(PROFILE_UPDATE)
+    return jsonify(_user_or_404(rpc().call, "users", "update_profile", user_id, changes))
+
+
+@bp.get("/<user_id>")
+@operation(
+    "One user: yourself, or anyone with users:admin",
+    tags=("users",),
+    path_params=USER_ID,
+    responses={200: USER},
+    errors=(404,),
+)
+@requires()
+def get_user(user_id):
+    user_id = _visible_user_id(user_id)
+    return jsonify(_user_or_404(rpc().call, "users", "get_user", user_id))
+
+
+@bp.put("/<user_id>/roles")
+@operation(
+    "Replace a user's roles",
+    tags=("users",),
+    path_params=USER_ID,
+    body=SET_ROLES_REQUEST,
+    responses={200: USER},
+    errors=(404,),
+)
+@requires("users:admin")
+def set_roles(user_id):
+    if not is_uuid(user_id):
+        raise _not_found()
+    payload = json_body(SET_ROLES_REQUEST)
+    return jsonify(_user_or_404(rpc().call, "users", "set_roles", user_id, payload["roles"]))

@@ -49,7 +49,11 @@ class Money:
 
     @classmethod
     def from_dict(cls, price):
-        return cls(price["amount"], price["currency"])
+        amount = price["amount"]
+        # JSON Schema's "integer" accepts 1.0 (and 1e3): keep such values whole.
+        if isinstance(amount, float) and amount.is_integer():
+            amount = int(amount)
+        return cls(amount, price["currency"])
 
     def to_dict(self):
         return {"amount": self.amount, "currency": self.currency}

@@ -12,6 +12,7 @@ def client():
     # Nothing listens on this port: any RPC attempt would fail with 503, so a
     # 400 proves the body was refused before the gateway tried to call out.
     config["amqp"]["uri"] = "amqp://guest:guest@127.0.0.1:9/none"
+    config["gateway"]["rate_limits"]["enabled"] = False  # no Redis here
     return create_app(config).test_client()
 
 
@@ -83,3 +84,25 @@ def test_unknown_route_is_json_404(client):
     response = client.get("/nowhere")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_nul_characters_are_refused_before_any_rpc(client):
+    body = {"email": "a@example.com", "password": "long enough\u0000", "name": "N\u0000"}
+    response = client.post("/v1/users", json=body)
+    assert response.status_code == 400
+    details = response.get_json()["error"]["details"]
+    assert details == {
+        "password": "must not contain NUL characters",
+        "name": "must not contain NUL characters",
+    }
+    assert client.get("/v1/products?q=%00").status_code == 400
+
+
+def test_protected_routes_need_a_token_before_any_rpc(client):
+    response = client.get("/v1/users/me")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="agora"')
+    assert response.get_json()["error"]["code"] == "invalid_token"
+    bad = client.patch("/v1/products/x", json={}, headers={"Authorization": "Bearer abc"})
+    assert bad.status_code == 401
+    assert "malformed" in bad.get_json()["error"]["message"]

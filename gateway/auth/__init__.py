@@ -1,0 +1,1 @@
+"""Identity at the gateway: the OAuth2 endpoints and the token check for every route."""

@@ -1,0 +1,203 @@
+"""Local verification of access tokens: JWT RS256 against the published keys.
+
+No RPC per request: the auth service's public keys are fetched once, cached
+for ``auth.jwks_cache_ttl`` seconds and refetched early only when a token
+names a ``kid`` the cache does not know (at most once per
+``auth.jwks_min_refresh_interval``, so random kids cannot flood the auth
+service). Revocations arrive through Redis (one EXISTS per request); if Redis
+is down the check fails open, since access tokens are short-lived.
+"""
+
+import base64
+import json
+import logging
+import threading
+import time
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
+
+from services.auth.schemas import (
+    ACCESS_TOKEN_TYPE,
+    SIGNING_ALGORITHM,
+    revoked_access_key,
+    revoked_family_key,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TOKEN_LENGTH = 8192
+
+
+class TokenError(Exception):
+    """The token is not acceptable; ``description`` says why (safe to show)."""
+
+    def __init__(self, description):
+        super().__init__(description)
+        self.description = description
+
+
+class KeyCache:
+    """The published signing keys by kid, refreshed from ``fetch()``."""
+
+    def __init__(self, fetch, ttl, min_refresh_interval, clock=time.monotonic):
+        self._fetch = fetch
+        self._ttl = ttl
+        self._min_interval = min_refresh_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys = {}
+        self._jwks = None
+        self._fetched_at = None
+        self._forced_at = None
+        self._failed_at = None
+
+    def _refresh(self, force=False):
+        with self._lock:
+            now = self._clock()
+            if force:
+                # An unknown kid: refetch at once, but at most once per interval.
+                if self._forced_at is not None and now - self._forced_at < self._min_interval:
+                    return
+                self._forced_at = now
+            else:
+                if self._fetched_at is not None and now - self._fetched_at < self._ttl:
+                    return
+                if self._failed_at is not None and now - self._failed_at < self._min_interval:
+                    return  # the last attempt failed just now; serve what we have
+            try:
+                jwks = self._fetch()
+            except Exception:
+                self._failed_at = now
+                if self._jwks is None:
+                    raise
+                # Keep serving the keys we have: rotation is rare, an outage is not.
+                log.warning("could not refresh the signing keys; using the cached ones")
+                return
+            self._keys = {jwk["kid"]: RSAKey.import_key(jwk) for jwk in jwks["keys"]}
+            self._jwks = jwks
+            self._fetched_at = now
+            self._failed_at = None
+
+    def jwks(self):
+        self._refresh()
+        return self._jwks
+
+    def get(self, kid):
+        self._refresh()
+        key = self._keys.get(kid)
+        if key is None:
+            self._refresh(force=True)
+            key = self._keys.get(kid)
+        return key
+
+
+def _segment(value):
+    padded = value + "=" * (-len(value) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+
+
+def unverified_header(token):
+    """The JOSE header of a compact JWS, or TokenError."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise TokenError("the token is malformed")
+    try:
+        header = _segment(token.split(".", 1)[0])
+    except (ValueError, UnicodeError):
+        raise TokenError("the token is malformed") from None
+    if not isinstance(header, dict):
+        raise TokenError("the token is malformed")
+    return header
+
+
+class TokenVerifier:
+    def __init__(self, keys, settings, revocations=None, clock=time.time):
+        self.keys = keys
+        self.issuer = settings["issuer"]
+        self.audience = settings["audience"]
+        self.leeway = settings["clock_skew"]
+        self.revocations = revocations
+        self._clock = clock
+        self._redis_failing = False
+
+    def claims(self, token):
+        """The verified claims of ``token``; TokenError when it is not acceptable."""
+        header = unverified_header(token)
+        # The algorithm is pinned: "none", HS256 (e.g. keyed with the public
+        # key) or anything else never reaches signature verification.
+        if header.get("alg") != SIGNING_ALGORITHM:
+            raise TokenError("the token's algorithm is not accepted")
+        if header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise TokenError("the token is not an access token")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TokenError("the token names no signing key")
+        key = self.keys.get(kid)
+        if key is None:
+            raise TokenError("the token's signing key is unknown")
+        try:
+            decoded = jwt.decode(token, key, algorithms=[SIGNING_ALGORITHM])
+        except (JoseError, ValueError):
+            raise TokenError("the token's signature is invalid") from None
+        claims = decoded.claims
+        options = {
+            "iss": {"essential": True, "value": self.issuer},
+            "aud": {"essential": True, "value": self.audience},
+            "sub": {"essential": True},
+            "jti": {"essential": True},
+            "iat": {"essential": True},
+            "exp": {"essential": True},
+        }
+        registry = jwt.JWTClaimsRegistry(
+            now=lambda: int(self._clock()), leeway=self.leeway, **options
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as exc:
+            raise TokenError(_claim_problem(exc)) from None
+        for name in ("scope", "client_id"):
+            if not isinstance(claims.get(name), str):
+                raise TokenError(f"the token has no valid {name} claim")
+        return claims
+
+    def verify(self, token):
+        claims = self.claims(token)
+        if self.is_revoked(claims):
+            raise TokenError("the token has been revoked")
+        return claims
+
+    def is_revoked(self, claims):
+        if self.revocations is None:
+            return False
+        keys = [self.revocations.key(revoked_access_key(claims["jti"]))]
+        if claims.get("sid"):
+            keys.append(self.revocations.key(revoked_family_key(claims["sid"])))
+        try:
+            revoked = self.revocations.exists(*keys) > 0
+        except Exception as exc:
+            if not self._redis_failing:
+                log.warning(
+                    "revocation check skipped, Redis unreachable (%s): failing open",
+                    exc.__class__.__name__,
+                )
+            self._redis_failing = True
+            return False
+        if self._redis_failing:
+            log.warning("revocation check restored, Redis reachable again")
+            self._redis_failing = False
+        return revoked
+
+
+def _claim_problem(exc):
+    name = exc.__class__.__name__
+    if name == "ExpiredTokenError":
+        return "the token has expired"
+    claim = getattr(exc, "claim", None)
+    if claim == "aud":
+        return "the token is not meant for this API"
+    if claim == "iss":
+        return "the token was not issued by this server"
+    if claim:
+        return f"the token's {claim} claim is invalid"
+    return "the token's claims are invalid"

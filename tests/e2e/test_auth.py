@@ -1,0 +1,612 @@
+"""OAuth2 end to end: a real OAuth2 client library (authlib's requests client)
+against the running gateway and auth service."""
+
+import base64
+import json
+import re
+import secrets
+import uuid
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from cryptography.hazmat.primitives import hashes, hmac
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from tests.e2e.conftest import password_grant
+
+REDIRECT_URI = "http://localhost:3000/callback"
+
+
+def b64(data):
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def segments(token):
+    header, payload, _ = token.split(".")
+    pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
+    return (
+        json.loads(base64.urlsafe_b64decode(pad(header))),
+        json.loads(base64.urlsafe_b64decode(pad(payload))),
+    )
+
+
+def me(base_url, access_token):
+    return requests.get(
+        f"{base_url}/v1/users/me", headers={"Authorization": f"Bearer {access_token}"}, timeout=10
+    )
+
+
+def oauth_error(response, status, error):
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error, response.text
+    return response.json()
+
+
+@pytest.fixture
+def web(platform, demo):
+    """A session of the public first-party client."""
+    session = OAuth2Session(
+        client_id=demo["web_client_id"],
+        token_endpoint_auth_method="none",
+        redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256",
+    )
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def integration(platform, demo):
+    """A session of the confidential integrations client (HTTP Basic)."""
+    session = OAuth2Session(
+        client_id=demo["integration_client_id"],
+        client_secret=demo["integration_secret"],
+        token_endpoint_auth_method="client_secret_basic",
+    )
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def customer(api):
+    """A fresh registered customer: (email, password, user)."""
+    email = f"auth-{uuid.uuid4().hex[:10]}@example.com"
+    password = "correct horse battery"
+    response = api.register(email, password)
+    assert response.status_code == 201
+    return email, password, response.json()
+
+
+# -- discovery ---------------------------------------------------------------
+
+
+def test_metadata_and_jwks_are_discoverable(platform, user_token):
+    response = requests.get(f"{platform.base_url}/.well-known/oauth-authorization-server")
+    assert response.status_code == 200
+    document = response.json()
+    AuthorizationServerMetadata(document).validate()
+    issuer = platform.config["auth"]["issuer"]
+    assert document["issuer"] == issuer
+    assert document["token_endpoint"] == f"{issuer}/oauth/token"
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert set(document["grant_types_supported"]) == {
+        "authorization_code",
+        "password",
+        "refresh_token",
+        "client_credentials",
+    }
+
+    jwks = requests.get(f"{platform.base_url}/.well-known/jwks.json").json()
+    header, claims = segments(user_token)
+    assert header == {"alg": "RS256", "kid": header["kid"], "typ": "at+jwt"}
+    (jwk,) = [k for k in jwks["keys"] if k["kid"] == header["kid"]]
+    assert jwk["kty"] == "RSA" and jwk["alg"] == "RS256" and "d" not in jwk
+    # The published key really verifies the token.
+    decoded = jwt.decode(user_token, RSAKey.import_key(jwk), algorithms=["RS256"])
+    assert decoded.claims["iss"] == issuer
+    assert decoded.claims["aud"] == platform.config["auth"]["audience"]
+    assert (
+        decoded.claims["exp"] - decoded.claims["iat"] == platform.config["auth"]["access_token_ttl"]
+    )
+    assert {"sub", "jti", "scope", "client_id", "sid"} <= set(decoded.claims)
+
+
+# -- password grant ----------------------------------------------------------
+
+
+def test_password_grant_then_a_protected_call(platform, web, demo):
+    token = web.fetch_token(
+        f"{platform.base_url}/oauth/token",
+        username=demo["user_email"],
+        password=demo["user_password"],
+    )
+    assert token["token_type"] == "Bearer"
+    assert token["refresh_token"]
+    assert set(token["scope"].split()) == {"profile", "orders:read", "orders:write"}
+    response = web.get(f"{platform.base_url}/v1/users/me")
+    assert response.status_code == 200
+    assert response.json()["email"] == demo["user_email"]
+
+
+def test_password_grant_scope_is_limited_by_role(platform, demo):
+    # A customer asking for an admin scope gets only what the role allows.
+    token = password_grant(
+        platform.base_url,
+        demo["web_client_id"],
+        demo["user_email"],
+        demo["user_password"],
+        scope="profile catalog:write",
+    )
+    assert token["scope"] == "profile"
+    admin = password_grant(
+        platform.base_url, demo["web_client_id"], demo["admin_email"], demo["admin_password"]
+    )
+    assert {"catalog:write", "inventory:write", "billing:admin", "users:admin"} <= set(
+        admin["scope"].split()
+    )
+
+
+def test_password_grant_refusals(platform, demo):
+    url = f"{platform.base_url}/oauth/token"
+    base = {"grant_type": "password", "client_id": demo["web_client_id"]}
+    wrong = requests.post(url, data={**base, "username": demo["user_email"], "password": "nope"})
+    body = oauth_error(wrong, 400, "invalid_grant")
+    assert "password" in body["error_description"]
+    assert wrong.headers["Cache-Control"] == "no-store"
+    unknown = requests.post(url, data={**base, "username": "ghost@example.com", "password": "x"})
+    oauth_error(unknown, 400, "invalid_grant")
+    oauth_error(requests.post(url, data={**base, "username": "x"}), 400, "invalid_request")
+    bad_scope = {**base, "username": demo["user_email"], "password": demo["user_password"]}
+    oauth_error(requests.post(url, data={**bad_scope, "scope": "root"}), 400, "invalid_scope")
+    oauth_error(requests.post(url, data={"grant_type": "magic"}), 400, "unsupported_grant_type")
+    ghost_client = {**bad_scope, "client_id": "no-such-client"}
+    oauth_error(requests.post(url, data=ghost_client), 400, "invalid_client")
+    # The public client may not use client_credentials.
+    cc = {"grant_type": "client_credentials", "client_id": demo["web_client_id"]}
+    assert requests.post(url, data=cc).json()["error"] in ("unauthorized_client", "invalid_client")
+
+
+# -- client credentials ------------------------------------------------------
+
+
+def test_client_credentials_for_an_integration(platform, integration, demo):
+    token = integration.fetch_token(
+        f"{platform.base_url}/oauth/token", grant_type="client_credentials"
+    )
+    assert "refresh_token" not in token
+    assert set(token["scope"].split()) == {"catalog:write", "inventory:write"}
+    _, claims = segments(token["access_token"])
+    assert claims["sub"] == demo["integration_client_id"] == claims["client_id"]
+    assert "sid" not in claims
+
+    sku = f"INT-{uuid.uuid4().hex[:8].upper()}"
+    created = integration.post(
+        f"{platform.base_url}/v1/products",
+        json={"sku": sku, "name": "Integration item", "price": {"amount": 100, "currency": "EUR"}},
+    )
+    assert created.status_code == 201, created.text
+    # A client acting for itself has no profile scope, hence no /me.
+    assert integration.get(f"{platform.base_url}/v1/users/me").status_code == 403
+
+
+def test_client_credentials_with_a_wrong_secret(platform, demo):
+    session = OAuth2Session(
+        client_id=demo["integration_client_id"],
+        client_secret="definitely-not-the-secret",
+        token_endpoint_auth_method="client_secret_basic",
+    )
+    response = session.post(
+        f"{platform.base_url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(demo["integration_client_id"], "definitely-not-the-secret"),
+        withhold_token=True,
+    )
+    oauth_error(response, 401, "invalid_client")
+
+
+# -- refresh rotation and reuse detection ------------------------------------
+
+
+def test_refresh_rotation_and_reuse_detection(platform, web, customer):
+    email, password, _ = customer
+    url = f"{platform.base_url}/oauth/token"
+    first = web.fetch_token(url, username=email, password=password)
+    second = web.refresh_token(url, refresh_token=first["refresh_token"])
+    assert second["refresh_token"] != first["refresh_token"]
+    assert second["access_token"] != first["access_token"]
+    assert me(platform.base_url, second["access_token"]).status_code == 200
+
+    # The first refresh token again: reuse, so the whole family is revoked.
+    reuse = requests.post(
+        url,
+        data={
+            "grant_type": "refresh_token",
+            "client_id": web.client_id,
+            "refresh_token": first["refresh_token"],
+        },
+    )
+    body = oauth_error(reuse, 400, "invalid_grant")
+    assert "reuse" in body["error_description"]
+    # The newest refresh token of the family is dead too ...
+    after = requests.post(
+        url,
+        data={
+            "grant_type": "refresh_token",
+            "client_id": web.client_id,
+            "refresh_token": second["refresh_token"],
+        },
+    )
+    oauth_error(after, 400, "invalid_grant")
+    # ... and so are the family's access tokens, before they expire.
+    revoked = me(platform.base_url, second["access_token"])
+    assert revoked.status_code == 401
+    assert 'error="invalid_token"' in revoked.headers["WWW-Authenticate"]
+
+
+def test_refresh_cannot_widen_the_scope(platform, web, customer):
+    email, password, _ = customer
+    url = f"{platform.base_url}/oauth/token"
+    token = web.fetch_token(url, username=email, password=password, scope="profile")
+    wider = requests.post(
+        url,
+        data={
+            "grant_type": "refresh_token",
+            "client_id": web.client_id,
+            "refresh_token": token["refresh_token"],
+            "scope": "profile orders:write",
+        },
+    )
+    oauth_error(wider, 400, "invalid_scope")
+
+
+# -- authorization code + PKCE -----------------------------------------------
+
+
+class FormParser(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hidden = {}
+        self.action = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.action = attrs.get("action")
+        if tag == "input" and attrs.get("type") == "hidden":
+            self.hidden[attrs["name"]] = attrs.get("value", "")
+
+
+def authorize(platform, session, email, password, decision="approve", scope="profile"):
+    """Drive the login-and-consent page as a browser would; returns (verifier, Location)."""
+    verifier = secrets.token_urlsafe(48)
+    uri, state = session.create_authorization_url(
+        f"{platform.base_url}/oauth/authorize", code_verifier=verifier, scope=scope
+    )
+    page = requests.get(uri, timeout=10)
+    assert page.status_code == 200, page.text
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    form = FormParser()
+    form.feed(page.text)
+    assert form.hidden["state"] == state
+    response = requests.post(
+        f"{platform.base_url}{form.action}",
+        data={**form.hidden, "email": email, "password": password, "decision": decision},
+        allow_redirects=False,
+        timeout=10,
+    )
+    return verifier, state, response
+
+
+def test_authorization_code_with_pkce(platform, web, customer):
+    email, password, user = customer
+    verifier, state, response = authorize(platform, web, email, password)
+    assert response.status_code == 302, response.text
+    location = response.headers["Location"]
+    assert location.startswith(REDIRECT_URI + "?")
+    query = parse_qs(urlsplit(location).query)
+    assert query["state"] == [state]
+
+    token = web.fetch_token(
+        f"{platform.base_url}/oauth/token",
+        authorization_response=location,
+        code_verifier=verifier,
+    )
+    assert token["scope"] == "profile"
+    assert token["refresh_token"]
+    profile = me(platform.base_url, token["access_token"])
+    assert profile.status_code == 200
+    assert profile.json()["id"] == user["id"]
+
+
+def test_reused_authorization_code_is_refused_and_revokes_its_tokens(platform, web, customer):
+    email, password, _ = customer
+    verifier, _, response = authorize(platform, web, email, password)
+    code = parse_qs(urlsplit(response.headers["Location"]).query)["code"][0]
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": web.client_id,
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+    }
+    url = f"{platform.base_url}/oauth/token"
+    first = requests.post(url, data=form)
+    assert first.status_code == 200, first.text
+    oauth_error(requests.post(url, data=form), 400, "invalid_grant")
+    # RFC 6749 4.1.2: the tokens issued from the reused code are revoked.
+    assert me(platform.base_url, first.json()["access_token"]).status_code == 401
+    refresh = {
+        "grant_type": "refresh_token",
+        "client_id": web.client_id,
+        "refresh_token": first.json()["refresh_token"],
+    }
+    oauth_error(requests.post(url, data=refresh), 400, "invalid_grant")
+
+
+def test_pkce_verifier_mismatch_is_refused(platform, web, customer):
+    email, password, _ = customer
+    _, _, response = authorize(platform, web, email, password)
+    code = parse_qs(urlsplit(response.headers["Location"]).query)["code"][0]
+    url = f"{platform.base_url}/oauth/token"
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": web.client_id,
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+    }
+    wrong = requests.post(url, data={**form, "code_verifier": secrets.token_urlsafe(48)})
+    oauth_error(wrong, 400, "invalid_grant")
+    oauth_error(requests.post(url, data=form), 400, "invalid_grant")  # burnt, and no verifier
+
+
+def test_authorization_requests_that_are_refused(platform, web, customer):
+    email, password, _ = customer
+    url = f"{platform.base_url}/oauth/authorize"
+    challenge = b64(secrets.token_bytes(32))
+    base = {
+        "response_type": "code",
+        "client_id": web.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "state": "s1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+
+    def error_redirect(params):
+        response = requests.get(url, params=params, allow_redirects=False)
+        assert response.status_code == 302, response.text
+        return parse_qs(urlsplit(response.headers["Location"]).query)
+
+    plain = error_redirect({**base, "code_challenge_method": "plain"})
+    assert plain["error"] == ["invalid_request"] and plain["state"] == ["s1"]
+    missing = error_redirect({k: v for k, v in base.items() if not k.startswith("code_")})
+    assert missing["error"] == ["invalid_request"]
+    assert error_redirect({**base, "scope": "root"})["error"] == ["invalid_scope"]
+
+    # Unknown client or unregistered redirect_uri: an error page, never a redirect.
+    for params in (
+        {**base, "client_id": "nobody"},
+        {**base, "redirect_uri": "https://evil.example/cb"},
+    ):
+        page = requests.get(url, params=params, allow_redirects=False)
+        assert page.status_code == 400
+        assert page.headers["Content-Type"].startswith("text/html")
+        assert "evil.example" not in page.headers.get("Location", "")
+
+    # Characters RFC 6749 forbids in error values: a plain 400, not a crash.
+    odd = requests.get(url, params={**base, "response_type": "\u00a5"}, allow_redirects=False)
+    assert odd.status_code == 400
+    assert odd.headers["Content-Type"].startswith("text/html")
+
+    # Deny: back to the client with access_denied.
+    _, _, denied = authorize(platform, web, email, password, decision="deny")
+    assert denied.status_code == 302
+    assert parse_qs(urlsplit(denied.headers["Location"]).query)["error"] == ["access_denied"]
+    # A wrong password shows the form again, without a code.
+    _, _, wrong = authorize(platform, web, email, "wrong password")
+    assert wrong.status_code == 200
+    assert "Wrong email or password" in wrong.text
+    assert "Location" not in wrong.headers
+
+
+# -- revocation and introspection -------------------------------------------
+
+
+def test_revoke_refresh_token_and_access_token(platform, web, customer):
+    email, password, _ = customer
+    url = f"{platform.base_url}/oauth/token"
+    token = web.fetch_token(url, username=email, password=password)
+    revoke_url = f"{platform.base_url}/oauth/revoke"
+    response = web.revoke_token(
+        revoke_url, token=token["refresh_token"], token_type_hint="refresh_token"
+    )
+    assert response.status_code == 200
+    refresh = {
+        "grant_type": "refresh_token",
+        "client_id": web.client_id,
+        "refresh_token": token["refresh_token"],
+    }
+    oauth_error(requests.post(url, data=refresh), 400, "invalid_grant")
+    # Revoking the family also ends its access tokens.
+    assert me(platform.base_url, token["access_token"]).status_code == 401
+
+    other = web.fetch_token(url, username=email, password=password)
+    assert me(platform.base_url, other["access_token"]).status_code == 200
+    response = web.revoke_token(
+        revoke_url, token=other["access_token"], token_type_hint="access_token"
+    )
+    assert response.status_code == 200
+    assert me(platform.base_url, other["access_token"]).status_code == 401
+    # RFC 7009 2.2: an unknown token is not an error.
+    assert web.revoke_token(revoke_url, token="no-such-token").status_code == 200
+
+
+def test_introspection_for_confidential_clients_only(platform, web, integration, customer):
+    email, password, user = customer
+    token = web.fetch_token(f"{platform.base_url}/oauth/token", username=email, password=password)
+    url = f"{platform.base_url}/oauth/introspect"
+
+    active = integration.introspect_token(url, token=token["access_token"])
+    assert active.status_code == 200
+    body = active.json()
+    assert body["active"] is True
+    assert body["sub"] == user["id"]
+    assert body["client_id"] == web.client_id
+    assert set(body["scope"].split()) == {"profile", "orders:read", "orders:write"}
+
+    refresh = integration.introspect_token(url, token=token["refresh_token"]).json()
+    assert refresh["active"] is True and refresh["token_type"] == "refresh_token"
+    assert integration.introspect_token(url, token="garbage").json() == {"active": False}
+
+    # A public client cannot introspect.
+    public = requests.post(url, data={"token": token["access_token"], "client_id": web.client_id})
+    oauth_error(public, 401, "invalid_client")
+
+    web.revoke_token(f"{platform.base_url}/oauth/revoke", token=token["refresh_token"])
+    assert integration.introspect_token(url, token=token["access_token"]).json() == {
+        "active": False
+    }
+    assert integration.introspect_token(url, token=token["refresh_token"]).json() == {
+        "active": False
+    }
+
+
+# -- forged tokens at a protected route ---------------------------------------
+
+
+def test_forged_tokens_are_refused(platform, user_token):
+    header, claims = segments(user_token)
+    jwks = requests.get(f"{platform.base_url}/.well-known/jwks.json").json()
+    public = RSAKey.import_key([k for k in jwks["keys"] if k["kid"] == header["kid"]][0])
+
+    none = f"{b64({**header, 'alg': 'none'})}.{b64(claims)}."
+    signing_input = f"{b64({**header, 'alg': 'HS256'})}.{b64(claims)}"
+    mac = hmac.HMAC(public.as_pem(private=False), hashes.SHA256())
+    mac.update(signing_input.encode())
+    hs256 = f"{signing_input}.{b64(mac.finalize())}"
+    original_header, _, signature = user_token.split(".")
+    tampered = f"{original_header}.{b64({**claims, 'scope': 'profile users:admin'})}.{signature}"
+    attacker = RSAKey.generate_key(2048)
+    unknown_kid = jwt.encode({**header, "kid": "attacker-key"}, claims, attacker)
+    known_kid_foreign_key = jwt.encode(header, claims, attacker)
+
+    for name, token in {
+        "alg none": none,
+        "HS256 with the public key": hs256,
+        "tampered payload": tampered,
+        "unknown kid": unknown_kid,
+        "foreign key under a known kid": known_kid_foreign_key,
+        "garbage": "abc.def.ghi",
+    }.items():
+        response = me(platform.base_url, token)
+        assert response.status_code == 401, name
+        assert response.json()["error"]["code"] == "invalid_token", name
+        assert re.match(
+            r'Bearer realm="agora", error="invalid_token"', response.headers["WWW-Authenticate"]
+        ), name
+    assert me(platform.base_url, user_token).status_code == 200
+
+
+def test_missing_token_and_wrong_scheme(platform):
+    response = requests.get(f"{platform.base_url}/v1/users/me")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith(
+        'Bearer realm="agora", error="invalid_token"'
+    )
+    assert response.json()["error"]["code"] == "invalid_token"
+    basic = requests.get(f"{platform.base_url}/v1/users/me", auth=("a", "b"))
+    assert basic.status_code == 401
+
+
+# -- scopes and object-level access --------------------------------------------
+
+
+def test_a_user_reaches_only_their_own_record(platform, api, web, customer, admin_token):
+    email, password, user = customer
+    other = api.register(f"other-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery")
+    other_id = other.json()["id"]
+    token = web.fetch_token(f"{platform.base_url}/oauth/token", username=email, password=password)
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    base = platform.base_url
+
+    assert requests.get(f"{base}/v1/users/{user['id']}", headers=auth).status_code == 200
+    theirs = requests.get(f"{base}/v1/users/{other_id}", headers=auth)
+    assert theirs.status_code == 404  # not 403: ids cannot be probed
+    assert theirs.json()["error"]["code"] == "not_found"
+    assert requests.get(f"{base}/v1/users/{uuid.uuid4()}", headers=auth).status_code == 404
+
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    assert requests.get(f"{base}/v1/users/{other_id}", headers=admin).json()["id"] == other_id
+
+    changed = requests.patch(f"{base}/v1/users/me", headers=auth, json={"name": "Renamed"})
+    assert changed.status_code == 200 and changed.json()["name"] == "Renamed"
+    roles = requests.put(
+        f"{base}/v1/users/{user['id']}/roles", headers=auth, json={"roles": ["admin"]}
+    )
+    assert roles.status_code == 403
+    assert roles.json()["error"]["code"] == "insufficient_scope"
+
+
+def test_product_writes_need_catalog_write(platform, user_token, admin_token):
+    base = platform.base_url
+    body = {
+        "sku": f"SCP-{uuid.uuid4().hex[:8].upper()}",
+        "name": "Scoped",
+        "price": {"amount": 1, "currency": "EUR"},
+    }
+    denied = requests.post(
+        f"{base}/v1/products", json=body, headers={"Authorization": f"Bearer {user_token}"}
+    )
+    assert denied.status_code == 403
+    assert denied.json()["error"]["code"] == "insufficient_scope"
+    challenge = denied.headers["WWW-Authenticate"]
+    assert 'error="insufficient_scope"' in challenge and 'scope="catalog:write"' in challenge
+    assert requests.post(f"{base}/v1/products", json=body).status_code == 401
+
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    created = requests.post(f"{base}/v1/products", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.headers["Location"] == f"/v1/products/{created.json()['id']}"
+    product_id = created.json()["id"]
+    denied = requests.patch(
+        f"{base}/v1/products/{product_id}",
+        json={"name": "Hacked"},
+        headers={"Authorization": f"Bearer {user_token}"},
+    )
+    assert denied.status_code == 403
+    changed = requests.patch(
+        f"{base}/v1/products/{product_id}", json={"name": "Renamed"}, headers=admin
+    )
+    assert changed.status_code == 200 and changed.json()["name"] == "Renamed"
+    assert requests.get(f"{base}/v1/products/{product_id}").json()["name"] == "Renamed"
+
+
+# -- key rotation ------------------------------------------------------------------
+
+
+def test_key_rotation_keeps_old_tokens_valid(platform, rpc, demo):
+    before = password_grant(
+        platform.base_url, demo["web_client_id"], demo["user_email"], demo["user_password"]
+    )
+    old_kid = segments(before["access_token"])[0]["kid"]
+    rotated = rpc.auth.rotate_signing_key()
+    assert rotated["kid"] != old_kid
+    after = password_grant(
+        platform.base_url, demo["web_client_id"], demo["user_email"], demo["user_password"]
+    )
+    assert segments(after["access_token"])[0]["kid"] == rotated["kid"]
+    # The gateway had never seen the new kid: it refetches the keys once.
+    assert me(platform.base_url, after["access_token"]).status_code == 200
+    assert me(platform.base_url, before["access_token"]).status_code == 200
+    kids = {
+        k["kid"] for k in requests.get(f"{platform.base_url}/.well-known/jwks.json").json()["keys"]
+    }
+    assert {old_kid, rotated["kid"]} <= kids
