@@ -8,11 +8,13 @@ agora service NAME     run one service with `nameko run` (validated config)
 agora gateway          run the gateway with gunicorn (gthread)
 agora seed             load demo data through RPC (services must be running)
 agora shell            `nameko shell` on the platform's vhost and config
+agora rotate-keys      new token-signing key (services must be running)
 """
 
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -34,6 +36,7 @@ from services.chassis.logs import logging_config  # noqa: E402
 
 SERVICES = {
     "users": "services.users.service:UsersService",
+    "auth": "services.auth.service:AuthService",
     "catalog": "services.catalog.service:CatalogService",
 }
 
@@ -201,7 +204,7 @@ def seed_demo_data(config):
         created = seed(rpc, config)
     print(
         f"agora: demo data ready ({created['products']} products, "
-        f"{created['users']} users created now)"
+        f"{created['users']} users, {created['clients']} OAuth2 clients created now)"
     )
 
 
@@ -239,10 +242,52 @@ def cmd_run(config, args):
         f"\nagora: the platform is up at {base} (vhost {amqp_vhost(config)!r}); "
         "Ctrl-C stops it.\n"
         f"  try: curl {base}/v1/products\n"
-        f"       curl {base}/readyz\n",
+        f"       curl {base}/readyz\n"
+        f"  API docs: {base}/docs\n" + login_hint(config, base),
         flush=True,
     )
     supervisor.watch()
+
+
+def _env_default(name):
+    """The development default the base config gives ``${name:default}``."""
+    text = (ROOT / "config" / "agora.yaml").read_text()
+    match = re.search(r"\$\{" + name + r":([^}]*)\}", text)
+    return match.group(1) if match else ""
+
+
+def login_hint(config, base):
+    """How to log in as the demo user: shell variables, so a password set in the
+    environment is used and never printed."""
+    demo = config["demo"]
+    if demo is None:
+        return ""
+    password = f"${{AGORA_DEMO_PASSWORD:-{_env_default('AGORA_DEMO_PASSWORD')}}}"
+    return (
+        f"  log in as {demo['user_email']} (password grant, public client "
+        f"{demo['web_client_id']}):\n"
+        f"       TOKEN=$(curl -s {base}/oauth/token -d grant_type=password \\\n"
+        f"         -d client_id={demo['web_client_id']} -d username={demo['user_email']} \\\n"
+        f'         --data-urlencode "password={password}" \\\n'
+        "         | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n"
+        f'       curl {base}/v1/users/me -H "Authorization: Bearer $TOKEN"\n'
+        f"  admin: {demo['admin_email']} (AGORA_ADMIN_PASSWORD); integrations: client "
+        f"{demo['integration_client_id']} (AGORA_INTEGRATION_SECRET)\n"
+    )
+
+
+def cmd_rotate_keys(config, args):
+    """Create a new signing key; the old ones stay published until their tokens expire."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    wait_for_services(config, ("auth",), timeout=30)
+    with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=60) as rpc:
+        rotated = rpc.auth.rotate_signing_key()
+        keys = rpc.auth.signing_keys()
+    print(f"agora: new signing key {rotated['kid']} is current")
+    for key in keys:
+        state = "current" if key["current"] else ("published" if key["published"] else "dropped")
+        print(f"  {key['kid']}  created {key['created_at']}  {state}")
 
 
 def cmd_shell(config, args):
@@ -259,6 +304,7 @@ COMMANDS = {
     "gateway": cmd_gateway,
     "seed": cmd_seed,
     "shell": cmd_shell,
+    "rotate-keys": cmd_rotate_keys,
 }
 
 

@@ -1,5 +1,6 @@
 """Demo data, loaded through the services' own RPC contracts (idempotent)."""
 
+from services.auth.schemas import SCOPES
 from services.chassis.errors import Conflict
 
 DEMO_PRODUCTS = [
@@ -16,9 +17,42 @@ DEMO_PRODUCTS = [
 ]
 
 
+def demo_clients(demo):
+    """The OAuth2 clients of a development platform, from the ``demo`` config."""
+    return [
+        {
+            "client_id": demo["web_client_id"],
+            "name": "Agora web and mobile",
+            "public": True,
+            "grant_types": ["password", "refresh_token", "authorization_code"],
+            "scopes": list(SCOPES),
+            "redirect_uris": list(demo["web_redirect_uris"]),
+        },
+        {
+            "client_id": demo["integration_client_id"],
+            "name": "Agora integrations",
+            "public": False,
+            "grant_types": ["client_credentials"],
+            "scopes": ["catalog:write", "inventory:write"],
+            "redirect_uris": [],
+            "secret": demo["integration_secret"],
+        },
+    ]
+
+
 def seed(rpc, config):
-    """Create the demo catalog, user and admin if they do not exist yet."""
-    created = {"products": 0, "users": 0}
+    """Create the demo catalog, users and OAuth2 clients if they do not exist yet.
+
+    Clients that exist are brought in line with the config (so a changed
+    AGORA_INTEGRATION_SECRET takes effect at the next start)."""
+    created = {"products": 0, "users": 0, "clients": 0}
+    for client in demo_clients(config["demo"]):
+        try:
+            rpc.auth.create_client(client)
+            created["clients"] += 1
+        except Conflict:
+            changes = {k: v for k, v in client.items() if k != "client_id"}
+            rpc.auth.update_client(client["client_id"], changes)
     for sku, name, description, amount in DEMO_PRODUCTS:
         try:
             rpc.catalog.create_product(

@@ -5,6 +5,11 @@ Scenarios, each at 16 concurrent clients (closed loop) for BENCH_SECONDS (10):
   RPC path, cached      GET /v1/products/{id}, served from Redis by the catalog
   RPC path, uncached    the same with the catalog cache disabled (every call hits PostgreSQL)
   list page, cached     GET /v1/products?limit=20
+  with a token          GET /v1/products/{id} cached, with a bearer token (JWT check, revocation
+                        check in Redis, limiter keyed by client and user)
+  authenticated         GET /v1/users/me (token check, then users.get_user from PostgreSQL)
+
+Rate limits stay on, with limits high enough never to trigger.
 
 The platform runs on its own vhost, databases and Redis prefix, removed afterwards.
 """
@@ -39,6 +44,12 @@ def main():
             "AGORA_TRACE_SAMPLE_RATE": os.environ.get("AGORA_TRACE_SAMPLE_RATE", "1.0"),
         }
     )
+    overlay = os.path.join(env["AGORA_STATE_DIR"], "bench.yaml")
+    with open(overlay, "w") as fh:
+        groups = ("read", "write", "oauth", "token_per_client", "token_per_ip")
+        fh.write("gateway:\n  rate_limits:\n    groups:\n")
+        fh.writelines(f"      {group}: 100000000/minute\n" for group in groups)
+    env["AGORA_CONFIG"] = overlay
     os.environ.update(env)
     config = load_config()
     problems = preflight(config)
@@ -73,6 +84,36 @@ def main():
                 lambda i: f"{base}/v1/products?limit=20",
                 clients,
                 seconds,
+            )
+        )
+        demo = config["demo"]
+        token = requests.post(
+            f"{base}/oauth/token",
+            data={
+                "grant_type": "password",
+                "client_id": demo["web_client_id"],
+                "username": demo["user_email"],
+                "password": demo["user_password"],
+            },
+            timeout=10,
+        ).json()["access_token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        results.append(
+            run(
+                "with a token, cached: GET /v1/products/{id}",
+                lambda i: f"{base}/v1/products/{ids[i % len(ids)]}",
+                clients,
+                seconds,
+                headers=bearer,
+            )
+        )
+        results.append(
+            run(
+                "authenticated: GET /v1/users/me",
+                lambda i: f"{base}/v1/users/me",
+                clients,
+                seconds,
+                headers=bearer,
             )
         )
         platform.stop("catalog")
