@@ -12,8 +12,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwt
@@ -32,6 +30,7 @@ from services.auth.schemas import (
     scopes_for_roles,
 )
 from services.chassis.errors import InvalidGrant, ValidationError
+from services.chassis.hashing import SecretHasher
 from services.chassis.schemas import obj, validate
 from services.chassis.values import isoformat_utc
 
@@ -493,50 +492,7 @@ def authorization_code_info(code):
 # --- client secrets ------------------------------------------------------------
 
 
-def _inline(fn, *args):
-    return fn(*args)
+class ClientSecrets(SecretHasher):
+    """argon2id for client secrets (``services.auth.client_secret_hash`` cost)."""
 
-
-class ClientSecrets:
-    """argon2id for client secrets with the configured cost.
-
-    ``offload(fn, *args)`` runs the CPU-heavy calls; the service passes one that
-    keeps its event loop free, tests may leave the default (run inline).
-    """
-
-    def __init__(self, time_cost, memory_cost, parallelism, offload=None):
-        self.hasher = PasswordHasher(
-            time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
-        )
-        self.offload = offload or _inline
-        # Hashed up front, so an unknown client costs what any other does.
-        self._dummy_hash = self.hash(uuid.uuid4().hex)
-
-    @classmethod
-    def from_config(cls, settings, offload=None):
-        """``settings`` is ``config["services"]["auth"]["client_secret_hash"]``."""
-        return cls(settings["time_cost"], settings["memory_cost"], settings["parallelism"], offload)
-
-    def hash(self, secret):
-        return self.offload(self.hasher.hash, secret)
-
-    def verify(self, secret_hash, secret):
-        """True if ``secret`` matches ``secret_hash``; never raises for a mismatch."""
-        if not secret_hash or not isinstance(secret, str) or len(secret) > MAX_SECRET_LENGTH:
-            return self.verify_dummy(secret)
-        try:
-            return self.offload(self.hasher.verify, secret_hash, secret)
-        except (VerificationError, InvalidHashError):
-            return False
-
-    def verify_dummy(self, secret):
-        """Spend what a real verification costs; always False."""
-        candidate = secret if isinstance(secret, str) and len(secret) <= MAX_SECRET_LENGTH else ""
-        try:
-            self.offload(self.hasher.verify, self._dummy_hash, candidate)
-        except (VerificationError, InvalidHashError):
-            pass
-        return False
-
-    def needs_rehash(self, secret_hash):
-        return self.hasher.check_needs_rehash(secret_hash)
+    max_length = MAX_SECRET_LENGTH

@@ -20,21 +20,10 @@ from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, InvalidGrant, NotFound, ValidationError
 from services.chassis.messaging import EventDispatcher, keep_changes, rpc
 from services.chassis.offload import offload
-from services.chassis.service import AgoraService
+from services.chassis.service import AgoraService, SecretHashing
 from services.chassis.values import isoformat_utc, utcnow
 
 log = logging.getLogger(__name__)
-
-
-class ClientSecretHashing(DependencyProvider):
-    """``domain.ClientSecrets`` with the configured cost, hashing off the event loop."""
-
-    def setup(self):
-        settings = self.container.config["AGORA"]["services"]["auth"]["client_secret_hash"]
-        self.secrets = domain.ClientSecrets.from_config(settings, offload=offload)
-
-    def get_dependency(self, worker_ctx):
-        return self.secrets
 
 
 class KeyRing:
@@ -80,7 +69,7 @@ class AuthService(AgoraService):
     db = Database(Base)
     dispatch = EventDispatcher()
     config = Config()
-    secrets = ClientSecretHashing()
+    secrets = SecretHashing(domain.ClientSecrets, "client_secret_hash")
     keys = SigningKeys()
 
     @property

@@ -8,6 +8,7 @@ from nameko.events import EventHandler as NamekoEventHandler
 from nameko.extensions import DependencyProvider
 
 from services.chassis.messaging import rpc
+from services.chassis.offload import offload
 from services.chassis.redis import Redis
 from services.chassis.tracing import B3_KEY, Tracer, format_b3, mark_error, parse_b3
 
@@ -105,3 +106,20 @@ class AgoraService:
     def health(self):
         """Name, version and the state of each dependency (database, Redis)."""
         return self.health_report()
+
+
+class SecretHashing(DependencyProvider):
+    """A ``services.chassis.hashing.SecretHasher`` (sub)class built with the cost
+    in ``services.<this service>.<setting>``, hashing off the event loop."""
+
+    def __init__(self, hasher_cls, setting):
+        self.hasher_cls = hasher_cls
+        self.setting = setting
+
+    def setup(self):
+        services = self.container.config["AGORA"]["services"]
+        settings = services[self.container.service_name][self.setting]
+        self.hasher = self.hasher_cls.from_config(settings, offload=offload)
+
+    def get_dependency(self, worker_ctx):
+        return self.hasher

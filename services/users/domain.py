@@ -4,11 +4,7 @@ Validation and normalization of what callers send, the shape of a user as
 the rest of the platform sees it, and password hashing (argon2id).
 """
 
-import uuid
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
+from services.chassis.hashing import SecretHasher
 from services.chassis.schemas import validate
 from services.chassis.values import isoformat_utc, parse_uuid
 from services.users.schemas import PROFILE_UPDATE, REGISTER_REQUEST, ROLES, SET_ROLES_REQUEST
@@ -73,46 +69,7 @@ def serialize_user(user):
     }
 
 
-def _inline(fn, *args):
-    return fn(*args)
+class Passwords(SecretHasher):
+    """argon2id for user passwords (``services.users.password_hash`` cost)."""
 
-
-class Passwords:
-    """argon2id hashing with the configured cost.
-
-    ``offload(fn, *args)`` runs the CPU-heavy calls; the service passes one that
-    keeps its event loop free, tests may leave the default (run inline).
-    """
-
-    def __init__(self, time_cost, memory_cost, parallelism, offload=None):
-        self.hasher = PasswordHasher(
-            time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
-        )
-        self.offload = offload or _inline
-        # Hashed up front, so the first unknown email costs what any other does.
-        self._dummy_hash = self.hash(uuid.uuid4().hex)
-
-    @classmethod
-    def from_config(cls, settings, offload=None):
-        """``settings`` is ``config["services"]["users"]["password_hash"]``."""
-        return cls(settings["time_cost"], settings["memory_cost"], settings["parallelism"], offload)
-
-    def hash(self, password):
-        return self.offload(self.hasher.hash, password)
-
-    def verify(self, password_hash, password):
-        """True if ``password`` matches ``password_hash``; never raises for a mismatch."""
-        if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
-            return False
-        try:
-            return self.offload(self.hasher.verify, password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return False
-
-    def verify_dummy(self, password):
-        """Spend what a real verification costs, for an unknown account; always False."""
-        self.verify(self._dummy_hash, password if isinstance(password, str) else "")
-        return False
-
-    def needs_rehash(self, password_hash):
-        return self.hasher.check_needs_rehash(password_hash)
+    max_length = MAX_PASSWORD_LENGTH

@@ -1,27 +1,14 @@
 """The users service: registration, login checks and profiles, over RPC."""
 
-from nameko.extensions import DependencyProvider
 from sqlalchemy.exc import IntegrityError
 
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, InvalidCredentials, NotFound
 from services.chassis.messaging import EventDispatcher, rpc
-from services.chassis.offload import offload
-from services.chassis.service import AgoraService
+from services.chassis.service import AgoraService, SecretHashing
 from services.chassis.values import utcnow
 from services.users import domain, models
 from services.users.models import Base, User
-
-
-class PasswordHashing(DependencyProvider):
-    """``domain.Passwords`` with the configured cost, hashing off the event loop."""
-
-    def setup(self):
-        settings = self.container.config["AGORA"]["services"]["users"]["password_hash"]
-        self.passwords = domain.Passwords.from_config(settings, offload=offload)
-
-    def get_dependency(self, worker_ctx):
-        return self.passwords
 
 
 def _conflict():
@@ -33,7 +20,7 @@ class UsersService(AgoraService):
 
     db = Database(Base)
     dispatch = EventDispatcher()
-    passwords = PasswordHashing()
+    passwords = SecretHashing(domain.Passwords, "password_hash")
 
     def _user(self, user_id):
         uid = domain.parse_user_id(user_id)

@@ -156,7 +156,7 @@ def test_authenticate_rehashes_an_outdated_hash(users, container_factory, servic
     upgraded.start()
     assert call(upgraded, "authenticate", user["email"], PASSWORD)["id"] == user["id"]
 
-    hasher = next(d for d in upgraded.dependencies if d.attr_name == "passwords").passwords
+    hasher = next(d for d in upgraded.dependencies if d.attr_name == "passwords").hasher
     engine = next(d for d in upgraded.dependencies if d.attr_name == "db").engine
     with engine.connect() as conn:
         stored = conn.exec_driver_sql(
