@@ -79,19 +79,10 @@ def token():
 )
 @group("oauth")
 def authorize_page():
-    try:
-        grant = server().get_consent_grant(end_user=None)
-    except OAuth2Error as error:
-        return _authorize_error(error)
-    except ValueError:
-        return _authorize_error(InvalidRequestError("the request holds characters not allowed"))
-    return _page(
-        "authorize.html",
-        client=grant.client,
-        requested=grant.request.scope.split() if grant.request.scope else [],
-        params=_authorization_params(),
-        error=None,
-    )
+    grant, refusal = _consent_grant()
+    if refusal is not None:
+        return refusal
+    return _consent_page(grant)
 
 
 @bp.post("/oauth/authorize")
@@ -109,32 +100,44 @@ def authorize_page():
 )
 @group("oauth")
 def authorize_submit():
-    try:
-        grant = server().get_consent_grant(end_user=None)
-    except OAuth2Error as error:
-        return _authorize_error(error)
-    except ValueError:
-        return _authorize_error(InvalidRequestError("the request holds characters not allowed"))
-    if request.form.get("decision") != "approve":
-        return _refuse_unprintable(
-            server().create_authorization_response, grant=grant, grant_user=None
-        )
-    user = check_user_credentials(request.form.get("email"), request.form.get("password"))
-    if user is None:
-        return _page(
-            "authorize.html",
-            client=grant.client,
-            requested=grant.request.scope.split() if grant.request.scope else [],
-            params=_authorization_params(),
-            error="Wrong email or password.",
-            email=request.form.get("email", ""),
-        )
+    grant, refusal = _consent_grant()
+    if refusal is not None:
+        return refusal
+    user = None
+    if request.form.get("decision") == "approve":
+        user = check_user_credentials(request.form.get("email"), request.form.get("password"))
+        if user is None:
+            return _consent_page(
+                grant, error="Wrong email or password.", email=request.form.get("email", "")
+            )
+    # No user: the resource owner denied, and the client gets access_denied.
     return _refuse_unprintable(server().create_authorization_response, grant=grant, grant_user=user)
 
 
-def _authorization_params():
+def _consent_grant():
+    """``(grant, None)`` for a valid authorization request, else ``(None, refusal)``:
+    the error page, or the redirect back to a verified redirect_uri."""
+    try:
+        return server().get_consent_grant(end_user=None), None
+    except OAuth2Error as error:
+        return None, _authorize_error(error)
+    except ValueError:
+        error = InvalidRequestError("the request holds characters not allowed")
+        return None, _authorize_error(error)
+
+
+def _consent_page(grant, error=None, email=""):
     names = contracts.AUTHORIZE_QUERY["properties"]
-    return {name: request.values.get(name) for name in names if request.values.get(name)}
+    params = {name: request.values.get(name) for name in names if request.values.get(name)}
+    scope = grant.request.scope
+    return _page(
+        "authorize.html",
+        client=grant.client,
+        requested=scope.split() if scope else [],
+        params=params,
+        error=error,
+        email=email,
+    )
 
 
 def _authorize_error(error):
