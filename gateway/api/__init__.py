@@ -1,6 +1,6 @@
 """One blueprint per resource; shared request helpers."""
 
-from flask import current_app, request
+from flask import current_app, jsonify, request
 
 from gateway.errors import ApiError
 from services.chassis.schemas import validate
@@ -20,3 +20,11 @@ def json_body(schema):
     if body is None:
         raise ApiError(400, "invalid_json", "the request body is not valid JSON")
     return validate(schema, body)
+
+
+def created(resource, location):
+    """201 with the new resource as the body and its URL in ``Location``."""
+    response = jsonify(resource)
+    response.status_code = 201
+    response.headers["Location"] = location
+    return response

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify, request
 
-from gateway.api import json_body, rpc
+from gateway.api import created, json_body, rpc
 from gateway.auth.guard import requires
 from gateway.errors import ApiError
 from gateway.openapi import operation
@@ -67,10 +67,7 @@ def list_products():
 def create_product():
     payload = json_body(PRODUCT_CREATE)
     product = rpc().call("catalog", "create_product", payload)
-    response = jsonify(product)
-    response.status_code = 201
-    response.headers["Location"] = f"/v1/products/{product['id']}"
-    return response
+    return created(product, f"/v1/products/{product['id']}")
 
 
 @bp.get("/<product_id>")

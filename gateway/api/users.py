@@ -6,7 +6,7 @@ answers 404 (not 403), so ids cannot be probed. ``users:admin`` reaches all.
 
 from flask import Blueprint, jsonify
 
-from gateway.api import json_body, rpc
+from gateway.api import created, json_body, rpc
 from gateway.auth.guard import requires
 from gateway.auth.principal import current_principal
 from gateway.errors import ApiError
@@ -59,10 +59,7 @@ def _user_or_404(call, *args):
 def register():
     payload = json_body(REGISTER_REQUEST)
     user = rpc().call("users", "register", payload)
-    response = jsonify(user)
-    response.status_code = 201
-    response.headers["Location"] = f"/v1/users/{user['id']}"
-    return response
+    return created(user, f"/v1/users/{user['id']}")
 
 
 @bp.get("/me")
