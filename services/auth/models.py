@@ -166,27 +166,39 @@ def lock_family(session, family_id):
 # --- refresh tokens ------------------------------------------------------------
 
 
-def find_refresh_token(session, token_hash):
-    query = select(RefreshToken).where(RefreshToken.token_hash == token_hash)
+def _find_by_hash(session, hash_column, digest):
+    model = hash_column.class_
+    query = select(model).where(hash_column == digest)
     return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+
+
+def _consume_once(session, hash_column, digest, client_id, now):
+    """Mark the row used if it is unused, unrevoked, unexpired and the client's,
+    in one conditional UPDATE (two racing callers cannot both win); the row, or None."""
+    model = hash_column.class_
+    statement = (
+        update(model)
+        .where(
+            hash_column == digest,
+            model.client_id == client_id,
+            model.used_at.is_(None),
+            model.revoked_at.is_(None),
+            model.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(model)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return session.scalars(statement).one_or_none()
+
+
+def find_refresh_token(session, token_hash):
+    return _find_by_hash(session, RefreshToken.token_hash, token_hash)
 
 
 def consume_refresh_token(session, token_hash, client_id, now):
     """Mark the token used if it is active and the client's; the row, or None."""
-    statement = (
-        update(RefreshToken)
-        .where(
-            RefreshToken.token_hash == token_hash,
-            RefreshToken.client_id == client_id,
-            RefreshToken.used_at.is_(None),
-            RefreshToken.revoked_at.is_(None),
-            RefreshToken.expires_at > now,
-        )
-        .values(used_at=now)
-        .returning(RefreshToken)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
-    return session.scalars(statement).one_or_none()
+    return _consume_once(session, RefreshToken.token_hash, token_hash, client_id, now)
 
 
 def revoke_family(session, family_id, reason, now):
@@ -227,26 +239,12 @@ def family_members(session, family_id):
 
 
 def find_code(session, code_hash):
-    query = select(AuthorizationCode).where(AuthorizationCode.code_hash == code_hash)
-    return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    return _find_by_hash(session, AuthorizationCode.code_hash, code_hash)
 
 
 def consume_code(session, code_hash, client_id, now):
     """Mark the code used if it is unused, unexpired and the client's; the row, or None."""
-    statement = (
-        update(AuthorizationCode)
-        .where(
-            AuthorizationCode.code_hash == code_hash,
-            AuthorizationCode.client_id == client_id,
-            AuthorizationCode.used_at.is_(None),
-            AuthorizationCode.revoked_at.is_(None),
-            AuthorizationCode.expires_at > now,
-        )
-        .values(used_at=now)
-        .returning(AuthorizationCode)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
-    return session.scalars(statement).one_or_none()
+    return _consume_once(session, AuthorizationCode.code_hash, code_hash, client_id, now)
 
 
 # --- signing keys --------------------------------------------------------------

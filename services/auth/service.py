@@ -204,7 +204,12 @@ class AuthService(AgoraService):
         now = utcnow()
         token = models.consume_refresh_token(session, digest, client.client_id, now)
         if token is None:
-            self._refuse_refresh_token(digest, now)
+            self._refuse(
+                models.find_refresh_token(session, digest),
+                "refresh token",
+                "refresh token reuse detected; the token family was revoked",
+                now,
+            )
         # A refused scope raises, and the rollback un-consumes the token.
         refresh_scopes, access_scopes = domain.rotation_scopes(
             request["scope"], token.scope, client.scopes, request["roles"]
@@ -223,18 +228,16 @@ class AuthService(AgoraService):
             access_token, self.settings["access_token_ttl"], scope, refresh_token
         )
 
-    def _refuse_refresh_token(self, digest, now):
-        token = models.find_refresh_token(self.db.session, digest)
-        if token.used_at is not None:
-            self._revoke_family(
-                token.family_id, token.client_id, token.user_id, domain.REUSE_DETECTED, now
-            )
-            raise keep_changes(
-                InvalidGrant("refresh token reuse detected; the token family was revoked")
-            )
-        if token.revoked_at is not None:
-            raise InvalidGrant("refresh token revoked")
-        raise InvalidGrant("refresh token expired")
+    def _refuse(self, row, what, reuse_message, now):
+        """Why a token or code that could not be consumed is refused. A second use
+        revokes its family, committed although the call fails."""
+        if row.used_at is not None:
+            reason = domain.REUSE_DETECTED
+            self._revoke_family(row.family_id, row.client_id, row.user_id, reason, now)
+            raise keep_changes(InvalidGrant(reuse_message))
+        if row.revoked_at is not None:
+            raise InvalidGrant(f"{what} revoked")
+        raise InvalidGrant(f"{what} expired")
 
     @rpc
     def get_refresh_token(self, token):
@@ -320,17 +323,12 @@ class AuthService(AgoraService):
         redeemed = models.consume_code(session, digest, client_id, now)
         if redeemed is not None:
             return domain.authorization_code_info(redeemed)
-        current = models.find_code(session, digest)
-        if current.used_at is not None:
-            self._revoke_family(
-                current.family_id, current.client_id, current.user_id, domain.REUSE_DETECTED, now
-            )
-            raise keep_changes(
-                InvalidGrant("authorization code already used; its tokens were revoked")
-            )
-        if current.revoked_at is not None:
-            raise InvalidGrant("authorization code revoked")
-        raise InvalidGrant("authorization code expired")
+        self._refuse(
+            models.find_code(session, digest),
+            "authorization code",
+            "authorization code already used; its tokens were revoked",
+            now,
+        )
 
     # --- signing keys ------------------------------------------------------------
 
