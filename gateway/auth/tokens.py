@@ -53,7 +53,12 @@ class KeyCache:
         self._forced_at = None
         self._failed_at = None
 
+    def _fresh(self, now):
+        return self._fetched_at is not None and now - self._fetched_at < self._ttl
+
     def _refresh(self, force=False):
+        if not force and self._fresh(self._clock()):
+            return  # the common case, without taking the lock
         with self._lock:
             now = self._clock()
             if force:
@@ -62,8 +67,8 @@ class KeyCache:
                     return
                 self._forced_at = now
             else:
-                if self._fetched_at is not None and now - self._fetched_at < self._ttl:
-                    return
+                if self._fresh(now):
+                    return  # another thread refreshed while this one waited
                 if self._failed_at is not None and now - self._failed_at < self._min_interval:
                     return  # the last attempt failed just now; serve what we have
             try:
@@ -120,6 +125,17 @@ class TokenVerifier:
         self.revocations = revocations
         self._clock = clock
         self._redis_failing = False
+        # Built once: the same checks for every token of every request.
+        self._registry = jwt.JWTClaimsRegistry(
+            now=lambda: int(self._clock()),
+            leeway=self.leeway,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self.audience},
+            sub={"essential": True},
+            jti={"essential": True},
+            iat={"essential": True},
+            exp={"essential": True},
+        )
 
     def claims(self, token):
         """The verified claims of ``token``; TokenError when it is not acceptable."""
@@ -141,19 +157,8 @@ class TokenVerifier:
         except (JoseError, ValueError):
             raise TokenError("the token's signature is invalid") from None
         claims = decoded.claims
-        options = {
-            "iss": {"essential": True, "value": self.issuer},
-            "aud": {"essential": True, "value": self.audience},
-            "sub": {"essential": True},
-            "jti": {"essential": True},
-            "iat": {"essential": True},
-            "exp": {"essential": True},
-        }
-        registry = jwt.JWTClaimsRegistry(
-            now=lambda: int(self._clock()), leeway=self.leeway, **options
-        )
         try:
-            registry.validate(claims)
+            self._registry.validate(claims)
         except JoseError as exc:
             raise TokenError(_claim_problem(exc)) from None
         for name in ("scope", "client_id"):
