@@ -28,7 +28,9 @@ TEST_ENV = {
 atexit.register(shutil.rmtree, TEST_ENV["AGORA_STATE_DIR"], ignore_errors=True)
 os.environ.update(TEST_ENV)
 
-SERVICES = ("users", "auth", "catalog")
+from agora.cli import SERVICES as _PLATFORM_SERVICES  # noqa: E402
+
+SERVICES = tuple(_PLATFORM_SERVICES)  # every service's database, migrated for the run
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.chassis.events import event_tables
+
 CLIENT_PKEY = "pk_oauth_clients"
 REFRESH_HASH_UNIQUE = "uq_refresh_tokens_token_hash"
 CODE_HASH_UNIQUE = "uq_authorization_codes_code_hash"
@@ -41,6 +43,9 @@ _FAMILY_LOCK_CLASS = 2
 
 class Base(DeclarativeBase):
     pass
+
+
+OutboxEvent, InboxEvent = event_tables(Base)
 
 
 def _timestamp(nullable=False, **kwargs):

@@ -290,3 +290,46 @@ ACCESS_TOKEN_CLAIMS = {
     },
     "required": ["iss", "sub", "aud", "exp", "iat", "jti", "scope", "client_id"],
 }
+
+_EVENT_ID = {"type": "string", "pattern": UUID_PATTERN}
+
+# Events this service emits (its part of docs/asyncapi.yaml).
+EVENTS = {
+    "client_created": {
+        "version": 1,
+        "summary": "An OAuth2 client was registered",
+        "payload": obj(
+            {
+                "client_id": CLIENT_ID,
+                "public": {"type": "boolean"},
+                "grant_types": {"type": "array", "items": {"enum": list(GRANT_TYPES)}},
+                "scopes": {"type": "array", "items": SCOPE},
+            },
+            ("client_id", "public", "grant_types", "scopes"),
+        ),
+    },
+    "signing_key_rotated": {
+        "version": 1,
+        "summary": "A new token-signing key signs from now on; the previous ones retired",
+        "payload": obj(
+            {
+                "kid": {"type": "string", "minLength": 1},
+                "retired": {"type": "array", "items": {"type": "string"}},
+            },
+            ("kid", "retired"),
+        ),
+    },
+    "token_family_revoked": {
+        "version": 1,
+        "summary": "Every refresh and access token of one sign-in was revoked",
+        "payload": obj(
+            {
+                "family_id": _EVENT_ID,
+                "client_id": CLIENT_ID,
+                "user_id": {"type": "string"},
+                "reason": {"type": "string"},
+            },
+            ("family_id", "client_id", "user_id", "reason"),
+        ),
+    },
+}

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.auth import domain, models
 from services.auth.models import AuthorizationCode, Base, OAuthClient, RefreshToken, SigningKey
-from services.auth.schemas import revoked_access_key, revoked_family_key
+from services.auth.schemas import EVENTS, revoked_access_key, revoked_family_key
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, InvalidGrant, NotFound, ValidationError
 from services.chassis.messaging import EventDispatcher, keep_changes, rpc
@@ -67,7 +67,7 @@ class AuthService(AgoraService):
     name = "auth"
 
     db = Database(Base)
-    dispatch = EventDispatcher()
+    dispatch = EventDispatcher(EVENTS)
     config = Config()
     secrets = SecretHashing(domain.ClientSecrets, "client_secret_hash")
     keys = SigningKeys()

@@ -22,10 +22,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.catalog import domain
+from services.chassis.events import event_tables
 
 
 class Base(DeclarativeBase):
     pass
+
+
+OutboxEvent, InboxEvent = event_tables(Base)
 
 
 SKU_CONSTRAINT = "uq_products_sku"

@@ -93,3 +93,17 @@ __all__ = [
     "LIST_QUERY",
     "PRODUCT_EVENT",
 ]
+
+# Events this service emits (its part of docs/asyncapi.yaml).
+EVENTS = {
+    "product_created": {
+        "version": 1,
+        "summary": "A product was added to the catalog",
+        "payload": obj({"product": PRODUCT}, ("product",)),
+    },
+    "product_updated": {
+        "version": 1,
+        "summary": "A product's name, description, price or active flag changed",
+        "payload": obj({"product": PRODUCT}, ("product",)),
+    },
+}

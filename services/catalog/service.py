@@ -16,7 +16,7 @@ from services.catalog.models import (
     active_products_after,
     find_product,
 )
-from services.catalog.schemas import LIST_QUERY, PRODUCT_CREATE, PRODUCT_UPDATE
+from services.catalog.schemas import EVENTS, LIST_QUERY, PRODUCT_CREATE, PRODUCT_UPDATE
 from services.chassis.cache import Cache
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, NotFound
@@ -39,7 +39,7 @@ class CatalogService(AgoraService):
     name = "catalog"
 
     db = Database(Base)
-    dispatch = EventDispatcher()
+    dispatch = EventDispatcher(EVENTS)
     config = Config()
 
     @rpc

@@ -187,6 +187,18 @@ SCHEMA = _section(
                 "jwks_min_refresh_interval": _NUMBER,
             }
         ),
+        "events": _section(
+            {
+                "relay_interval": _NUMBER,
+                "relay_batch": _POSITIVE_INT,
+                "outbox_retention": _POSITIVE_INT,
+                "inbox_retention": _POSITIVE_INT,
+                "max_attempts": _POSITIVE_INT,
+                "backoff_base": _NUMBER,
+                "backoff_max": _NUMBER,
+                "validate": {"type": "boolean"},
+            }
+        ),
         "services": _section(
             {
                 "users": _section(
@@ -215,6 +227,63 @@ SCHEMA = _section(
                                 "lock_wait": _NUMBER,
                             }
                         ),
+                    }
+                ),
+                "inventory": _section(
+                    {
+                        "max_workers": _POSITIVE_INT,
+                        "reservation_ttl": _POSITIVE_INT,
+                        "expiry_interval": _NUMBER,
+                        "default_warehouse": {
+                            "type": "string",
+                            "pattern": "^[a-z0-9][a-z0-9-]{0,31}$",
+                        },
+                    }
+                ),
+                "orders": _section(
+                    {
+                        "max_workers": _POSITIVE_INT,
+                        "saga_timeout": _POSITIVE_INT,
+                        "sweep_interval": _NUMBER,
+                        "max_lines": _POSITIVE_INT,
+                        "max_quantity": _POSITIVE_INT,
+                    }
+                ),
+                "billing": _section(
+                    {
+                        "max_workers": _POSITIVE_INT,
+                        "provider": {"enum": ["simulated"]},
+                        "provider_timeout": _NUMBER,
+                        "charge_attempts": _POSITIVE_INT,
+                        "charge_backoff": {"type": "number", "minimum": 0},
+                    }
+                ),
+                "notifications": _section(
+                    {
+                        "max_workers": _POSITIVE_INT,
+                        "smtp": _section(
+                            {
+                                "host": _STRING,
+                                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                "security": {"enum": ["none", "starttls", "tls"]},
+                                "username": {"type": "string"},
+                                "password": {"type": "string"},
+                                "sender": _STRING,
+                                "timeout": _NUMBER,
+                            }
+                        ),
+                        "sms": _section(
+                            {
+                                "provider": {"enum": ["none", "log", "http"]},
+                                "url": {"type": "string"},
+                                "token": {"type": "string"},
+                                "timeout": _NUMBER,
+                            }
+                        ),
+                        "send_interval": _NUMBER,
+                        "max_attempts": _POSITIVE_INT,
+                        "backoff_base": _NUMBER,
+                        "backoff_max": _NUMBER,
                     }
                 ),
             }

@@ -14,10 +14,12 @@ import psycopg2.extensions
 from nameko_sqlalchemy.database import Database as _Database
 from nameko_sqlalchemy.database import DatabaseWrapper
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from services.chassis.errors import Unavailable
-from services.chassis.messaging import as_exc_info, finish_unit_of_work
+from services.chassis.messaging import MalformedEvent, as_exc_info, finish_unit_of_work
+from services.chassis.values import parse_uuid
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,31 @@ def assert_green_psycopg():
 class UnitOfWork(DatabaseWrapper):
     """What a service method sees as ``self.db``: ``.session`` and ``.on_commit()``."""
 
-    def __init__(self, Session):
+    def __init__(self, Session, inbox=None):
         super().__init__(Session)
         self._after_commit = []
         self.completed = False
+        self._inbox = inbox
+
+    def claim_event(self, event, consumer):
+        """Record ``event`` as handled by ``consumer`` in this unit of work.
+
+        False if it was handled already (committed by an earlier delivery). A
+        concurrent delivery of the same event waits here for the first one's
+        transaction, then sees its outcome."""
+        if self._inbox is None:
+            raise RuntimeError("a service with a database and handlers needs event_tables(Base)")
+        event_id = parse_uuid(event.get("event_id"))
+        if event_id is None:
+            raise MalformedEvent(f"event_id is not a UUID: {str(event.get('event_id'))[:100]}")
+        table = self._inbox.__table__  # Core, not the ORM's bulk insert path
+        statement = (
+            pg_insert(table)
+            .values(event_id=event_id, consumer=consumer, event_type=str(event.get("type"))[:150])
+            .on_conflict_do_nothing()
+            .returning(table.c.event_id)
+        )
+        return self.session.execute(statement).first() is not None
 
     def on_commit(self, callback):
         self._after_commit.append(callback)
@@ -96,7 +119,7 @@ class Database(_Database):
         super().setup()
 
     def get_dependency(self, worker_ctx):
-        unit = UnitOfWork(self.Session)
+        unit = UnitOfWork(self.Session, getattr(self.declarative_base, "agora_inbox", None))
         self.dbs[worker_ctx] = unit
         return unit
 

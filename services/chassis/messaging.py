@@ -3,32 +3,51 @@
 * ``rpc`` and ``event_handler`` finish the worker's unit of work (commit or
   roll back the database session) *before* the reply is sent or the message is
   acked, so a caller never sees success for a write that failed to commit.
+* ``event_handler`` records each event id in the service's inbox in the
+  handler's transaction (duplicates are skipped), and a handler that fails has
+  its message retried with backoff, then dead-lettered (``deadletter.py``).
 * ``RpcProxy`` wraps each outgoing call in a client span and sends its B3
-  context; ``EventDispatcher`` builds headers at dispatch time (Nameko 2's own
-  dispatcher captures them before other providers' ``worker_setup``) and
-  publishes only after the unit of work has committed.
+  context.
+* ``EventDispatcher`` writes events to the transactional outbox, with headers
+  built at dispatch time (Nameko 2's own dispatcher captures them before other
+  providers' ``worker_setup``); its relay (``outbox.py``) publishes them after
+  the commit, with publisher confirms.
 """
 
+import functools
 import logging
 import sys
 import uuid
 
+import eventlet
 import redis
 import sqlalchemy.exc
-from nameko.amqp.publish import Publisher
-from nameko.constants import DEFAULT_SERIALIZER, SERIALIZER_CONFIG_KEY
+from kombu.mixins import ConsumerMixin
 from nameko.events import EventHandler as NamekoEventHandler
 from nameko.events import get_event_exchange
-from nameko.extensions import DependencyProvider
-from nameko.messaging import HeaderEncoder
+from nameko.extensions import DependencyProvider, SharedExtension
+from nameko.messaging import HeaderEncoder, QueueConsumer
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcProxy as NamekoRpcProxy
+from sqlalchemy import insert
 
-from services.chassis.errors import EXPECTED, Unavailable
+from services.chassis.deadletter import RetryPublisher
+from services.chassis.errors import EXPECTED, Unavailable, ValidationError
+from services.chassis.outbox import ConfirmingPublisher, OutboxRelay
+from services.chassis.schemas import validate
 from services.chassis.tracing import B3_KEY
 from services.chassis.values import isoformat_utc, utcnow
 
 log = logging.getLogger(__name__)
+
+# Nameko's consumer thread notices a stop request only between two waits for
+# the broker, and kombu waits 1 s at a time: every container took 1.5 s to stop
+# (a deploy, a restart, each test). A 0.2 s wait costs a few idle wake-ups a
+# second and makes a stop take a fraction of a second.
+CONSUMER_POLL_SECONDS = 0.2
+QueueConsumer.consume = functools.partialmethod(
+    ConsumerMixin.consume, safety_interval=CONSUMER_POLL_SECONDS
+)
 
 
 def keep_changes(error):
@@ -102,7 +121,32 @@ class Rpc(NamekoRpc):
         return super().handle_result(message, worker_ctx, result, exc_info)
 
 
+class DeadLetters(SharedExtension):
+    """Per service: moves failed event messages to a delay queue or its dead letters."""
+
+    def setup(self):
+        self.router = RetryPublisher(
+            self.container.config["AMQP_URI"],
+            self.container.service_name,
+            self.container.config["AGORA"]["events"],
+        )
+
+    def start(self):
+        # The queue exists from the start, so operators can always list it.
+        self.router.declare_dead_letter_queue()
+
+    def stop(self):
+        self.router.close()
+
+    kill = stop
+
+
 class EventHandler(NamekoEventHandler):
+    """Nameko's handler, finishing the unit of work before the ack, and never
+    dropping a message that failed: it is retried with backoff, then dead-lettered."""
+
+    dead_letters = DeadLetters()
+
     def __init__(self, source_service, event_type, expected_exceptions=EXPECTED, **kwargs):
         super().__init__(
             source_service, event_type, expected_exceptions=expected_exceptions, **kwargs
@@ -110,19 +154,68 @@ class EventHandler(NamekoEventHandler):
 
     def handle_result(self, message, worker_ctx, result, exc_info):
         exc_info = finish_unit_of_work(worker_ctx, exc_info)
-        return super().handle_result(message, worker_ctx, result, exc_info)
+        if exc_info is None:
+            self.queue_consumer.ack_message(message)
+            return result, exc_info
+        try:
+            outcome = self.dead_letters.router.handle_failure(message, self.queue.name, exc_info)
+        except Exception:
+            log.exception("could not move a failed %s event aside; requeued", self.event_type)
+            self.queue_consumer.requeue_message(message)
+            return result, exc_info
+        log.warning(
+            "%s.%s failed on %s.%s (%s): %s",
+            worker_ctx.service_name,
+            self.method_name,
+            self.source_service,
+            self.event_type,
+            outcome,
+            exc_info[1],
+        )
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
+class MalformedEvent(Exception):
+    """A message on an event queue that is not an Agora event envelope."""
+
+
+def event_handler(source_service, event_type, **kwargs):
+    """``@event_handler("orders", "order_created")``: handle ``<source>.<event>`` envelopes.
+
+    In a service with a database (``db``), the event id is recorded in the
+    inbox inside the handler's own transaction, and an event already handled
+    by this handler is skipped: a redelivered or duplicated event has no
+    second effect.
+    """
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def handle(self, event):
+            if not isinstance(event, dict) or not isinstance(event.get("event_id"), str):
+                raise MalformedEvent(f"not an event envelope: {str(event)[:200]}")
+            db = getattr(self, "db", None)
+            if db is not None:
+                if not db.claim_event(event, f"{self.name}.{fn.__name__}"):
+                    log.info("event %s already handled by %s", event["event_id"], fn.__name__)
+                    return None
+            return fn(self, event)
+
+        return EventHandler.decorator(source_service, event_type, **kwargs)(handle)
+
+    return decorate
 
 
 rpc = Rpc.decorator
-event_handler = EventHandler.decorator
 
 
 class _TracedServiceProxy:
-    def __init__(self, proxy, service_name, worker_ctx, tracer):
+    def __init__(self, proxy, service_name, worker_ctx, tracer, timeout):
         self._proxy = proxy
         self._service_name = service_name
         self._worker_ctx = worker_ctx
         self._tracer = tracer
+        self._timeout = timeout
 
     def __getattr__(self, method_name):
         method = getattr(self._proxy, method_name)
@@ -134,7 +227,14 @@ class _TracedServiceProxy:
                 if b3:
                     self._worker_ctx.data[B3_KEY] = b3
                 try:
-                    return method(*args, **kwargs)
+                    # Nameko 2 waits for a reply for ever; a service that is
+                    # down must not hold this worker (or a saga step) hostage.
+                    with eventlet.Timeout(self._timeout, False):
+                        return method(*args, **kwargs)
+                    raise Unavailable(
+                        f"the {self._service_name} service did not answer in time",
+                        {"service": self._service_name},
+                    )
                 finally:
                     if previous is None:
                         self._worker_ctx.data.pop(B3_KEY, None)
@@ -145,14 +245,20 @@ class _TracedServiceProxy:
 
 
 class RpcProxy(NamekoRpcProxy):
-    """``RpcProxy("users")`` whose calls are traced as client spans."""
+    """``RpcProxy("users")`` whose calls are traced as client spans, and give up
+    with ``Unavailable`` after ``timeout`` seconds (default: ``gateway.rpc.timeout``)."""
+
+    def __init__(self, target_service, timeout=None, **options):
+        super().__init__(target_service, **options)
+        self.timeout = timeout
 
     def get_dependency(self, worker_ctx):
         from services.chassis.service import process_tracer
 
         proxy = super().get_dependency(worker_ctx)
         tracer = process_tracer(self.container)
-        return _TracedServiceProxy(proxy, self.target_service, worker_ctx, tracer)
+        timeout = self.timeout or self.container.config["AGORA"]["gateway"]["rpc"]["timeout"]
+        return _TracedServiceProxy(proxy, self.target_service, worker_ctx, tracer, timeout)
 
 
 def event_envelope(service_name, event_type, data, version=1):
@@ -166,76 +272,112 @@ def event_envelope(service_name, event_type, data, version=1):
     }
 
 
+class EventContractError(Exception):
+    """A service tried to emit an event its contract (``EVENTS``) does not allow."""
+
+
 class _Dispatch(HeaderEncoder):
     def __init__(self, provider, worker_ctx):
         self.provider = provider
         self.worker_ctx = worker_ctx
-        self.pending = []
+        self.woken = False
 
-    def __call__(self, event_type, data, version=1):
-        """Queue an event; it is published once the worker's unit of work commits."""
-        envelope = event_envelope(self.provider.container.service_name, event_type, data, version)
-        self.pending.append((event_type, envelope))
-        return envelope
-
-    def publish_pending(self):
-        for event_type, envelope in self.pending:
-            # Headers now, not at injection time: they carry the live span.
-            headers = self.get_message_headers(self.worker_ctx)
-            self.provider.publisher.publish(
-                envelope,
-                exchange=self.provider.exchange,
-                routing_key=event_type,
-                extra_headers=headers,
+    def __call__(self, event_type, data):
+        """Write the event to the outbox, in the worker's transaction; returns the envelope."""
+        provider = self.provider
+        envelope = provider.envelope(event_type, data)
+        unit = provider.database.dbs[self.worker_ctx]
+        # A Core insert in the worker's transaction (cheaper than an ORM object
+        # per event); it flushes the worker's pending changes first.
+        unit.session.execute(
+            insert(provider.outbox.__table__).values(
+                event_id=uuid.UUID(envelope["event_id"]),
+                event_type=event_type,
+                envelope=envelope,
+                # Headers now, not at injection time: they carry the live span.
+                headers=self.get_message_headers(self.worker_ctx),
             )
-        self.pending = []
+        )
+        if not self.woken:
+            unit.on_commit(provider.wake)
+            self.woken = True
+        return envelope
 
 
 class EventDispatcher(DependencyProvider):
-    """Publishes ``<service>.<event>`` envelopes after the unit of work commits.
+    """``dispatch = EventDispatcher(EVENTS)``: ``self.dispatch("order_created", data)``.
 
-    Until the transactional outbox lands, an event can be lost if the process
-    dies between commit and publish; it is never published for a rolled-back
-    change.
+    The event goes to the outbox table in the same transaction as the change
+    it announces (the service needs ``db = Database(Base)`` with
+    ``event_tables(Base)``); this provider's relay publishes it after the
+    commit, with publisher confirms. ``EVENTS`` is the service's event
+    contract: ``{name: {"version", "summary", "payload": JSON schema}}``; an
+    event not in it is refused, and with ``events.validate`` its data must
+    match the payload schema.
     """
 
-    completion_order = 200  # after the database has committed
+    def __init__(self, events):
+        self.contract = events
 
     def setup(self):
         config = self.container.config
+        self.settings = config["AGORA"]["events"]
         self.exchange = get_event_exchange(self.container.service_name, config)
-        self.publisher = Publisher(
-            config["AMQP_URI"],
-            serializer=config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER),
-            declare=[self.exchange],
-        )
-        self.dispatches = {}
+        databases = [
+            d
+            for d in self.container.dependencies
+            if hasattr(d, "dbs") and hasattr(d, "declarative_base")
+        ]
+        if len(databases) != 1:
+            raise EventContractError(
+                f"{self.container.service_name}: EventDispatcher needs exactly one Database"
+            )
+        self.database = databases[0]
+        self.outbox = getattr(self.database.declarative_base, "agora_outbox", None)
+        if self.outbox is None:
+            raise EventContractError(
+                f"{self.container.service_name}: call event_tables(Base) in its models"
+            )
+        self.relay = None
+
+    def start(self):
+        publisher = ConfirmingPublisher(self.container.config["AMQP_URI"], self.exchange)
+        self.relay = OutboxRelay(self.database.engine, publisher, self.settings)
+        self.container.spawn_managed_thread(self.relay.run, identifier="outbox_relay")
+
+    def stop(self):
+        if self.relay is not None:
+            self.relay.stop()
+
+    kill = stop
+
+    def wake(self):
+        if self.relay is not None:
+            self.relay.wake()
+
+    def envelope(self, event_type, data):
+        spec = self.contract.get(event_type)
+        if spec is None:
+            raise EventContractError(
+                f"{self.container.service_name}.{event_type} is not in the service's EVENTS"
+            )
+        if self.settings["validate"]:
+            try:
+                validate(spec["payload"], data)
+            except ValidationError as exc:
+                raise EventContractError(
+                    f"{self.container.service_name}.{event_type} does not match its "
+                    f"contract: {exc.details}"
+                ) from None
+        return event_envelope(self.container.service_name, event_type, data, spec["version"])
 
     def get_dependency(self, worker_ctx):
-        dispatch = _Dispatch(self, worker_ctx)
-        self.dispatches[worker_ctx] = dispatch
-        return dispatch
+        return _Dispatch(self, worker_ctx)
 
-    def complete(self, worker_ctx, exc_info):
-        dispatch = self.dispatches.get(worker_ctx)
-        if dispatch is None or not dispatch.pending:
-            return exc_info
-        if exc_info is not None:
-            dispatch.pending = []
-            return exc_info
-        try:
-            dispatch.publish_pending()
-        except Exception:
-            # The change is committed; losing the event is logged loudly.
-            log.exception(
-                "events committed but not published: %s", [e for e, _ in dispatch.pending]
-            )
-        return exc_info
-
-    def worker_result(self, worker_ctx, result=None, exc_info=None):
-        # For plain Nameko entrypoints that do not finish the unit of work
-        # before their result is handled; a second call changes nothing.
-        finish_unit_of_work(worker_ctx, exc_info)
-
-    def worker_teardown(self, worker_ctx):
-        self.dispatches.pop(worker_ctx, None)
+    def health(self):
+        if self.relay is None:
+            return "ok"
+        if self.relay.last_error is not None:
+            failure = self.relay.last_error.__class__.__name__
+            return f"error: outbox relay cannot publish ({failure})"
+        return "ok"

@@ -20,7 +20,7 @@ _validators = {}
 
 
 def is_uuid(value):
-    return isinstance(value, str) and bool(_UUID.match(value))
+    return isinstance(value, str) and bool(_UUID.fullmatch(value))
 
 
 def obj(properties, required=(), **extra):

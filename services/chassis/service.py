@@ -6,6 +6,7 @@ from weakref import WeakKeyDictionary
 
 from nameko.events import EventHandler as NamekoEventHandler
 from nameko.extensions import DependencyProvider
+from nameko.timer import Timer
 
 from services.chassis.messaging import rpc
 from services.chassis.offload import offload
@@ -123,3 +124,21 @@ class SecretHashing(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.hasher
+
+
+class SettingTimer(Timer):
+    """``@setting_timer("sweep_interval")``: a Nameko timer whose interval (seconds)
+    is the setting of that name in ``services.<this service>``. The worker's unit
+    of work commits when the method returns (``Database.worker_result``)."""
+
+    def __init__(self, setting, **kwargs):
+        self.setting = setting
+        super().__init__(interval=None, **kwargs)
+
+    def setup(self):
+        services = self.container.config["AGORA"]["services"]
+        self.interval = services[self.container.service_name][self.setting]
+        super().setup()
+
+
+setting_timer = SettingTimer.decorator

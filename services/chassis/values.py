@@ -1,7 +1,16 @@
-"""Small value rules every service shares: UTC timestamps and UUID identifiers."""
+"""Small value rules every service shares: UTC timestamps, UUID identifiers, money."""
 
 import datetime
+import re
 import uuid
+from dataclasses import dataclass
+
+# Money as every contract spells it: ``{"amount": <minor units>, "currency": "EUR"}``.
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+CURRENCY_MESSAGE = "must be a three-letter upper-case ISO 4217 code"
+MAX_AMOUNT = 10**9  # minor units: the largest price, order total or payment
+
+_CURRENCY = re.compile(CURRENCY_PATTERN)
 
 
 def utcnow():
@@ -24,3 +33,30 @@ def parse_uuid(value):
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount in minor units (cents) of one currency; never a float."""
+
+    amount: int
+    currency: str
+
+    def __post_init__(self):
+        if isinstance(self.amount, bool) or not isinstance(self.amount, int):
+            raise ValueError("amount must be an integer number of minor units")
+        if not 0 <= self.amount <= MAX_AMOUNT:
+            raise ValueError(f"amount must be between 0 and {MAX_AMOUNT}")
+        if not isinstance(self.currency, str) or not _CURRENCY.match(self.currency):
+            raise ValueError(f"currency {CURRENCY_MESSAGE}")
+
+    @classmethod
+    def from_dict(cls, money):
+        amount = money["amount"]
+        # JSON Schema's "integer" accepts 1.0 (and 1e3): keep such values whole.
+        if isinstance(amount, float) and amount.is_integer():
+            amount = int(amount)
+        return cls(amount, money["currency"])
+
+    def to_dict(self):
+        return {"amount": self.amount, "currency": self.currency}

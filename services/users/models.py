@@ -6,11 +6,16 @@ from sqlalchemy import ARRAY, DateTime, String, UniqueConstraint, Uuid, func, se
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.chassis.events import event_tables
+
 EMAIL_UNIQUE = "uq_users_email"
 
 
 class Base(DeclarativeBase):
     pass
+
+
+OutboxEvent, InboxEvent = event_tables(Base)
 
 
 class User(Base):

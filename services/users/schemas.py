@@ -73,3 +73,19 @@ USER = obj(
 )
 
 __all__ = ["USER", "REGISTER_REQUEST", "PROFILE_UPDATE", "SET_ROLES_REQUEST", "ADDRESS", "ROLES"]
+
+_ID = {"type": "string", "pattern": UUID_PATTERN}
+
+# Events this service emits (its part of docs/asyncapi.yaml).
+EVENTS = {
+    "user_registered": {
+        "version": 1,
+        "summary": "A customer account was created",
+        "payload": obj({"user_id": _ID, "email": EMAIL}, ("user_id", "email")),
+    },
+    "profile_updated": {
+        "version": 1,
+        "summary": "A user changed their name or address",
+        "payload": obj({"user_id": _ID}, ("user_id",)),
+    },
+}

@@ -9,6 +9,7 @@ from services.chassis.service import AgoraService, SecretHashing
 from services.chassis.values import utcnow
 from services.users import domain, models
 from services.users.models import Base, User
+from services.users.schemas import EVENTS
 
 
 def _conflict():
@@ -19,7 +20,7 @@ class UsersService(AgoraService):
     name = "users"
 
     db = Database(Base)
-    dispatch = EventDispatcher()
+    dispatch = EventDispatcher(EVENTS)
     passwords = SecretHashing(domain.Passwords, "password_hash")
 
     def _user(self, user_id):

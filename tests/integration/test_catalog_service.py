@@ -280,4 +280,4 @@ def test_reads_survive_redis_being_down(catalog, redis_client):
 def test_health_reports_database_and_cache(catalog):
     report = call(catalog, "health")
     assert report["service"] == "catalog"
-    assert report["checks"] == {"db": "ok", "cache": "ok"}
+    assert report["checks"] == {"db": "ok", "cache": "ok", "dispatch": "ok"}

@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from services.chassis.config import database_url, nameko_config
 from services.chassis.db import Database
 from services.chassis.errors import Conflict, Unavailable
+from services.chassis.events import event_tables
 from services.chassis.messaging import (
     EventDispatcher,
     RpcProxy,
@@ -19,12 +20,24 @@ from services.chassis.messaging import (
     rpc,
 )
 from services.chassis.migrations import drop_database, ensure_database
+from services.chassis.schemas import obj
 from services.chassis.service import AgoraService
 from services.chassis.tracing import B3_KEY
 
 
 class Base(DeclarativeBase):
     pass
+
+
+OutboxEvent, InboxEvent = event_tables(Base)
+
+NOTE_EVENTS = {
+    "note_added": {
+        "version": 1,
+        "summary": "A note was added",
+        "payload": obj({"id": {"type": "string"}, "text": {"type": "string"}}, ("id", "text")),
+    }
+}
 
 
 class Note(Base):
@@ -39,7 +52,7 @@ seen = {}
 class NotesService(AgoraService):
     name = "chassis_notes"
     db = Database(Base)
-    dispatch = EventDispatcher()
+    dispatch = EventDispatcher(NOTE_EVENTS)
 
     @rpc
     def add(self, text, fail=False):
@@ -57,6 +70,11 @@ class NotesService(AgoraService):
         self.db.session.add(Note(id=note_id, text=text))
         self.dispatch("note_added", {"id": note_id, "text": text})
         raise keep_changes(Conflict("refused, but the note stays", {"id": note_id}))
+
+    @rpc
+    def add_silently(self, text):
+        """A write with no event: nothing reaches the database before the commit."""
+        self.db.session.add(Note(id=str(uuid.uuid4()), text=text))
 
     @rpc
     def count(self):
@@ -207,9 +225,13 @@ def test_a_database_outage_is_a_named_unavailable_error(container_factory, confi
             proxy.chassis_notes_nodb.count()
         assert excinfo.value.details == {"dependency": "database"}
         assert "cannot reach its database" in excinfo.value.message
-        # Failing only at commit: the change is reported as not saved.
+        # Writing an event is a query too (the outbox insert).
         with pytest.raises(Unavailable) as excinfo:
             proxy.chassis_notes_nodb.add("lost")
+        assert excinfo.value.details == {"dependency": "database"}
+        # Failing only at commit: the change is reported as not saved.
+        with pytest.raises(Unavailable) as excinfo:
+            proxy.chassis_notes_nodb.add_silently("lost")
         assert excinfo.value.message == "the change could not be saved, try again"
         assert excinfo.value.details is None
         assert proxy.chassis_notes_nodb.health()["checks"]["db"].startswith("error")

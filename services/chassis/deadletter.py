@@ -1,0 +1,122 @@
+"""Retries with backoff, and dead letters, for event handlers.
+
+When a handler fails, its message is not requeued at once (a poison message
+would spin) nor dropped (Nameko's default). It is republished, with publisher
+confirms, to a delay queue of its handler queue: ``<queue>.retry-<ms>``, whose
+messages expire after ``ms`` and are dead-lettered by RabbitMQ back to the
+handler queue. After ``events.max_attempts`` failed deliveries the message is
+moved to the service's dead-letter queue, ``<service>.dead-letters``, with
+headers saying where it came from and why it failed. ``agora.deadletters``
+lists, shows and replays them (``make shell``).
+
+Only once the republish is confirmed is the original acked; if the republish
+fails, the original is requeued, so a message is never lost on this path.
+"""
+
+import logging
+import time
+import traceback
+
+from eventlet.semaphore import Semaphore
+from kombu import Producer, Queue
+
+from services.chassis.outbox import ConfirmingChannel
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = "x-agora-attempts"
+ORIGIN_QUEUE = "x-agora-queue"
+ERROR = "x-agora-error"
+FAILED_AT = "x-agora-failed-at"
+# The longest delay queue idles this long after its last message before it goes.
+_DELAY_QUEUE_IDLE_MS = 600_000
+
+
+def dead_letter_queue_name(service):
+    return f"{service}.dead-letters"
+
+
+def retry_delay(attempt, settings):
+    """Seconds before delivery number ``attempt + 1``: base * 2^(attempt-1), capped."""
+    delay = settings["backoff_base"] * (2 ** max(attempt - 1, 0))
+    return min(delay, settings["backoff_max"])
+
+
+def describe_error(exc_info):
+    """One line for the header: ``Class: message`` (at most 1,000 characters)."""
+    exc = exc_info[1]
+    line = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return line[:1000]
+
+
+def dead_letter_queue(service):
+    return Queue(dead_letter_queue_name(service), durable=True, auto_delete=False)
+
+
+class RetryPublisher:
+    """Moves failed messages to a delay queue or the dead-letter queue (confirmed)."""
+
+    def __init__(self, amqp_uri, service, settings):
+        self.confirming = ConfirmingChannel(amqp_uri)
+        self.service = service
+        self.settings = settings
+        # One channel, used by one worker at a time (confirms are waited for on it).
+        self.lock = Semaphore()
+
+    def declare_dead_letter_queue(self):
+        with self.lock:
+            self.confirming.use(
+                lambda channel, fresh: dead_letter_queue(self.service)(channel).declare()
+            )
+
+    def close(self):
+        self.confirming.close()
+
+    def handle_failure(self, message, queue_name, exc_info):
+        """Send ``message`` (which failed in the handler on ``queue_name``) on its way.
+
+        Returns ``"retry"`` or ``"dead-letter"``; raises if it could not be
+        republished (the caller then requeues the original)."""
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(ATTEMPTS, 0)) + 1
+        headers[ATTEMPTS] = attempt
+        headers[ORIGIN_QUEUE] = queue_name
+        headers[ERROR] = describe_error(exc_info)
+        headers[FAILED_AT] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if attempt >= self.settings["max_attempts"]:
+            target = dead_letter_queue(self.service)
+            outcome = "dead-letter"
+        else:
+            delay_ms = int(retry_delay(attempt, self.settings) * 1000)
+            target = Queue(
+                f"{queue_name}.retry-{delay_ms}",
+                durable=True,
+                queue_arguments={
+                    "x-message-ttl": delay_ms,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": queue_name,
+                    "x-expires": delay_ms + _DELAY_QUEUE_IDLE_MS,
+                },
+            )
+            outcome = "retry"
+        with self.lock:
+            self._publish(message, target, headers)
+        return outcome
+
+    def _publish(self, message, target, headers):
+        def send(channel, fresh):
+            # Declared every time: an idle delay queue may have expired meanwhile,
+            # and a message published to a missing queue would vanish.
+            target(channel).declare()
+            Producer(channel).publish(
+                message.body,
+                exchange="",
+                routing_key=target.name,
+                headers=headers,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                delivery_mode=2,
+                retry=False,
+            )
+
+        self.confirming.use(send)

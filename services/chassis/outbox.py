@@ -1,0 +1,213 @@
+"""The outbox relay: publishes committed events, with publisher confirms.
+
+One relay runs in every service process that emits events. It is woken right
+after each commit that wrote outbox rows and also polls every
+``events.relay_interval`` seconds, so after a crash or a broker outage it
+catches up on start. Each pass claims a batch of unsent rows in ``seq`` order
+(``FOR UPDATE SKIP LOCKED``, so replicas share the work), publishes each one
+and waits for the broker's confirm, then marks the published rows sent in the
+same transaction.
+
+Delivery is at least once: a crash after the broker confirmed but before the
+mark committed publishes those rows again, and the receivers' inboxes drop the
+duplicates. Order is per relay pass; consumers must not rely on a global order
+across replicas (the saga does not).
+"""
+
+import logging
+import time
+
+import eventlet
+from eventlet.event import Event
+from kombu import Connection, Producer
+from sqlalchemy import text
+
+log = logging.getLogger(__name__)
+
+_CLAIM = text(
+    """
+    SELECT seq, event_type, envelope, headers FROM outbox_events
+    WHERE published_at IS NULL
+    ORDER BY seq
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+    """
+)
+_MARK = text("UPDATE outbox_events SET published_at = now() WHERE seq = ANY(:seqs)")
+_PRUNE_OUTBOX = text(
+    """
+    DELETE FROM outbox_events WHERE seq IN (
+        SELECT seq FROM outbox_events
+        WHERE published_at < now() - make_interval(secs => :age)
+        LIMIT 5000)
+    """
+)
+_PRUNE_INBOX = text(
+    """
+    DELETE FROM inbox_events WHERE ctid IN (
+        SELECT ctid FROM inbox_events
+        WHERE processed_at < now() - make_interval(secs => :age)
+        LIMIT 5000)
+    """
+)
+_BACKLOG = text("SELECT count(*), min(created_at) FROM outbox_events WHERE published_at IS NULL")
+PRUNE_EVERY = 300.0
+
+
+class ConfirmingChannel:
+    """A channel on a broker connection of its own, in publisher-confirm mode: a
+    publish on it returns once the broker has taken the message (or raises).
+
+    Opened on first use; ``use()`` drops it after any error, and the next use
+    reconnects."""
+
+    def __init__(self, amqp_uri):
+        self.amqp_uri = amqp_uri
+        self.connection = None
+        self.channel = None
+
+    def opened(self):
+        """(channel, True if it was opened just now)."""
+        if self.channel is not None:
+            return self.channel, False
+        self.connection = Connection(
+            self.amqp_uri, transport_options={"confirm_publish": True}, connect_timeout=5
+        )
+        self.channel = self.connection.channel()
+        return self.channel, True
+
+    def use(self, action):
+        """``action(channel, fresh)``; on any error the connection is dropped."""
+        try:
+            return action(*self.opened())
+        except Exception:
+            self.close()
+            raise
+
+    def close(self):
+        if self.connection is not None:
+            try:
+                self.connection.release()
+            except Exception:  # already broken
+                pass
+        self.connection = None
+        self.channel = None
+
+
+class ConfirmingPublisher:
+    """Publishes to one exchange on a ``ConfirmingChannel``, one confirm per message."""
+
+    def __init__(self, amqp_uri, exchange):
+        self.confirming = ConfirmingChannel(amqp_uri)
+        self.exchange = exchange  # the service's events exchange (nameko's declaration)
+        self.producer = None
+
+    def publish(self, routing_key, envelope, headers):
+        def send(channel, fresh):
+            if fresh:
+                exchange = self.exchange(channel)
+                exchange.declare()
+                self.producer = Producer(channel, exchange=exchange)
+            self.producer.publish(
+                envelope,
+                routing_key=routing_key,
+                serializer="json",
+                headers=headers,
+                delivery_mode=2,
+                retry=False,
+            )
+
+        self.confirming.use(send)
+
+    def close(self):
+        self.confirming.close()
+
+
+class OutboxRelay:
+    """Publishes a service's outbox; ``wake()`` after a commit, ``stop()`` on shutdown."""
+
+    def __init__(self, engine, publisher, settings):
+        self.engine = engine
+        self.publisher = publisher
+        self.batch = settings["relay_batch"]
+        self.interval = settings["relay_interval"]
+        self.outbox_retention = settings["outbox_retention"]
+        self.inbox_retention = settings["inbox_retention"]
+        self._event = Event()
+        self._running = False
+        self._last_prune = 0.0
+        self.last_error = None
+        self.published = 0
+
+    def wake(self):
+        if not self._event.ready():
+            self._event.send(True)
+
+    def run(self):
+        """The relay loop; returns when ``stop()`` is called."""
+        self._running = True
+        backoff = self.interval
+        while self._running:
+            try:
+                sent = self.publish_batch()
+                self.last_error = None
+                backoff = self.interval
+            except Exception as exc:  # broker or database down: keep trying
+                sent = 0
+                if self.last_error is None:
+                    log.warning("outbox relay cannot publish (will retry): %s", exc)
+                self.last_error = exc
+                backoff = min(backoff * 2, 30.0)
+            if sent >= self.batch:
+                eventlet.sleep(0)  # more waiting: go again at once
+                continue
+            self._maybe_prune()
+            with eventlet.Timeout(backoff if self.last_error else self.interval, False):
+                self._event.wait()
+            self._event = Event()
+
+    def stop(self):
+        self._running = False
+        self.wake()
+        self.publisher.close()
+
+    def publish_batch(self):
+        """Publish up to one batch of unsent events; return how many were sent."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(_CLAIM, {"limit": self.batch}).all()
+            if not rows:
+                conn.rollback()
+                return 0
+            sent = []
+            try:
+                for seq, event_type, envelope, headers in rows:
+                    self.publisher.publish(event_type, envelope, headers or {})
+                    sent.append(seq)
+            finally:
+                # Whatever was confirmed is marked, even if a later one failed.
+                if sent:
+                    conn.execute(_MARK, {"seqs": sent})
+                    conn.commit()
+                    self.published += len(sent)
+            return len(sent)
+
+    def backlog(self):
+        """(unsent events, age in seconds of the oldest one)."""
+        with self.engine.connect() as conn:
+            count, oldest = conn.execute(_BACKLOG).one()
+        if oldest is None:
+            return 0, 0.0
+        age = time.time() - oldest.timestamp()
+        return count, age
+
+    def _maybe_prune(self):
+        now = time.monotonic()
+        if now - self._last_prune < PRUNE_EVERY:
+            return
+        self._last_prune = now
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_PRUNE_OUTBOX, {"age": self.outbox_retention})
+                conn.execute(_PRUNE_INBOX, {"age": self.inbox_retention})
+        except Exception as exc:
+            log.warning("outbox/inbox pruning failed: %s", exc)

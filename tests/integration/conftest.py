@@ -1,0 +1,29 @@
+from urllib.parse import quote
+
+import pytest
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_vhost(request, config, rabbit_vhost):
+    """A module with ``OWN_VHOST = True`` runs on a RabbitMQ vhost of its own.
+
+    Services' event handler queues are durable: a queue that one module's
+    services declared keeps collecting the events later modules publish, and
+    the next module to start that service would first work through someone
+    else's backlog. Per-module vhosts keep each module's events to itself."""
+    if not getattr(request.module, "OWN_VHOST", False):
+        yield
+        return
+    from agora.infra import delete_vhost, ensure_vhost
+    from services.chassis.config import amqp_vhost
+
+    original = config["amqp"]["uri"]
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    vhost = f"{amqp_vhost(config)}-{name}"
+    config["amqp"]["uri"] = f"{original.rsplit('/', 1)[0]}/{quote(vhost, safe='')}"
+    ensure_vhost(config)
+    try:
+        yield
+    finally:
+        delete_vhost(config)
+        config["amqp"]["uri"] = original
