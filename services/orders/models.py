@@ -1,0 +1,178 @@
+"""Tables of the orders service (its own database), and the queries on them."""
+
+import datetime
+import uuid
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.chassis.events import event_tables
+from services.orders import domain
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+OutboxEvent, InboxEvent = event_tables(Base)
+
+# Named, so a replayed create_order is told apart from other unique violations.
+IDEMPOTENCY_CONSTRAINT = "uq_orders_user_id_idempotency_key"
+STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in domain.STATUSES))
+OPEN_WHERE = "status IN ({})".format(", ".join(f"'{s}'" for s in domain.OPEN))
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name=IDEMPOTENCY_CONSTRAINT),
+        CheckConstraint(STATUS_CHECK, name="ck_orders_status"),
+        CheckConstraint("total_amount >= 0", name="ck_orders_total_amount"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="ck_orders_currency"),
+        # "My orders", newest first (keyset on created_at, id).
+        Index(
+            "ix_orders_user_created",
+            "user_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+        # The sweep: open orders by deadline.
+        Index("ix_orders_open_deadline", "deadline_at", postgresql_where=text(OPEN_WHERE)),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    total_amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    # Kept only until payment_requested carries it to billing, then NULL.
+    payment_token: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    payment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    deadline_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="ck_order_lines_quantity"),
+        CheckConstraint("unit_price_amount >= 0", name="ck_order_lines_unit_price_amount"),
+    )
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    sku: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    unit_price_amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+
+
+class OrderHistory(Base):
+    """Every change of status, and every event that was ignored, oldest first by id."""
+
+    __tablename__ = "order_history"
+    __table_args__ = (
+        Index("ix_order_history_order_id", "order_id", "id"),
+        # One entry per incoming event and order: a redelivery finds its entry.
+        Index(
+            "uq_order_history_event",
+            "order_id",
+            "event_id",
+            unique=True,
+            postgresql_where=text("event_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False
+    )
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+def find_order(session, order_id, for_update=False):
+    """The order with this id (a UUID), or None; ``for_update`` locks its row."""
+    query = select(Order).where(Order.id == order_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def find_by_idempotency_key(session, user_id, idempotency_key):
+    query = select(Order).where(Order.user_id == user_id, Order.idempotency_key == idempotency_key)
+    return session.scalars(query).one_or_none()
+
+
+def lines_of(session, order_ids):
+    """{order_id: [OrderLine in line_no order]} for these orders."""
+    rows = session.scalars(
+        select(OrderLine)
+        .where(OrderLine.order_id.in_(order_ids))
+        .order_by(OrderLine.order_id, OrderLine.line_no)
+    )
+    found = {order_id: [] for order_id in order_ids}
+    for row in rows:
+        found[row.order_id].append(row)
+    return found
+
+
+def history_of(session, order_ids):
+    """{order_id: [OrderHistory, oldest first]} for these orders."""
+    rows = session.scalars(
+        select(OrderHistory)
+        .where(OrderHistory.order_id.in_(order_ids))
+        .order_by(OrderHistory.order_id, OrderHistory.id)
+    )
+    found = {order_id: [] for order_id in order_ids}
+    for row in rows:
+        found[row.order_id].append(row)
+    return found
+
+
+def orders_of(session, user_id, limit, after=None, status=None):
+    """Up to ``limit`` orders of ``user_id``, newest first, after ``(created_at, id)``."""
+    query = select(Order).where(Order.user_id == user_id)
+    if status is not None:
+        query = query.where(Order.status == status)
+    if after is not None:
+        query = query.where(tuple_(Order.created_at, Order.id) < tuple_(*after))
+    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def overdue_orders(session, now, limit):
+    """Up to ``limit`` open orders past their deadline, locked; rows locked elsewhere skipped."""
+    query = (
+        select(Order)
+        .where(Order.status.in_(domain.OPEN), Order.deadline_at < now)
+        .order_by(Order.deadline_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))

@@ -1,0 +1,304 @@
+"""The orders service: places orders and orchestrates their saga over events.
+
+The status machine is ``domain.RULES``; every handler here locks the order row
+(``SELECT ... FOR UPDATE``), asks the domain what the event means for the order
+in its current status, writes the change and its history, and dispatches the
+resulting events in the same transaction. Events that do not apply are noted
+in the order's history and otherwise ignored.
+"""
+
+import logging
+import uuid
+
+from nameko.dependency_providers import Config
+from nameko.exceptions import RemoteError, UnknownService
+from sqlalchemy.exc import IntegrityError
+
+from services.chassis.db import Database, is_unique_violation
+from services.chassis.errors import Conflict, NotFound, Unavailable, ValidationError
+from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
+from services.chassis.schemas import validate
+from services.chassis.service import AgoraService, setting_timer
+from services.chassis.values import parse_uuid, utcnow
+from services.orders import domain
+from services.orders.models import (
+    IDEMPOTENCY_CONSTRAINT,
+    Base,
+    Order,
+    OrderHistory,
+    OrderLine,
+    find_by_idempotency_key,
+    find_order,
+    history_of,
+    lines_of,
+    orders_of,
+    overdue_orders,
+)
+from services.orders.schemas import (
+    CANCEL_ARGS,
+    CREATE_ARGS,
+    EVENTS,
+    LIST_QUERY,
+    ORDER_CREATE,
+    OWNER_ARGS,
+)
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 100
+
+
+def _check(checks):
+    """Validate several (schema, value) pairs; one ValidationError with every field."""
+    details = {}
+    for schema, value in checks:
+        try:
+            validate(schema, value)
+        except ValidationError as exc:
+            details.update(exc.details)
+    if details:
+        raise ValidationError("invalid request", details)
+
+
+def _not_found(order_id):
+    return NotFound("order not found", {"order_id": str(order_id)})
+
+
+class OrdersService(AgoraService):
+    name = "orders"
+
+    db = Database(Base)
+    dispatch = EventDispatcher(EVENTS)
+    config = Config()
+    catalog = RpcProxy("catalog")
+
+    # --- RPC -----------------------------------------------------------------
+
+    @rpc
+    def create_order(self, user_id, payload, idempotency_key):
+        """Place an order (pending) and emit ``order_created``: ``{"order", "created"}``.
+
+        The same user and idempotency key with the same payload returns the
+        order placed first (``created`` false), with another payload Conflict.
+        """
+        _check(
+            (
+                (CREATE_ARGS, {"user_id": user_id, "idempotency_key": idempotency_key}),
+                (ORDER_CREATE, payload),
+            )
+        )
+        settings = self._settings()
+        domain.check_limits(payload, settings["max_lines"], settings["max_quantity"])
+        digest = domain.request_hash(payload)
+        owner = uuid.UUID(user_id)
+        session = self.db.session
+
+        existing = find_by_idempotency_key(session, owner, idempotency_key)
+        if existing is not None:
+            return self._replay(existing, digest)
+
+        lines, total = domain.price_lines(payload["items"], self._products(payload["items"]))
+        now = utcnow()
+        order = Order(
+            **domain.new_order(
+                user_id, payload, idempotency_key, lines, total, now, settings["saga_timeout"]
+            )
+        )
+        try:
+            # A concurrent request with the same key inserts first: only this
+            # insert is undone, and the order that won is the answer.
+            with session.begin_nested():
+                session.add(order)
+                session.flush()
+        except IntegrityError as exc:
+            if not is_unique_violation(exc, IDEMPOTENCY_CONSTRAINT):
+                raise
+            existing = find_by_idempotency_key(session, owner, idempotency_key)
+            return self._replay(existing, digest)
+
+        order_lines = [OrderLine(order_id=order.id, **values) for values in domain.new_lines(lines)]
+        history = OrderHistory(order_id=order.id, status=order.status, at=now)
+        session.add_all([*order_lines, history])
+        session.flush()
+        facts = domain.OrderFacts(
+            id=str(order.id), user_id=user_id, status=order.status, items=lines, total=total
+        )
+        self.dispatch("order_created", domain.created_payload(facts, order.deadline_at))
+        # The view from what was just written, not read back.
+        return {"order": domain.order_view(order, order_lines, [history]), "created": True}
+
+    @rpc
+    def get_order(self, order_id, user_id=None):
+        """One order; ``NotFound`` if unknown or (``user_id`` given) not that user's."""
+        _check(((OWNER_ARGS, {"user_id": user_id}),))
+        order = self._owned(order_id, user_id)
+        return self._views([order])[0]
+
+    @rpc
+    def list_orders(self, user_id, limit=domain.LIMIT_DEFAULT, cursor=None, status=None):
+        """The user's orders, newest first, ``limit`` per page; ``status`` filters."""
+        arguments = {"user_id": user_id, "limit": limit, "cursor": cursor, "status": status}
+        _check(((LIST_QUERY, {k: v for k, v in arguments.items() if v is not None}),))
+        limit = domain.LIMIT_DEFAULT if limit is None else limit
+        after = domain.decode_cursor(cursor) if cursor is not None else None
+        rows = orders_of(self.db.session, uuid.UUID(user_id), limit + 1, after, status)
+        items, next_cursor = domain.page(rows, limit)
+        return {"items": self._views(items), "next_cursor": next_cursor}
+
+    @rpc
+    def cancel_order(self, order_id, user_id):
+        """The customer cancels: pending, reserved, paid or confirmed -> cancelled.
+
+        Emits ``order_cancelled`` (reason customer); ``Conflict`` with the
+        current status otherwise; ``NotFound`` unless ``user_id`` owns it.
+        """
+        _check(((CANCEL_ARGS, {"user_id": user_id}),))
+        order = self._owned(order_id, user_id, for_update=True)
+        if domain.decide(order.status, domain.CUSTOMER_CANCEL) is None:
+            raise Conflict(
+                f"an order that is {order.status} cannot be cancelled",
+                {"status": order.status},
+            )
+        self._advance(order, domain.CUSTOMER_CANCEL)
+        return self._views([order])[0]
+
+    # --- the saga --------------------------------------------------------------
+
+    @event_handler("inventory", "stock_reserved")
+    def on_stock_reserved(self, event):
+        self._on_event(domain.STOCK_RESERVED, event)
+
+    @event_handler("inventory", "reservation_rejected")
+    def on_reservation_rejected(self, event):
+        self._on_event(domain.RESERVATION_REJECTED, event)
+
+    @event_handler("inventory", "reservation_committed")
+    def on_reservation_committed(self, event):
+        self._on_event(domain.RESERVATION_COMMITTED, event)
+
+    @event_handler("inventory", "reservation_commit_failed")
+    def on_reservation_commit_failed(self, event):
+        self._on_event(domain.RESERVATION_COMMIT_FAILED, event)
+
+    @event_handler("inventory", "reservation_released")
+    def on_reservation_released(self, event):
+        self._on_event(domain.RESERVATION_RELEASED, event)
+
+    @event_handler("inventory", "reservation_expired")
+    def on_reservation_expired(self, event):
+        self._on_event(domain.RESERVATION_EXPIRED, event)
+
+    @event_handler("billing", "payment_succeeded")
+    def on_payment_succeeded(self, event):
+        self._on_event(domain.PAYMENT_SUCCEEDED, event)
+
+    @event_handler("billing", "payment_failed")
+    def on_payment_failed(self, event):
+        self._on_event(domain.PAYMENT_FAILED_EVENT, event)
+
+    @setting_timer("sweep_interval")
+    def sweep(self):
+        """Open orders past their deadline: expired, or cancelled after a failed payment."""
+        session = self.db.session
+        overdue = overdue_orders(session, utcnow(), SWEEP_BATCH)
+        lines = lines_of(session, [order.id for order in overdue])
+        for order in overdue:
+            self._advance(order, domain.DEADLINE, lines=lines[order.id])
+        if overdue:
+            log.info("swept %d overdue orders", len(overdue))
+
+    # --- helpers -------------------------------------------------------------
+
+    def _settings(self):
+        return self.config["AGORA"]["services"]["orders"]
+
+    def _on_event(self, trigger, event):
+        data = event.get("data")
+        data = data if isinstance(data, dict) else {}
+        order_id = parse_uuid(data.get("order_id"))
+        if order_id is None:
+            log.warning("%s without a valid order_id: dropped", trigger)
+            return
+        order = find_order(self.db.session, order_id, for_update=True)
+        if order is None:
+            log.warning("%s for unknown order %s: dropped", trigger, order_id)
+            return
+        # A redelivered event never gets here: the chassis inbox skips it.
+        self._advance(order, trigger, data, parse_uuid(event.get("event_id")))
+
+    def _advance(self, order, trigger, data=None, event_id=None, lines=None):
+        """Apply ``trigger`` to the locked ``order``: new status, history, events."""
+        session = self.db.session
+        if lines is None:
+            lines = lines_of(session, [order.id])[order.id]
+        outcome = domain.advance(domain.facts(order, lines), trigger, data)
+        now = utcnow()
+        if outcome is None:
+            note = domain.ignored_reason(trigger, order.status)
+            session.add(
+                OrderHistory(
+                    order_id=order.id, status=order.status, reason=note, event_id=event_id, at=now
+                )
+            )
+            log.info("order %s: %s", order.id, note)
+            return None
+        order.status = outcome.status
+        order.reason = outcome.reason
+        order.payment_id = outcome.payment_id
+        if outcome.clear_token:
+            order.payment_token = None
+        order.updated_at = now
+        session.add(
+            OrderHistory(
+                order_id=order.id,
+                status=outcome.status,
+                reason=outcome.note,
+                event_id=event_id,
+                at=now,
+            )
+        )
+        session.flush()
+        for name, payload in outcome.events:
+            self.dispatch(name, payload)
+        return outcome
+
+    def _owned(self, order_id, user_id, for_update=False):
+        parsed = parse_uuid(order_id)
+        if parsed is None:
+            raise _not_found(order_id)
+        order = find_order(self.db.session, parsed, for_update=for_update)
+        if order is None or (user_id is not None and order.user_id != uuid.UUID(user_id)):
+            raise _not_found(parsed)
+        return order
+
+    def _replay(self, order, digest):
+        if order.request_hash != digest:
+            raise Conflict(
+                "idempotency key reused with a different request",
+                {"idempotency_key": "was used for a different request"},
+            ) from None
+        return {"order": self._views([order])[0], "created": False}
+
+    def _products(self, items):
+        """{product_id: PRODUCT or None (unknown)} from the catalog."""
+        products = {}
+        for item in items:
+            product_id = item["product_id"]
+            if product_id in products:
+                continue
+            try:
+                products[product_id] = self.catalog.get_product(product_id)
+            except NotFound:
+                products[product_id] = None
+            except (RemoteError, UnknownService) as exc:
+                raise Unavailable(
+                    "the catalog cannot price the order now", {"dependency": "catalog"}
+                ) from exc
+        return products
+
+    def _views(self, orders):
+        ids = [order.id for order in orders]
+        session = self.db.session
+        lines = lines_of(session, ids)
+        history = history_of(session, ids)
+        return [domain.order_view(order, lines[order.id], history[order.id]) for order in orders]
