@@ -1,0 +1,287 @@
+"""Notification rules with no I/O: which rows an event makes, retries, contacts, cursors.
+
+Nothing here touches Nameko, a database session, SMTP or HTTP, so every rule is
+unit-tested without brokers. Rendering the texts lives in ``templates``.
+"""
+
+import datetime
+import time
+import uuid
+from dataclasses import dataclass
+
+from services.chassis import cursors
+from services.chassis.errors import ValidationError
+from services.chassis.values import isoformat_utc, parse_uuid
+
+EMAIL = "email"
+SMS = "sms"
+CHANNELS = (EMAIL, SMS)
+
+QUEUED = "queued"
+SENT = "sent"
+FAILED = "failed"
+STATUSES = (QUEUED, SENT, FAILED)
+
+# (source service, event name) -> template. One row per channel is recorded per event.
+TEMPLATE_FOR_EVENT = {
+    ("orders", "order_confirmed"): "order_confirmed",
+    ("orders", "order_payment_failed"): "payment_failed",
+    ("orders", "order_cancelled"): "order_cancelled",
+    ("orders", "order_rejected"): "order_rejected",
+    ("orders", "order_expired"): "order_expired",
+    ("billing", "refund_issued"): "refund_issued",
+    ("billing", "receipt_issued"): "receipt",
+}
+TEMPLATES = tuple(TEMPLATE_FOR_EVENT.values())
+
+LIMIT_DEFAULT = 20
+LIMIT_MAX = 100
+CURSOR_MAX = cursors.CURSOR_MAX
+ERROR_MAX = 500
+USER_NOT_FOUND = "user not found"
+
+
+# --- contacts ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contact:
+    """Where a user can be reached; ``phone`` is None unless the user record has one."""
+
+    email: str
+    phone: str | None = None
+    name: str | None = None
+
+
+def _clean(value):
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def contact_from_user(user):
+    """The Contact of a users-service record (``{"id", "email", "name"?, "phone"?, ...}``)."""
+    return Contact(
+        email=_clean(user.get("email")) or "",
+        phone=_clean(user.get("phone")),
+        name=_clean(user.get("name")),
+    )
+
+
+class ContactCache:
+    """Contacts by user id for ``ttl`` seconds, at most ``max_entries`` of them.
+
+    In-process and per service instance: an email change is seen within ``ttl``.
+    Only found users are cached, so a user created a moment later is never hidden.
+    """
+
+    def __init__(self, ttl=60.0, max_entries=10000, clock=time.monotonic):
+        if ttl < 0:
+            raise ValueError("ttl must not be negative")
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries = {}
+
+    def get(self, user_id):
+        """The cached Contact, or None if absent or expired."""
+        entry = self._entries.get(user_id)
+        if entry is None:
+            return None
+        expires, contact = entry
+        if self.clock() >= expires:
+            self._entries.pop(user_id, None)
+            return None
+        return contact
+
+    def put(self, user_id, contact):
+        if self.ttl == 0:
+            return
+        now = self.clock()
+        self._entries.pop(user_id, None)
+        if len(self._entries) >= self.max_entries:
+            for key in [k for k, (expires, _) in self._entries.items() if expires <= now]:
+                del self._entries[key]
+        while len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]  # the oldest insertion
+        self._entries[user_id] = (now + self.ttl, contact)
+
+    def __len__(self):
+        return len(self._entries)
+
+
+# --- events -> rows ----------------------------------------------------------
+
+
+def event_ids(event):
+    """``(event_id, user_id)`` UUIDs of an incoming envelope; ValidationError if malformed."""
+    problems = {}
+    event_id = parse_uuid(event.get("event_id")) if isinstance(event, dict) else None
+    if event_id is None:
+        problems["event_id"] = "must be a UUID"
+    data = event.get("data") if isinstance(event, dict) else None
+    user_id = parse_uuid(data.get("user_id")) if isinstance(data, dict) else None
+    if user_id is None:
+        problems["data.user_id"] = "must be a UUID"
+    if problems:
+        raise ValidationError("malformed event", problems)
+    return event_id, user_id
+
+
+def notification_rows(event, template, rendered, contact, sms_enabled, now):
+    """Column values of the notifications an event makes, one per channel.
+
+    * the user is unknown (``contact`` None): one email row, already failed, so
+      the event leaves a trace instead of vanishing;
+    * otherwise an email row, and an SMS row when the user has a phone and an
+      SMS provider is configured. Both are queued and due now.
+    """
+    event_id, user_id = event_ids(event)
+    base = {
+        "user_id": user_id,
+        "template": template,
+        "event_id": event_id,
+        "event_type": str(event.get("type") or ""),
+        "attempts": 0,
+        "sent_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if contact is None or not contact.email:
+        return [
+            {
+                **base,
+                "id": uuid.uuid4(),
+                "channel": EMAIL,
+                "recipient": "",
+                "subject": rendered.subject,
+                "body": rendered.body,
+                "status": FAILED,
+                "next_attempt_at": None,
+                "last_error": USER_NOT_FOUND if contact is None else "user has no email address",
+            }
+        ]
+    queued = {**base, "status": QUEUED, "next_attempt_at": now, "last_error": None}
+    rows = [
+        {
+            **queued,
+            "id": uuid.uuid4(),
+            "channel": EMAIL,
+            "recipient": contact.email,
+            "subject": rendered.subject,
+            "body": rendered.body,
+        }
+    ]
+    if sms_enabled and contact.phone:
+        rows.append(
+            {
+                **queued,
+                "id": uuid.uuid4(),
+                "channel": SMS,
+                "recipient": contact.phone,
+                "subject": None,
+                "body": rendered.sms,
+            }
+        )
+    return rows
+
+
+# --- sending and retries -----------------------------------------------------
+
+
+def retry_delay(attempts, base, cap):
+    """Seconds before the next try after ``attempts`` failed tries (>= 1): base * 2^(n-1)."""
+    if attempts < 1:
+        raise ValueError("attempts must be >= 1")
+    # No float overflow for large attempt counts: the cap is reached long before.
+    exponent = min(attempts - 1, 64)
+    return min(base * (2**exponent), cap)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    next_attempt_at: datetime.datetime | None
+    last_error: str | None
+    sent_at: datetime.datetime | None
+
+
+def after_send(attempts, error, now, max_attempts, base, cap, permanent=False):
+    """What a try (the ``attempts``-th, counted at claim) leaves in the row.
+
+    Sent, or queued again after the backoff, or failed for good once
+    ``max_attempts`` tries are used up or the error is permanent.
+    """
+    if error is None:
+        return Outcome(SENT, None, None, now)
+    error = short_error(error)
+    if permanent or attempts >= max_attempts:
+        return Outcome(FAILED, None, error, None)
+    delay = retry_delay(attempts, base, cap)
+    return Outcome(QUEUED, now + datetime.timedelta(seconds=delay), error, None)
+
+
+def claim_margin(smtp_timeout, sms_timeout):
+    """How long a claimed row stays invisible to other senders (seconds).
+
+    An SMTP conversation is several round trips, each bounded by the timeout;
+    after the margin a sender that died mid-send leaves the row to the others.
+    """
+    return 4 * max(smtp_timeout, sms_timeout) + 5.0
+
+
+def short_error(error, limit=ERROR_MAX):
+    text = " ".join(str(error).split()) or "error"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- views and list cursors --------------------------------------------------
+
+
+def notification_view(row):
+    """The ``NOTIFICATION`` contract of a stored notification."""
+    return {
+        "id": str(row.id),
+        "channel": row.channel,
+        "template": row.template,
+        "recipient": row.recipient,
+        "subject": row.subject,
+        "status": row.status,
+        "attempts": row.attempts,
+        "created_at": isoformat_utc(row.created_at),
+        "sent_at": isoformat_utc(row.sent_at) if row.sent_at else None,
+        "event_type": row.event_type,
+    }
+
+
+def parse_user_id(value):
+    """The UUID of a ``user_id`` argument; ValidationError if it is not one."""
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise ValidationError("invalid user id", {"user_id": "must be a UUID"})
+    return parsed
+
+
+# A cursor is the (created_at, id) of the last row shown, newest first. It is
+# opaque and signed (see services.chassis.cursors); the key is no secret: the
+# listing is per user and the user id is checked. Key, version and the UUID's
+# hex spelling are those cursors were always issued with.
+_CURSOR = cursors.TimeIdCursor(b"agora.notifications.cursor.v1", "1", hex_ids=True)
+
+
+def encode_cursor(created_at, row_id):
+    return _CURSOR.encode(created_at, row_id)
+
+
+def decode_cursor(cursor):
+    """``(created_at, id)`` from ``cursor``; ValidationError ``{"cursor": "is invalid"}``."""
+    return _CURSOR.decode(cursor)
+
+
+def page(rows, limit):
+    """Split ``limit + 1`` fetched rows (newest first) into the page and its ``next_cursor``."""
+    items = rows[:limit]
+    if len(rows) <= limit:
+        return items, None
+    last = items[-1]
+    return items, encode_cursor(last.created_at, last.id)
