@@ -4,7 +4,7 @@ import atexit
 
 from flask import Flask
 
-from gateway.api import health, products, users
+from gateway.api import health, inventory, notifications, orders, payments, products, users
 from gateway.auth import guard
 from gateway.auth import views as oauth
 from gateway.auth.server import AgoraAuthorizationServer
@@ -19,7 +19,7 @@ from services.chassis.logs import setup_logging
 from services.chassis.redis import make_client
 from services.chassis.tracing import Tracer
 
-SERVICES = ("users", "auth", "catalog")
+SERVICES = ("users", "auth", "catalog", "inventory", "orders", "billing", "notifications")
 
 
 def create_app(config=None):
@@ -57,6 +57,10 @@ def create_app(config=None):
     app.register_blueprint(oauth.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(products.bp)
+    app.register_blueprint(orders.bp)
+    app.register_blueprint(inventory.bp)
+    app.register_blueprint(payments.bp)
+    app.register_blueprint(notifications.bp)
     app.extensions["agora.oauth"] = AgoraAuthorizationServer(app)
     init_limits(app)
     guard.init_enforce(app)

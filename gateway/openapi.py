@@ -63,6 +63,10 @@ CONTRACT_MODULES = (
     "services.users.schemas",
     "services.catalog.schemas",
     "services.auth.schemas",
+    "services.inventory.schemas",
+    "services.orders.schemas",
+    "services.billing.schemas",
+    "services.notifications.schemas",
     "gateway.auth.contracts",
 )
 
@@ -73,6 +77,7 @@ OPERATION_KEYS = frozenset(
         "tags",
         "path_params",
         "query",
+        "headers",
         "body",
         "form",
         "responses",
@@ -94,6 +99,10 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 TAGS = {
     "users": "Registration, your own profile, user administration",
     "products": "The catalog",
+    "orders": "Place, follow and cancel your orders (the order saga)",
+    "inventory": "Stock per SKU and warehouse",
+    "payments": "Payments, refunds and disputes",
+    "notifications": "Emails and text messages sent to you",
     "oauth": "OAuth 2.0 authorization server (RFC 6749, 7009, 7636, 7662, 8414)",
     "health": "Liveness and readiness probes",
     "docs": "This document and its browser",
@@ -173,6 +182,7 @@ def operation(summary, *, method=None, **meta):
     ``description`` (default: the view's docstring), ``tags`` (tuple),
     ``path_params`` ({name: schema}; default from the URL converter),
     ``query`` (an object schema whose properties are the query parameters),
+    ``headers`` ({name: {"schema", "required", "description"}}: request headers),
     ``body`` (schema of an ``application/json`` body),
     ``form`` (schema of an ``application/x-www-form-urlencoded`` body),
     ``responses`` ({status: schema, or None for no body, or
@@ -439,7 +449,11 @@ class _Builder:
         if meta.get("deprecated"):
             op["deprecated"] = True
 
-        parameters = self.path_parameters(rule, meta) + self.query_parameters(meta)
+        parameters = (
+            self.path_parameters(rule, meta)
+            + self.query_parameters(meta)
+            + self.header_parameters(meta)
+        )
         if parameters:
             op["parameters"] = parameters
         body = self.request_body(meta)
@@ -482,6 +496,19 @@ class _Builder:
             if isinstance(schema, dict) and schema.get("description"):
                 parameter["description"] = schema["description"]
             parameter["schema"] = self.schemas.convert(schema)
+            parameters.append(parameter)
+        return parameters
+
+    def header_parameters(self, meta):
+        parameters = []
+        for name, spec in meta.get("headers", {}).items():
+            unknown = set(spec) - _HEADER_KEYS
+            if unknown:
+                raise ValueError(f"header {name}: unknown keys {sorted(unknown)}")
+            parameter = {"name": name, "in": "header", "required": spec.get("required", False)}
+            if spec.get("description"):
+                parameter["description"] = spec["description"]
+            parameter["schema"] = self.schemas.convert(spec["schema"])
             parameters.append(parameter)
         return parameters
 

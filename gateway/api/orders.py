@@ -1,0 +1,236 @@
+"""/v1/orders: place, list, view and cancel your own orders.
+
+Orders belong to users: a token a client obtained for itself (client_credentials)
+is refused with 403 ``user_required``. Someone else's order answers 404, like an
+unknown one, so ids cannot be probed.
+
+Placing an order is asynchronous (the saga reserves stock, then charges): the
+answer is 202 with the order as it is now, usually ``pending``; follow
+``Location``. The ``Idempotency-Key`` header is required: a retry with the same
+key and body answers the same order (``Idempotent-Replayed: true``), the same key
+with another body 409.
+"""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Blueprint, jsonify
+from py_zipkin.storage import get_default_tracer, set_default_tracer
+
+from gateway.api import json_body, rpc
+from gateway.api.commerce import (
+    IDEMPOTENCY_HEADER,
+    REPLAYED_HEADER,
+    idempotency_key,
+    query_args,
+    user_id_or_403,
+    uuid_or_404,
+    without_user_id,
+)
+from gateway.auth.guard import requires
+from gateway.openapi import operation
+from gateway.rpc import ServiceUnavailable, UpstreamError
+from services.billing.schemas import PAYMENT
+from services.chassis.errors import AgoraError, NotFound
+from services.chassis.schemas import UUID_PATTERN, obj
+from services.inventory.schemas import RESERVATION
+from services.orders.schemas import IDEMPOTENCY_KEY, LIST_QUERY, ORDER, ORDER_CREATE, ORDER_PAGE
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("orders", __name__, url_prefix="/v1/orders")
+
+ORDER_ID = {"order_id": {"type": "string", "pattern": UUID_PATTERN}}
+DEGRADED_HEADER = "Agora-Degraded"
+# list_orders' arguments but the user id (the caller's): the query parameters.
+ORDER_LIST_QUERY = without_user_id(LIST_QUERY)
+
+# In the order view, a part whose service could not answer.
+UNAVAILABLE = obj({"state": {"const": "unavailable"}}, required=("state",))
+# GET /v1/orders/<id>: the order's own fields, plus its stock reservation and its
+# payment (with the receipt): null when there is none (yet), {"state":
+# "unavailable"} when inventory or billing cannot answer now.
+ORDER_VIEW = {
+    **ORDER,
+    "properties": {
+        **ORDER["properties"],
+        "reservation": {"anyOf": [RESERVATION, {"type": "null"}, UNAVAILABLE]},
+        "payment": {"anyOf": [PAYMENT, {"type": "null"}, UNAVAILABLE]},
+    },
+    "required": [*ORDER["required"], "reservation", "payment"],
+}
+
+_ORDER_LOCATION = {
+    "Location": {"schema": {"type": "string"}, "description": "The order: /v1/orders/<id>"}
+}
+
+
+def _location(order):
+    return f"/v1/orders/{order['id']}"
+
+
+@bp.post("")
+@operation(
+    "Place an order (send an Idempotency-Key header)",
+    description=(
+        "Places an order for the caller; the saga then reserves the stock and charges "
+        "the payment token. Answers 202 with the order as it is now (usually pending): "
+        "follow Location for its progress.\n\n"
+        "The `Idempotency-Key` request header is required (1-255 printable ASCII "
+        "characters, e.g. a UUID; 400 without it). Retrying with the same key and the "
+        "same body answers the same order, with `Idempotent-Replayed: true`; the same "
+        "key with a different body is a 409. A token without a user "
+        "(client_credentials) is refused with 403 `user_required`."
+    ),
+    tags=("orders",),
+    headers={
+        IDEMPOTENCY_HEADER: {
+            "schema": IDEMPOTENCY_KEY,
+            "required": True,
+            "description": "A unique key per order, e.g. a UUID; a retry sends the same one",
+        }
+    },
+    body=ORDER_CREATE,
+    responses={
+        202: {
+            "schema": ORDER,
+            "description": "Accepted: the order is being processed",
+            "headers": {
+                **_ORDER_LOCATION,
+                REPLAYED_HEADER: {
+                    "schema": {"const": "true"},
+                    "required": False,
+                    "description": "Present when this answers a retry of an earlier request "
+                    f"with the same {IDEMPOTENCY_HEADER}",
+                },
+            },
+        }
+    },
+    errors=(409,),
+)
+@requires("orders:write")
+def create_order():
+    user_id = user_id_or_403()
+    key = idempotency_key(IDEMPOTENCY_KEY, required=True)
+    payload = json_body(ORDER_CREATE)
+    result = rpc().call("orders", "create_order", user_id, payload, key)
+    order = result["order"]
+    response = jsonify(order)
+    response.status_code = 202
+    response.headers["Location"] = _location(order)
+    if not result["created"]:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+@bp.get("")
+@operation(
+    "Your orders, newest first, page by page",
+    tags=("orders",),
+    query=ORDER_LIST_QUERY,
+    responses={200: ORDER_PAGE},
+)
+@requires("orders:read")
+def list_orders():
+    user_id = user_id_or_403()
+    query = query_args(ORDER_LIST_QUERY)
+    return jsonify(rpc().call("orders", "list_orders", user_id, **query))
+
+
+def _in_trace(tracer, call, *args):
+    """Run ``call(*args)`` in a worker thread under a copy of the request's tracer,
+    so its RPC span is a child of the request span (py_zipkin keeps the current
+    span per thread/context; ``Tracer.copy()`` is its hand-over to a thread)."""
+    set_default_tracer(tracer)
+    return call(*args)
+
+
+def _optional_part(client, service, method, order_id):
+    """One part of the order view: the service's answer, None for NotFound, or
+    UNAVAILABLE when the service cannot answer (down, slow, circuit open, failed)."""
+    try:
+        return client.call(service, method, order_id)
+    except NotFound:
+        return None
+    except (ServiceUnavailable, UpstreamError, AgoraError) as exc:
+        log.warning("order view without %s.%s: %s", service, method, exc)
+        return {"state": "unavailable"}
+
+
+@bp.get("/<order_id>")
+@operation(
+    "One of your orders, with its stock reservation and its payment",
+    description=(
+        "The order's fields, plus `reservation` (from inventory) and `payment` (from "
+        "billing, with its receipt): each null while there is none. If inventory or "
+        "billing cannot answer, the order is still returned (200) with that key set to "
+        '`{"state": "unavailable"}` and the header `Agora-Degraded` naming the '
+        "missing parts; the order itself is required (503 when orders cannot answer)."
+    ),
+    tags=("orders",),
+    path_params=ORDER_ID,
+    responses={
+        200: {
+            "schema": ORDER_VIEW,
+            "headers": {
+                DEGRADED_HEADER: {
+                    "schema": {"type": "string"},
+                    "required": False,
+                    "description": "Present when parts of the view are unavailable: their "
+                    "names, comma-separated (reservation, payment)",
+                }
+            },
+        }
+    },
+    errors=(404,),
+)
+@requires("orders:read")
+def get_order(order_id):
+    user_id = user_id_or_403()
+    order_id = uuid_or_404(order_id, "order")
+    client = rpc()
+    # The three services answer independently: ask inventory and billing in two
+    # threads while this one asks orders. RpcClient is made for concurrent
+    # callers (each call borrows its own pooled proxy; breakers per service).
+    parts = (
+        ("reservation", "inventory", "get_reservation"),
+        ("payment", "billing", "get_payment_for_order"),
+    )
+    tracer = get_default_tracer()
+    with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="order-view") as pool:
+        futures = {
+            name: pool.submit(
+                _in_trace, tracer.copy(), _optional_part, client, service, method, order_id
+            )
+            for name, service, method in parts
+        }
+        # Raises (404, 503, 502) after the side calls finish: leaving the block waits.
+        order = client.call("orders", "get_order", order_id, user_id)
+        view = dict(order)
+        for name, future in futures.items():
+            view[name] = future.result()
+    response = jsonify(view)
+    degraded = [name for name, _, _ in parts if view[name] == {"state": "unavailable"}]
+    if degraded:
+        response.headers[DEGRADED_HEADER] = ", ".join(degraded)
+    return response
+
+
+@bp.post("/<order_id>/cancel")
+@operation(
+    "Cancel one of your orders",
+    description=(
+        "Cancels the order and starts its compensations: reserved stock is released, "
+        "a payment is refunded. 409 when the order can no longer be cancelled "
+        "(rejected, expired or already cancelled)."
+    ),
+    tags=("orders",),
+    path_params=ORDER_ID,
+    responses={200: ORDER},
+    errors=(404, 409),
+)
+@requires("orders:write")
+def cancel_order(order_id):
+    user_id = user_id_or_403()
+    order_id = uuid_or_404(order_id, "order")
+    return jsonify(rpc().call("orders", "cancel_order", order_id, user_id))
