@@ -9,6 +9,8 @@ agora gateway          run the gateway with gunicorn (gthread)
 agora seed             load demo data through RPC (services must be running)
 agora shell            `nameko shell` on the platform's vhost and config
 agora rotate-keys      new token-signing key (services must be running)
+agora dead-letters     list | show ID | replay [ID] | discard ID  [--service NAME]
+agora asyncapi         write docs/asyncapi.yaml from the services' EVENTS contracts
 """
 
 import argparse
@@ -38,6 +40,10 @@ SERVICES = {
     "users": "services.users.service:UsersService",
     "auth": "services.auth.service:AuthService",
     "catalog": "services.catalog.service:CatalogService",
+    "inventory": "services.inventory.service:InventoryService",
+    "orders": "services.orders.service:OrdersService",
+    "billing": "services.billing.service:BillingService",
+    "notifications": "services.notifications.service:NotificationsService",
 }
 
 
@@ -292,7 +298,43 @@ def cmd_rotate_keys(config, args):
 
 def cmd_shell(config, args):
     path = render_nameko_config(config, "shell")
+    # The dead-letter helpers are in the shell's namespace (agora/shell_startup.py).
+    os.environ["PYTHONSTARTUP"] = str(ROOT / "agora" / "shell_startup.py")
     os.execv(sys.executable, [sys.executable, "-m", "nameko", "shell", "--config", str(path)])
+
+
+def cmd_dead_letters(config, args):
+    from agora import deadletters
+
+    services = [args.service] if args.service else list(deadletters.EVENT_SERVICES)
+    if args.action == "list":
+        letters = [d for s in services for d in deadletters.dead_letters(config, s)]
+        for letter in letters:
+            print(json.dumps(letter))
+        print(f"agora: {len(letters)} dead letter(s)", file=sys.stderr)
+        return
+    if args.action in ("show", "discard") and not args.event_id:
+        fail(f"agora: dead-letters {args.action} needs an event id", 2)
+    if args.action == "show":
+        for service in services:
+            letter = deadletters.show_dead_letter(config, service, args.event_id)
+            if letter:
+                print(json.dumps(letter, indent=2, default=str))
+                return
+        fail(f"agora: no dead letter {args.event_id}")
+    if args.action == "discard":
+        if not any(deadletters.discard_dead_letter(config, s, args.event_id) for s in services):
+            fail(f"agora: no dead letter {args.event_id}")
+        print(f"agora: dead letter {args.event_id} discarded")
+        return
+    count = sum(deadletters.replay_dead_letters(config, s, args.event_id) for s in services)
+    print(f"agora: {count} dead letter(s) replayed")
+
+
+def cmd_asyncapi(config, args):
+    from agora.asyncapi import write
+
+    print(f"agora: wrote {write()}")
 
 
 COMMANDS = {
@@ -305,6 +347,8 @@ COMMANDS = {
     "seed": cmd_seed,
     "shell": cmd_shell,
     "rotate-keys": cmd_rotate_keys,
+    "dead-letters": cmd_dead_letters,
+    "asyncapi": cmd_asyncapi,
 }
 
 
@@ -315,6 +359,10 @@ def main(argv=None):
         command = sub.add_parser(name)
         if name == "service":
             command.add_argument("name")
+        if name == "dead-letters":
+            command.add_argument("action", choices=("list", "show", "replay", "discard"))
+            command.add_argument("event_id", nargs="?")
+            command.add_argument("--service", choices=list(SERVICES))
     args = parser.parse_args(argv)
     config = config_or_exit()
     try:

@@ -16,6 +16,10 @@ DEMO_PRODUCTS = [
     ("AGR-PST-001", "Parthenon poster", "Print on 200 g matte paper, 50x70 cm.", 1799),
 ]
 
+DEMO_WAREHOUSE = "main"
+DEMO_STOCK = 100
+DEMO_SYNC_ID = "demo-seed-1"
+
 
 def demo_clients(demo):
     """The OAuth2 clients of a development platform, from the ``demo`` config."""
@@ -45,7 +49,7 @@ def seed(rpc, config):
 
     Clients that exist are brought in line with the config (so a changed
     AGORA_INTEGRATION_SECRET takes effect at the next start)."""
-    created = {"products": 0, "users": 0, "clients": 0}
+    created = {"products": 0, "users": 0, "clients": 0, "stock": 0}
     for client in demo_clients(config["demo"]):
         try:
             rpc.auth.create_client(client)
@@ -66,6 +70,10 @@ def seed(rpc, config):
             created["products"] += 1
         except Conflict:
             pass
+    # Stock for every demo product, as one warehouse sync: idempotent by its id.
+    levels = [{"sku": sku, "on_hand": DEMO_STOCK} for sku, *_ in DEMO_PRODUCTS]
+    synced = rpc.inventory.sync_warehouse(DEMO_SYNC_ID, DEMO_WAREHOUSE, levels)
+    created["stock"] = 0 if synced["replayed"] else synced["applied"]
     demo = config["demo"]
     for email, password, name, roles in (
         (demo["user_email"], demo["user_password"], "Demo Customer", ["customer"]),

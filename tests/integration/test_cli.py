@@ -40,3 +40,17 @@ def test_only_the_missing_backend_is_reported():
     assert result.returncode == 1
     assert result.stderr.startswith("Redis is not reachable at 127.0.0.1:3")
     assert "RabbitMQ" not in result.stderr and "PostgreSQL" not in result.stderr
+
+
+def test_the_shell_has_the_dead_letter_helpers(rabbit_vhost):
+    """`make shell` (`agora shell`): the helpers are there and reach the broker."""
+    result = subprocess.run(
+        [sys.executable, "-m", "agora", "shell"],
+        input='print("letters:", dead_letters("billing"), callable(replay_dead_letters))\n',
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "letters: [] True" in result.stdout, result.stdout + result.stderr
