@@ -7,22 +7,49 @@ from agora.platform import Platform, free_port, platform_env
 from services.chassis.config import load_config
 from tests.support.api_client import ApiClient
 
+SAGA_TIMEOUT = 30
+
 
 @pytest.fixture(scope="session")
-def platform(rabbit_vhost, databases, redis_client, zipkin):
+def smtp():
+    """A real SMTP server (aiosmtpd) the notifications service sends to."""
+    from tests.support.smtp import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def platform(rabbit_vhost, redis_client, zipkin, smtp):
     """Every service and the gunicorn gateway as real processes, for the session.
 
-    On a vhost of its own: the integration tests' in-process services must
-    never share RPC queues with these processes."""
+    On a vhost, databases and Redis prefix of their own: these processes live
+    until the session ends, and the integration tests' in-process services must
+    never share RPC or event queues with them, nor outbox tables (a relay
+    publishes every unsent row of its database, whoever wrote it), nor the rows
+    their sweeps and senders pick up."""
+    from services.chassis.migrations import drop_database, upgrade
+    from tests.conftest import SERVICES
+
     env = platform_env(
         {
             "AGORA_GATEWAY_PORT": str(free_port()),
             "AGORA_ZIPKIN_URL": zipkin.url,
             "AGORA_AMQP_VHOST": os.environ["AGORA_AMQP_VHOST"] + "-e2e",
+            "AGORA_DB_PREFIX": os.environ["AGORA_DB_PREFIX"] + "e2e_",
+            # Under the run's prefix, so the run's clean-up removes these keys too.
+            "AGORA_REDIS_PREFIX": os.environ["AGORA_REDIS_PREFIX"] + "e2e:",
+            "AGORA_SMTP_PORT": str(smtp.port),
+            # Short enough for the stuck-saga test, long enough for a busy CI machine.
+            "AGORA_SAGA_TIMEOUT": str(SAGA_TIMEOUT),
         }
     )
     config = load_config({**os.environ, **env})
     ensure_vhost(config)
+    for service in SERVICES:
+        upgrade(config, service)
     running = Platform(config, env)
     try:
         running.start_all()
@@ -30,6 +57,8 @@ def platform(rabbit_vhost, databases, redis_client, zipkin):
     finally:
         running.stop_all()
         delete_vhost(config)
+        for service in SERVICES:
+            drop_database(config, service)
 
 
 @pytest.fixture
@@ -89,3 +118,44 @@ def user_token(platform, demo):
         platform.base_url, demo["web_client_id"], demo["user_email"], demo["user_password"]
     )
     return token["access_token"]
+
+
+TAP_QUEUE = "e2e-event-tap"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def event_tap(platform):
+    """A durable queue bound to every service's events exchange for the whole
+    session: test_zz_event_contract checks everything the platform emitted."""
+    from kombu import Connection, Exchange, Queue
+
+    from agora.asyncapi import EVENT_SERVICES
+
+    with Connection(platform.config["amqp"]["uri"]) as connection:
+        channel = connection.channel()
+        queue = Queue(TAP_QUEUE, durable=True)(channel)
+        queue.declare()
+        for service in EVENT_SERVICES:
+            exchange = Exchange(f"{service}.events", type="topic", durable=True)(channel)
+            exchange.declare()
+            queue.bind_to(exchange=f"{service}.events", routing_key="#")
+        channel.close()
+    yield TAP_QUEUE
+
+
+@pytest.fixture(scope="session")
+def shop(platform, demo, admin_token):
+    """Customers, products with stock and orders through the gateway (commerce.Shop)."""
+    from tests.e2e.commerce import Shop
+
+    return Shop(platform.base_url, admin_token, demo["web_client_id"])
+
+
+@pytest.fixture(scope="session")
+def ledgers(platform):
+    """The billing and inventory databases' own record (commerce.Ledgers)."""
+    from tests.e2e.commerce import Ledgers
+
+    ledgers = Ledgers(platform.config)
+    yield ledgers
+    ledgers.dispose()

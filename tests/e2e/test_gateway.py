@@ -34,7 +34,7 @@ def test_readyz_reports_every_dependency(api):
         report = body["checks"]["services"][name]
         assert report["service"] == name
         assert report["status"] == "ok"
-        assert report["checks"] == {"db": "ok", "cache": "ok"}
+        assert report["checks"] == {"db": "ok", "cache": "ok", "dispatch": "ok"}
         assert report["version"]
 
 
