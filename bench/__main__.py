@@ -8,6 +8,9 @@ Scenarios, each at 16 concurrent clients (closed loop) for BENCH_SECONDS (10):
   with a token          GET /v1/products/{id} cached, with a bearer token (JWT check, revocation
                         check in Redis, limiter keyed by client and user)
   authenticated         GET /v1/users/me (token check, then users.get_user from PostgreSQL)
+  orders                POST /v1/orders for BENCH_ORDER_SECONDS (60), emails to an SMTP sink;
+                        then every order placed is followed to its end: orders confirmed
+                        per second, the saga's duration
 
 Rate limits stay on, with limits high enough never to trigger.
 
@@ -16,8 +19,10 @@ The platform runs on its own vhost, databases and Redis prefix, removed afterwar
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 from agora.cli import SERVICES, seed_demo_data
@@ -29,7 +34,137 @@ from services.chassis.migrations import drop_database, upgrade
 from services.chassis.redis import make_client
 
 
+def customers(base, demo, count):
+    """``count`` new customers' access tokens."""
+    import requests
+
+    tokens = []
+    for n in range(count):
+        email, password = f"bench-{uuid.uuid4().hex[:8]}-{n}@example.com", "bench password 1"
+        requests.post(f"{base}/v1/users", json={"email": email, "password": password}, timeout=10)
+        form = {
+            "grant_type": "password",
+            "client_id": demo["web_client_id"],
+            "username": email,
+            "password": password,
+        }
+        tokens.append(requests.post(f"{base}/oauth/token", data=form, timeout=10).json())
+    return [t["access_token"] for t in tokens]
+
+
+def orders_scenario(config, base, product_id, clients):
+    """Orders placed by ``clients`` customers at once for BENCH_ORDER_SECONDS; then
+    wait for every saga to end and read the outcome from the orders database."""
+    import requests
+    from sqlalchemy import create_engine, text
+
+    from services.chassis.config import database_url
+
+    seconds = float(os.environ.get("BENCH_ORDER_SECONDS", "60"))
+    demo = config["demo"]
+    admin = requests.post(
+        f"{base}/oauth/token",
+        data={
+            "grant_type": "password",
+            "client_id": demo["web_client_id"],
+            "username": demo["admin_email"],
+            "password": demo["admin_password"],
+        },
+        timeout=10,
+    ).json()["access_token"]
+    sku = requests.get(f"{base}/v1/products/{product_id}", timeout=10).json()["sku"]
+    requests.put(
+        f"{base}/v1/inventory/{sku}",
+        json={"warehouse": "main", "on_hand": 10_000_000},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    ).raise_for_status()
+    tokens = customers(base, demo, clients)
+    body = {"items": [{"product_id": product_id, "quantity": 1}], "payment": {"token": "tok_visa"}}
+
+    def request_for(i, n):
+        headers = {"Authorization": f"Bearer {tokens[n]}", "Idempotency-Key": str(uuid.uuid4())}
+        return "POST", f"{base}/v1/orders", {"json": body, "headers": headers}
+
+    result = run(
+        "orders: POST /v1/orders",
+        None,
+        clients,
+        seconds,
+        warmup=0.0,
+        expect=202,
+        request_for=request_for,
+    )
+    engine = create_engine(database_url(config, "orders"))
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                open_sagas = conn.execute(
+                    text(
+                        "SELECT count(*) FROM orders WHERE status IN ('pending','reserved','paid')"
+                    )
+                ).scalar()
+            if not open_sagas:
+                break
+            time.sleep(1.0)
+        with engine.connect() as conn:
+            statuses = dict(
+                conn.execute(text("SELECT status, count(*) FROM orders GROUP BY 1")).all()
+            )
+            first, last, p50, p99 = conn.execute(
+                text(
+                    """
+                    WITH done AS (
+                        SELECT o.created_at, min(h.at) AS confirmed_at
+                        FROM orders o JOIN order_history h
+                          ON h.order_id = o.id AND h.status = 'confirmed'
+                        GROUP BY o.id, o.created_at)
+                    SELECT min(created_at), max(confirmed_at),
+                           percentile_cont(0.5) WITHIN GROUP (ORDER BY confirmed_at - created_at),
+                           percentile_cont(0.99) WITHIN GROUP (ORDER BY confirmed_at - created_at)
+                    FROM done
+                    """
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    confirmed = statuses.get("confirmed", 0)
+    span = (last - first).total_seconds() if first and last else float("nan")
+    result.name = "orders: POST /v1/orders"
+    result.extra = (
+        f"    {sum(statuses.values())} orders placed in {seconds:.0f} s: {statuses}\n"
+        f"    confirmed {confirmed} in {span:.1f} s from the first order to the last "
+        f"confirmation = {confirmed / span:.1f} orders confirmed/s\n"
+        f"    saga duration (placed -> confirmed): p50 {p50.total_seconds() * 1000:.0f} ms, "
+        f"p99 {p99.total_seconds() * 1000:.0f} ms"
+    )
+    return result
+
+
+def start_smtp_sink():
+    """An SMTP server that accepts and drops every email (aiosmtpd), so the
+    notifications service works as it would against a real mail server."""
+    port = free_port()
+    sink = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{port}",
+            "-c",
+            "aiosmtpd.handlers.Sink",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return sink, port
+
+
 def main():
+    sink, smtp_port = start_smtp_sink()
     seconds = float(os.environ.get("BENCH_SECONDS", "10"))
     clients = int(os.environ.get("BENCH_CLIENTS", "16"))
     run_id = uuid.uuid4().hex[:6]
@@ -42,6 +177,7 @@ def main():
             "AGORA_LOG_LEVEL": "WARNING",
             "AGORA_STATE_DIR": tempfile.mkdtemp(prefix="agora-bench-"),
             "AGORA_TRACE_SAMPLE_RATE": os.environ.get("AGORA_TRACE_SAMPLE_RATE", "1.0"),
+            "AGORA_SMTP_PORT": str(smtp_port),
         }
     )
     overlay = os.path.join(env["AGORA_STATE_DIR"], "bench.yaml")
@@ -116,6 +252,7 @@ def main():
                 headers=bearer,
             )
         )
+        results.append(orders_scenario(config, base, ids[0], clients))
         platform.stop("catalog")
         platform.env = {**env, "AGORA_CATALOG_CACHE_ENABLED": "false"}
         platform.start("catalog")
@@ -137,6 +274,8 @@ def main():
         redis = make_client(config["redis"])
         redis.delete_namespace()
         redis.close()
+        sink.terminate()
+        sink.wait(5)
     print(
         f"\n{clients} concurrent clients, {seconds:.0f} s each, on {os.cpu_count()} cores "
         "(load generator on the same machine)"

@@ -15,6 +15,7 @@ class Result:
     seconds: float
     latencies: list
     error_kinds: dict
+    extra: str = ""
 
     @property
     def rps(self):
@@ -30,13 +31,29 @@ class Result:
     def line(self):
         worst = max(self.error_kinds.items(), key=lambda kv: kv[1], default=None)
         return (
-            f"{self.name:<44} {self.rps:8.1f} req/s   p50 {self.percentile(50):6.1f} ms   "
-            f"p99 {self.percentile(99):6.1f} ms   errors {self.errors}"
-        ) + (f"\n    most common error ({worst[1]}x): {worst[0]}" if worst else "")
+            (
+                f"{self.name:<44} {self.rps:8.1f} req/s   p50 {self.percentile(50):6.1f} ms   "
+                f"p99 {self.percentile(99):6.1f} ms   errors {self.errors}"
+            )
+            + (f"\n    most common error ({worst[1]}x): {worst[0]}" if worst else "")
+            + (f"\n{self.extra}" if self.extra else "")
+        )
 
 
-def run(name, url_for, clients=16, duration=10.0, warmup=1.0, headers=None, expect=200):
-    """Hit ``url_for(i)`` from ``clients`` threads for ``duration`` seconds after a warm-up."""
+def run(
+    name,
+    url_for,
+    clients=16,
+    duration=10.0,
+    warmup=1.0,
+    headers=None,
+    expect=200,
+    request_for=None,
+):
+    """Hit ``url_for(i)`` from ``clients`` threads for ``duration`` seconds after a warm-up.
+
+    ``request_for(i, n)`` (client ``n``'s ``i``-th request) may return
+    ``(method, url, kwargs)`` instead, for requests other than a plain GET."""
     stop_at = time.monotonic() + warmup + duration
     measure_from = time.monotonic() + warmup
     lock = threading.Lock()
@@ -50,7 +67,11 @@ def run(name, url_for, clients=16, duration=10.0, warmup=1.0, headers=None, expe
             if started >= stop_at:
                 return
             try:
-                response = session.get(url_for(i), headers=headers, timeout=10)
+                if request_for is None:
+                    response = session.get(url_for(i), headers=headers, timeout=10)
+                else:
+                    method, url, kwargs = request_for(i, n)
+                    response = session.request(method, url, timeout=10, **kwargs)
                 ok = response.status_code == expect
                 problem = None if ok else f"{response.status_code} {response.text[:200]}"
             except requests.RequestException as exc:
