@@ -452,7 +452,7 @@ def test_redis_down_fails_open_to_per_process_limits(make_app, caplog):
     first_took = time.monotonic() - started
     print(f"first request with Redis down took {first_took:.3f} s")
     assert first.status_code == 200
-    assert first_took < 3
+    assert first_took < 10  # a refused connection, not retries with backoff
     assert first.headers["X-RateLimit-Remaining"] == "2"
     # Still limited, by this process's own counters.
     assert _statuses(client, 3) == [200, 200, 429]
@@ -481,8 +481,11 @@ def test_unresponsive_redis_costs_at_most_a_socket_timeout(make_app, config):
             f"socket_timeout {config['redis']['socket_timeout']} s, "
             f"requests took {', '.join(f'{t:.3f}' for t in took)} s"
         )
-        assert took[0] < 3
-        assert sum(took[1:]) < 1  # later requests use the in-memory counters at once
+        timeout = config["redis"]["socket_timeout"]
+        # The first request pays the socket timeout (once, not per retry); the
+        # next ones never wait on Redis, which would cost a socket timeout each.
+        assert took[0] < 20 * timeout
+        assert max(took[1:]) < timeout
     finally:
         blackhole.close()
 

@@ -99,10 +99,11 @@ def test_timeout_token_hangs_then_times_out():
 
 
 def test_the_callers_timeout_ends_a_hanging_charge():
+    hang = 60.0
     started = time.monotonic()
     with pytest.raises(ProviderTimeout):
-        call_with_timeout(0.05, processor(hang=5.0).charge, EUR, "tok_timeout", "k")
-    assert time.monotonic() - started < 2.0
+        call_with_timeout(0.05, processor(hang=hang).charge, EUR, "tok_timeout", "k")
+    assert time.monotonic() - started < hang / 2  # ended by the timeout, not the hang
 
 
 def test_call_with_timeout_returns_what_the_call_returns():
