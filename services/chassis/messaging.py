@@ -23,8 +23,8 @@ import eventlet
 import redis
 import sqlalchemy.exc
 from kombu.mixins import ConsumerMixin
+from nameko.events import BROADCAST, get_event_exchange
 from nameko.events import EventHandler as NamekoEventHandler
-from nameko.events import get_event_exchange
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.messaging import HeaderEncoder, QueueConsumer
 from nameko.rpc import Rpc as NamekoRpc
@@ -204,6 +204,20 @@ def event_handler(source_service, event_type, **kwargs):
         return EventHandler.decorator(source_service, event_type, **kwargs)(handle)
 
     return decorate
+
+
+def broadcast_handler(source_service, event_type):
+    """``@broadcast_handler("users", "profile_updated")``: every running instance
+    of the service gets the event, on an exclusive queue of its own that goes
+    away with it.
+
+    At most once, with no inbox, retries or dead letters: for state held in the
+    process (a cache to forget, say), where a missed event only means waiting
+    for that state's own expiry. Anything that must happen once per event, or
+    must not be missed, belongs in an ``event_handler``."""
+    return NamekoEventHandler.decorator(
+        source_service, event_type, handler_type=BROADCAST, reliable_delivery=False
+    )
 
 
 rpc = Rpc.decorator

@@ -19,6 +19,11 @@ _UUID = re.compile(UUID_PATTERN)
 _validators = {}
 
 
+def _type_names(types):
+    """``"string"`` or ``["string", "null"]`` as ``string`` / ``string or null``."""
+    return " or ".join(types) if isinstance(types, list | tuple) else str(types)
+
+
 def is_uuid(value):
     return isinstance(value, str) and bool(_UUID.fullmatch(value))
 
@@ -57,7 +62,7 @@ def _field(error):
     if error.validator == "pattern" and error.schema.get("x-message"):
         return path or "body", error.schema["x-message"]
     messages = {
-        "type": f"must be of type {error.validator_value}",
+        "type": f"must be of type {_type_names(error.validator_value)}",
         "minLength": f"must be at least {error.validator_value} characters",
         "maxLength": f"must be at most {error.validator_value} characters",
         "minimum": f"must be >= {error.validator_value}",

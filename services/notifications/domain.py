@@ -69,7 +69,9 @@ def contact_from_user(user):
 class ContactCache:
     """Contacts by user id for ``ttl`` seconds, at most ``max_entries`` of them.
 
-    In-process and per service instance: an email change is seen within ``ttl``.
+    In-process and per service instance. A profile change (``users.profile_updated``)
+    drops the user's entry in every instance; ``ttl`` bounds how long a change is
+    missed if that broadcast is lost.
     Only found users are cached, so a user created a moment later is never hidden.
     """
 
@@ -105,6 +107,10 @@ class ContactCache:
         while len(self._entries) >= self.max_entries:
             del self._entries[next(iter(self._entries))]  # the oldest insertion
         self._entries[user_id] = (now + self.ttl, contact)
+
+    def forget(self, user_id):
+        """Drop the user's entry, if any: their profile changed."""
+        self._entries.pop(user_id, None)
 
     def __len__(self):
         return len(self._entries)

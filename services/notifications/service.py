@@ -32,13 +32,14 @@ from services.chassis.errors import NotFound, Unavailable
 from services.chassis.messaging import (
     EventDispatcher,
     RpcProxy,
+    broadcast_handler,
     event_handler,
     finish_unit_of_work,
     rpc,
 )
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService
-from services.chassis.values import utcnow
+from services.chassis.values import parse_uuid, utcnow
 from services.notifications import domain, models, templates
 from services.notifications.channels import EmailChannel, SendError, sms_provider
 from services.notifications.models import Base
@@ -215,6 +216,14 @@ class NotificationsService(AgoraService):
     @event_handler("billing", "receipt_issued")
     def on_receipt_issued(self, event):
         self._record("receipt", event)
+
+    @broadcast_handler("users", "profile_updated")
+    def on_profile_updated(self, event):
+        """A user's name or phone changed: this instance forgets their contact."""
+        data = event.get("data") if isinstance(event, dict) else None
+        user_id = parse_uuid(data.get("user_id")) if isinstance(data, dict) else None
+        if user_id is not None:
+            self.contacts.forget(str(user_id))
 
     def _record(self, template, event):
         event_id, user_id = domain.event_ids(event)

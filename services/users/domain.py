@@ -31,12 +31,14 @@ def parse_user_id(user_id):
 
 
 def registration(payload):
-    """Check a ``register`` payload; return ``{"email", "password", "name"}`` normalized."""
+    """Check a ``register`` payload; return ``{"email", "password", "name", "phone"}``
+    normalized."""
     validate(REGISTER_REQUEST, payload, "invalid registration")
     return {
         "email": normalize_email(payload["email"]),
         "password": payload["password"],
         "name": payload.get("name"),
+        "phone": payload.get("phone"),
     }
 
 
@@ -62,6 +64,7 @@ def serialize_user(user):
         "id": str(user.id),
         "email": user.email,
         "name": user.name,
+        "phone": user.phone,
         "address": ({field: address.get(field) for field in ADDRESS_FIELDS} if address else None),
         "roles": list(user.roles or []),
         "created_at": isoformat_utc(user.created_at),

@@ -27,6 +27,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), nullable=False)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     name: Mapped[str | None] = mapped_column(String(200))
+    # E.164 (``schemas.PHONE``), for text messages; None when the user gave none.
+    phone: Mapped[str | None] = mapped_column(String(16))
     address: Mapped[dict | None] = mapped_column(JSONB)
     roles: Mapped[list[str]] = mapped_column(ARRAY(String(32)), nullable=False, server_default="{}")
     created_at = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())

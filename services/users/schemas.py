@@ -23,6 +23,13 @@ EMAIL = {
 }
 PASSWORD = {"type": "string", "minLength": 8, "maxLength": 128}
 NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+# E.164: a plus, the country code and the number, digits only (at most 15).
+# Where notifications send order text messages, when an SMS provider is on.
+PHONE = {
+    "type": "string",
+    "pattern": r"^\+[1-9][0-9]{6,14}$",
+    "x-message": "must be an E.164 phone number: + and 7 to 15 digits, such as +4915112345678",
+}
 
 _ADDRESS_PROPERTIES = {
     "line1": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -42,11 +49,15 @@ _ADDRESS_REQUIRED = ("line1", "city", "postal_code", "country")
 ADDRESS = obj(_ADDRESS_PROPERTIES, _ADDRESS_REQUIRED, type=["object", "null"])
 
 REGISTER_REQUEST = obj(
-    {"email": EMAIL, "password": PASSWORD, "name": NAME},
+    {"email": EMAIL, "password": PASSWORD, "name": NAME, "phone": PHONE},
     required=("email", "password"),
 )
 
-PROFILE_UPDATE = obj({"name": NAME, "address": ADDRESS}, minProperties=1)
+# ``"phone": null`` removes the phone number (and with it, text messages).
+PROFILE_UPDATE = obj(
+    {"name": NAME, "address": ADDRESS, "phone": {**PHONE, "type": ["string", "null"]}},
+    minProperties=1,
+)
 
 SET_ROLES_REQUEST = obj(
     {"roles": {"type": "array", "items": {"type": "string", "enum": list(ROLES)}}},
@@ -58,6 +69,7 @@ USER = obj(
         "id": {"type": "string", "pattern": UUID_PATTERN},
         "email": {"type": "string", "maxLength": 254},
         "name": {"type": ["string", "null"]},
+        "phone": {"type": ["string", "null"]},
         "address": {
             **obj(
                 {**_ADDRESS_PROPERTIES, "line2": {"type": ["string", "null"]}},
@@ -69,10 +81,18 @@ USER = obj(
         "created_at": _TIMESTAMP,
         "updated_at": _TIMESTAMP,
     },
-    required=("id", "email", "name", "address", "roles", "created_at", "updated_at"),
+    required=("id", "email", "name", "phone", "address", "roles", "created_at", "updated_at"),
 )
 
-__all__ = ["USER", "REGISTER_REQUEST", "PROFILE_UPDATE", "SET_ROLES_REQUEST", "ADDRESS", "ROLES"]
+__all__ = [
+    "USER",
+    "REGISTER_REQUEST",
+    "PROFILE_UPDATE",
+    "SET_ROLES_REQUEST",
+    "ADDRESS",
+    "PHONE",
+    "ROLES",
+]
 
 _ID = {"type": "string", "pattern": UUID_PATTERN}
 
@@ -85,7 +105,7 @@ EVENTS = {
     },
     "profile_updated": {
         "version": 1,
-        "summary": "A user changed their name or address",
+        "summary": "A user changed their name, phone number or address",
         "payload": obj({"user_id": _ID}, ("user_id",)),
     },
 }

@@ -41,6 +41,7 @@ class UsersService(AgoraService):
             email=data["email"],
             password_hash=self.passwords.hash(data["password"]),
             name=data["name"],
+            phone=data["phone"],
             roles=list(domain.DEFAULT_ROLES),
             created_at=now,
             updated_at=now,

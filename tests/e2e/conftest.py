@@ -22,7 +22,17 @@ def smtp():
 
 
 @pytest.fixture(scope="session")
-def platform(rabbit_vhost, redis_client, zipkin, smtp):
+def sms():
+    """A real HTTP SMS gateway the notifications service posts text messages to."""
+    from tests.support.sms import SmsGateway
+
+    gateway = SmsGateway()
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture(scope="session")
+def platform(rabbit_vhost, redis_client, zipkin, smtp, sms):
     """Every service and the gunicorn gateway as real processes, for the session.
 
     On a vhost, databases and Redis prefix of their own: these processes live
@@ -42,6 +52,9 @@ def platform(rabbit_vhost, redis_client, zipkin, smtp):
             # Under the run's prefix, so the run's clean-up removes these keys too.
             "AGORA_REDIS_PREFIX": os.environ["AGORA_REDIS_PREFIX"] + "e2e:",
             "AGORA_SMTP_PORT": str(smtp.port),
+            # Customers who give a phone number get text messages too.
+            "AGORA_SMS_PROVIDER": "http",
+            "AGORA_SMS_URL": sms.url,
             # Short enough for the stuck-saga test, long enough for a busy CI machine.
             "AGORA_SAGA_TIMEOUT": str(SAGA_TIMEOUT),
         }

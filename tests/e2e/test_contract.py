@@ -190,10 +190,11 @@ def restore(rpc, products, users):
         current = rpc.users.get_user(user["id"])
         if current["roles"] != user["roles"]:
             rpc.users.set_roles(user["id"], user["roles"])
+        # A name cannot be cleared (null is not a NAME); an address and a phone can.
         profile = {
             field: user[field]
-            for field in ("name", "address")
-            if current[field] != user[field] and (field == "address" or user[field])
+            for field in ("name", "address", "phone")
+            if current[field] != user[field] and (field != "name" or user[field])
         }
         if profile:
             rpc.users.update_profile(user["id"], profile)

@@ -11,6 +11,7 @@ import requests
 
 from tests.e2e.commerce import PoliteSession, bearer
 from tests.e2e.conftest import SAGA_TIMEOUT
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +59,40 @@ def test_an_order_is_reserved_charged_and_confirmed(shop, smtp, ledgers):
     ).json()["items"]
     assert {n["template"] for n in listed} >= {"order_confirmed", "receipt"}
     assert all(n["recipient"] == email for n in listed)
+
+
+def test_a_customer_who_gives_a_phone_number_gets_text_messages_too(shop, smtp, sms):
+    email, token = shop.customer()
+    me = f"{shop.base}/v1/users/me"
+    refused = requests.patch(
+        me, json={"phone": "0151 1234 5678"}, headers=bearer(token), timeout=10
+    )
+    assert refused.status_code == 400, refused.text
+    assert set(refused.json()["error"]["details"]) == {"phone"}
+    phone = f"+49151{uuid.uuid4().int % 10**8:08d}"
+    profile = requests.patch(me, json={"phone": phone}, headers=bearer(token), timeout=10)
+    assert profile.status_code == 200 and profile.json()["phone"] == phone
+
+    product = shop.product(stock=5)
+    order = shop.place(token, [(product["id"], 1)]).json()
+    shop.wait_for(token, order["id"], {"confirmed"})
+
+    def texts():
+        return [r["json"] for r in list(sms.requests) if r["json"]["to"] == phone]
+
+    sent = wait_until(lambda: len(texts()) >= 2 and texts(), 20, "the order's text messages")
+    reference = order["id"][:8].upper()
+    bodies = sorted(text["body"] for text in sent)
+    assert len(bodies) == 2, bodies
+    assert bodies[0] == f"Agora: order {reference} is confirmed. Total EUR 10.00.", bodies
+    assert bodies[1].startswith("Agora: receipt R-") and f"order {reference}" in bodies[1]
+    smtp.wait_for(2, to=email, timeout=20)
+    listed = requests.get(
+        f"{shop.base}/v1/notifications", headers=bearer(token), timeout=10
+    ).json()["items"]
+    by_channel = {(n["channel"], n["template"]): n["recipient"] for n in listed}
+    assert by_channel[("sms", "order_confirmed")] == phone
+    assert by_channel[("email", "order_confirmed")] == email
 
 
 def test_the_same_idempotency_key_returns_the_same_order(shop):

@@ -8,20 +8,18 @@ service's own events.
 
 import copy
 import datetime
-import http.server
-import json
-import threading
 import uuid
 
 import pytest
 from nameko.standalone.events import event_dispatcher
+from nameko.testing.services import entrypoint_waiter
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session
 
 from agora.deadletters import dead_letters, replay_dead_letters
 from services.chassis.config import database_url, deep_merge
-from services.chassis.errors import NotFound, ValidationError
-from services.chassis.messaging import event_envelope, event_handler, rpc
+from services.chassis.errors import ValidationError
+from services.chassis.messaging import event_envelope, event_handler
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
 from services.notifications import domain
@@ -30,6 +28,7 @@ from services.notifications.schemas import EVENTS, NOTIFICATION_PAGE
 from services.notifications.service import NotificationsService
 from services.users.service import UsersService
 from tests.support.polling import wait_until
+from tests.support.sms import SmsGateway
 from tests.support.smtp import SmtpServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -37,6 +36,7 @@ pytestmark = pytest.mark.integration
 OWN_VHOST = True
 
 PASSWORD = "correct-horse-battery"
+WAIT = 15  # seconds: the longest one step (an event through the broker) may take
 ORDER_SOURCES = {
     "order_confirmed": ("orders", "order_confirmed"),
     "payment_failed": ("orders", "order_payment_failed"),
@@ -467,38 +467,6 @@ def test_users_unreachable_the_event_is_retried_then_dead_lettered(
 # --- SMS -----------------------------------------------------------------------
 
 
-class SmsGateway:
-    """A tiny HTTP SMS gateway recording every POST; answers ``status``."""
-
-    def __init__(self):
-        self.requests = []
-        self.status = 202
-        gateway = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length)
-                gateway.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "json": json.loads(body)}
-                )
-                self.send_response(gateway.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sms"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def sms_gateway():
     gateway = SmsGateway()
@@ -506,48 +474,24 @@ def sms_gateway():
     gateway.close()
 
 
-class PhoneBook:
-    """Stands in for the users service in the SMS tests: its users have a phone,
-    which the real users service does not record (yet)."""
-
-    name = "users"
-    people = {}
-
-    @rpc
-    def get_user(self, user_id):
-        if user_id not in PhoneBook.people:
-            raise NotFound("user not found")
-        return PhoneBook.people[user_id]
-
-
-@pytest.fixture
-def phone_book(container_factory, service_config):
-    PhoneBook.people.clear()
-    container = container_factory(PhoneBook, service_config("users"))
-    container.start()
-    return PhoneBook.people
-
-
-def person(phone_book, phone):
-    user_id = str(uuid.uuid4())
-    phone_book[user_id] = {
-        "id": user_id,
-        "email": f"p-{user_id[:8]}@example.com",
-        "name": "Grace",
-        "phone": phone,
-    }
-    return phone_book[user_id]
+def person(users, phone):
+    """A user of the real users service, with ``phone`` (or none) on their record."""
+    email = f"p-{uuid.uuid4().hex[:12]}@example.com"
+    payload = {"email": email, "password": PASSWORD, "name": "Grace"}
+    if phone is not None:
+        payload["phone"] = phone
+    return call(users, "register", payload)
 
 
 def test_sms_goes_to_the_http_gateway_when_the_user_has_a_phone(
-    start_notifications, smtp, sms_gateway, phone_book, publish, engine
+    start_notifications, smtp, sms_gateway, users, publish, engine
 ):
     service = start_notifications(
         smtp.port,
         sms={"provider": "http", "url": sms_gateway.url, "token": "sms-token", "timeout": 2.0},
     )
-    user = person(phone_book, "+4915112345678")
-    no_phone = person(phone_book, None)
+    user = person(users, "+4915112345678")
+    no_phone = person(users, None)
     envelope = publish("order_confirmed", event_data("order_confirmed", user["id"]))
     publish("order_confirmed", event_data("order_confirmed", no_phone["id"]))
 
@@ -572,12 +516,30 @@ def test_sms_goes_to_the_http_gateway_when_the_user_has_a_phone(
     assert [i["channel"] for i in page_of(service, no_phone["id"])["items"]] == ["email"]
 
 
+def test_a_phone_number_given_later_is_used_at_once(
+    start_notifications, smtp, sms_gateway, users, publish, engine
+):
+    """The contact cache keeps a user for a minute; users' ``profile_updated``
+    (a broadcast to every notifications instance) makes it forget them at once."""
+    service = start_notifications(smtp.port, sms={"provider": "http", "url": sms_gateway.url})
+    user = person(users, None)
+    first = publish("order_confirmed", event_data("order_confirmed", user["id"]))
+    smtp.wait_for(1, to=user["email"])
+    assert [r.channel for r in rows(engine, event_id=uuid.UUID(first["event_id"]))] == ["email"]
+
+    with entrypoint_waiter(service, "on_profile_updated", timeout=WAIT):
+        call(users, "update_profile", user["id"], {"phone": "+4915122223333"})
+    publish("receipt", event_data("receipt", user["id"]))
+    wait_until(lambda: sms_gateway.requests, what="an SMS POST")
+    assert [r["json"]["to"] for r in sms_gateway.requests] == ["+4915122223333"]
+
+
 def test_a_failing_sms_gateway_is_retried(
-    start_notifications, smtp, sms_gateway, phone_book, publish, engine
+    start_notifications, smtp, sms_gateway, users, publish, engine
 ):
     sms_gateway.status = 503
     start_notifications(smtp.port, sms={"provider": "http", "url": sms_gateway.url, "timeout": 2.0})
-    user = person(phone_book, "+4915100000000")
+    user = person(users, "+4915100000000")
     envelope = publish("receipt", event_data("receipt", user["id"]))
 
     def sms_row(status, attempts):
@@ -596,10 +558,10 @@ def test_a_failing_sms_gateway_is_retried(
 
 
 def test_no_sms_without_a_provider_even_with_a_phone(
-    start_notifications, smtp, phone_book, publish, engine
+    start_notifications, smtp, users, publish, engine
 ):
     start_notifications(smtp.port, sms={"provider": "none"})
-    user = person(phone_book, "+4915112345678")
+    user = person(users, "+4915112345678")
     envelope = publish("order_cancelled", event_data("order_cancelled", user["id"]))
     smtp.wait_for(1, to=user["email"])
     found = wait_until(lambda: rows(engine, event_id=uuid.UUID(envelope["event_id"])))

@@ -49,7 +49,7 @@ def test_register_returns_the_user(users):
     assert user["email"] == email.lower()
     assert user["name"] == "Ada"
     assert user["roles"] == ["customer"]
-    assert user["address"] is None
+    assert user["address"] is None and user["phone"] is None
     assert user["created_at"].endswith("Z") and user["created_at"] == user["updated_at"]
     assert "password_hash" not in user and "password" not in user
 
@@ -181,6 +181,21 @@ def test_update_profile(users):
 
     cleared = call(users, "update_profile", user["id"], {"address": None})
     assert cleared["address"] is None and cleared["name"] == "Linus"
+
+
+def test_the_phone_number_is_set_at_registration_changed_and_removed(users):
+    user = register(users, phone="+4915112345678")
+    validate(USER, user)
+    assert user["phone"] == "+4915112345678"
+    changed = call(users, "update_profile", user["id"], {"phone": "+351912345678"})
+    assert changed["phone"] == "+351912345678"
+    assert call(users, "get_user", user["id"])["phone"] == "+351912345678"
+    removed = call(users, "update_profile", user["id"], {"phone": None})
+    assert removed["phone"] is None and removed["name"] == user["name"]
+    with pytest.raises(ValidationError) as caught:
+        call(users, "update_profile", user["id"], {"phone": "0151 1234"})
+    assert set(caught.value.details) == {"phone"}
+    assert call(users, "get_user", user["id"])["phone"] is None
 
 
 def test_update_profile_validation_and_not_found(users):

@@ -238,6 +238,15 @@ def test_contact_cache_is_bounded_and_drops_the_oldest():
     assert cache.get("a") is None and cache.get("c").email == "c@example.com"
 
 
+def test_contact_cache_forgets_one_user_on_request():
+    cache = domain.ContactCache(ttl=60, clock=Clock())
+    cache.put("u1", domain.Contact("a@example.com"))
+    cache.put("u2", domain.Contact("b@example.com"))
+    cache.forget("u1")
+    cache.forget("never-cached")
+    assert cache.get("u1") is None and cache.get("u2").email == "b@example.com"
+
+
 def test_contact_cache_with_zero_ttl_stores_nothing():
     cache = domain.ContactCache(ttl=0)
     cache.put("u", domain.Contact("a@example.com"))

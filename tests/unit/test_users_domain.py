@@ -48,7 +48,42 @@ def test_login_email_tolerates_non_strings():
 
 def test_registration_normalizes_email_and_keeps_password():
     data = domain.registration({"email": "Dana@Example.com", "password": "s3cret-pass"})
-    assert data == {"email": "dana@example.com", "password": "s3cret-pass", "name": None}
+    assert data == {
+        "email": "dana@example.com",
+        "password": "s3cret-pass",
+        "name": None,
+        "phone": None,
+    }
+
+
+def test_registration_keeps_an_e164_phone():
+    data = domain.registration({"email": "d@x.io", "password": "longenough", "phone": "+3519123"})
+    assert data["phone"] == "+3519123"
+
+
+PHONE_MESSAGE = "must be an E.164 phone number: + and 7 to 15 digits, such as +4915112345678"
+
+
+@pytest.mark.parametrize(
+    "phone",
+    ["4915112345678", "+49 151 1234 5678", "+0151123456", "+123456", "+1234567890123456", "", 491],
+)
+def test_a_phone_that_is_not_e164_is_refused_by_name(phone):
+    details = details_of(domain.profile_changes, {"phone": phone})
+    if isinstance(phone, str):
+        assert details == {"phone": PHONE_MESSAGE}
+    else:
+        assert details == {"phone": "must be of type string or null"}
+    registration = {"email": "d@x.io", "password": "longenough", "phone": phone}
+    assert set(details_of(domain.registration, registration)) == {"phone"}
+
+
+def test_profile_update_sets_and_clears_the_phone():
+    assert domain.profile_changes({"phone": "+4915112345678"}) == {"phone": "+4915112345678"}
+    assert domain.profile_changes({"phone": None}) == {"phone": None}
+    assert "phone" in details_of(
+        domain.registration, {"email": "d@x.io", "password": "p" * 8, "phone": None}
+    )
 
 
 # --- schema validation names the fields --------------------------------------
@@ -185,6 +220,7 @@ def make_user(**overrides):
         "email": "frank@example.com",
         "password_hash": "$argon2id$secret",
         "name": "Frank",
+        "phone": None,
         "address": None,
         "roles": ["customer"],
         "created_at": moment,
@@ -203,6 +239,7 @@ def test_serialize_user_hides_the_hash_and_matches_the_schema():
         "id": str(user.id),
         "email": "frank@example.com",
         "name": "Frank",
+        "phone": None,
         "address": None,
         "roles": ["customer"],
         "created_at": "2024-05-01T12:30:00.123456Z",
