@@ -27,3 +27,22 @@ def own_vhost(request, config, rabbit_vhost):
     finally:
         delete_vhost(config)
         config["amqp"]["uri"] = original
+
+
+@pytest.fixture
+def publish_event(service_config):
+    """``publish_event("orders", "order_created", data)``: an event envelope on the
+    broker as that service's relay publishes it (``envelope`` to send one as is,
+    a duplicate say); returns the envelope."""
+    from nameko.standalone.events import event_dispatcher
+
+    from services.chassis.messaging import event_envelope
+
+    dispatch = event_dispatcher({"AMQP_URI": service_config("tests")["AMQP_URI"]})
+
+    def publish(source, event_type, data=None, envelope=None):
+        envelope = envelope or event_envelope(source, event_type, data)
+        dispatch(source, event_type, envelope)
+        return envelope
+
+    return publish

@@ -13,7 +13,6 @@ import uuid
 
 import eventlet
 import pytest
-from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_waiter
 from sqlalchemy import create_engine, text
@@ -99,16 +98,9 @@ def listener(container_factory, service_config):
 
 
 @pytest.fixture
-def publish(service_config):
+def publish(publish_event):
     """``publish("payment_requested", data)``: an orders envelope on the broker."""
-    dispatch = event_dispatcher(service_config("billing"))
-
-    def send(event_type, data, envelope=None):
-        envelope = envelope or event_envelope("orders", event_type, data)
-        dispatch("orders", event_type, envelope)
-        return envelope
-
-    return send
+    return functools.partial(publish_event, "orders")
 
 
 @pytest.fixture

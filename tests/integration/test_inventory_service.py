@@ -1,6 +1,7 @@
 """The inventory service in a real container: PostgreSQL, RabbitMQ and the order saga's events."""
 
 import copy
+import functools
 import logging
 import random
 import shutil
@@ -8,14 +9,13 @@ import subprocess
 import uuid
 
 import pytest
-from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import create_engine, func, select
 
 from agora.deadletters import dead_letters
 from services.chassis.config import amqp_vhost, database_url
 from services.chassis.errors import Conflict, NotFound, ValidationError
-from services.chassis.messaging import event_envelope, event_handler
+from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
 from services.inventory.models import (
@@ -78,16 +78,9 @@ def listener(start_service):
 
 
 @pytest.fixture
-def publish(service_config):
+def publish(publish_event):
     """``publish("order_created", data)``: an orders event, as the orders service sends it."""
-    dispatch = event_dispatcher(service_config("tests"))
-
-    def publish(event_type, data, envelope=None):
-        envelope = envelope or event_envelope("orders", event_type, data)
-        dispatch("orders", event_type, envelope)
-        return envelope
-
-    return publish
+    return functools.partial(publish_event, "orders")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import datetime
 import uuid
 
 import pytest
-from nameko.standalone.events import event_dispatcher
 from nameko.testing.services import entrypoint_waiter
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session
 from agora.deadletters import dead_letters, replay_dead_letters
 from services.chassis.config import database_url, deep_merge
 from services.chassis.errors import ValidationError
-from services.chassis.messaging import event_envelope, event_handler
+from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
 from services.notifications import domain
@@ -104,16 +103,11 @@ def start_notifications(container_factory, service_config, leftovers_retired):
 
 
 @pytest.fixture
-def publish(service_config):
+def publish(publish_event):
     """``publish(template, data)``: the event behind ``template``, as its source sends it."""
-    config = service_config("notifications")
-    dispatch = event_dispatcher({"AMQP_URI": config["AMQP_URI"], "SERIALIZER": "json"})
 
     def send(template, data, envelope=None):
-        source, event_type = ORDER_SOURCES[template]
-        envelope = envelope or event_envelope(source, event_type, data)
-        dispatch(source, event_type, envelope)
-        return envelope
+        return publish_event(*ORDER_SOURCES[template], data, envelope)
 
     return send
 

@@ -8,14 +8,13 @@ import copy
 import uuid
 
 import pytest
-from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import create_engine, text
 
 from services.catalog.service import CatalogService
 from services.chassis.config import database_url
 from services.chassis.errors import Conflict, NotFound, ValidationError
-from services.chassis.messaging import event_envelope, event_handler
+from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
 from services.orders.schemas import CREATE_RESULT, EVENTS, ORDER, ORDER_PAGE
@@ -149,16 +148,9 @@ def amqp(service_config):
 
 
 @pytest.fixture
-def publish(amqp):
+def publish(publish_event):
     """``publish("inventory", "stock_reserved", data)``: an envelope as that service sends it."""
-    dispatch = event_dispatcher(amqp)
-
-    def send(source, event_type, data=None, envelope=None):
-        envelope = envelope or event_envelope(source, event_type, data)
-        dispatch(source, event_type, envelope)
-        return envelope
-
-    return send
+    return publish_event
 
 
 # --- helpers -----------------------------------------------------------------------
