@@ -33,6 +33,27 @@ from agora.cli import SERVICES as _PLATFORM_SERVICES  # noqa: E402
 SERVICES = tuple(_PLATFORM_SERVICES)  # every service's database, migrated for the run
 
 
+_watchdog = None
+
+
+def pytest_configure(config):
+    global _watchdog
+    from tests.support.hangs import install
+
+    _watchdog = install(config)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if _watchdog is not None:
+        _watchdog.begin(item.nodeid)
+    try:
+        return (yield)
+    finally:
+        if _watchdog is not None:
+            _watchdog.end()
+
+
 @pytest.fixture(scope="session")
 def config():
     from services.chassis.config import load_config
