@@ -102,6 +102,4 @@ def decode_cursor(cursor):
 
 def page(rows, limit, seq_of):
     """Split ``limit + 1`` fetched rows into the page and its ``next_cursor``."""
-    items = rows[:limit]
-    next_cursor = encode_cursor(seq_of(items[-1])) if len(rows) > limit else None
-    return items, next_cursor
+    return cursors.split_page(rows, limit, lambda last: encode_cursor(seq_of(last)))

@@ -80,6 +80,14 @@ class Cursor:
         return parts[1:-1]
 
 
+def split_page(rows, limit, cursor_of):
+    """``(items, next_cursor)`` from the ``limit + 1`` rows a listing fetched: the
+    extra row, when there is one, only says that another page follows, whose
+    cursor ``cursor_of(last item shown)`` gives."""
+    items = rows[:limit]
+    return items, cursor_of(items[-1]) if len(rows) > limit else None
+
+
 # --- (created_at, id): newest-first listings -----------------------------------
 
 
@@ -127,3 +135,7 @@ class TimeIdCursor:
         if row_id is None:
             raise invalid_cursor()
         return from_micros(moment), row_id
+
+    def page(self, rows, limit):
+        """``split_page`` of rows with ``created_at`` and ``id``, newest first."""
+        return split_page(rows, limit, lambda last: self.encode(last.created_at, last.id))

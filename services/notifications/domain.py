@@ -284,10 +284,5 @@ def decode_cursor(cursor):
     return _CURSOR.decode(cursor)
 
 
-def page(rows, limit):
-    """Split ``limit + 1`` fetched rows (newest first) into the page and its ``next_cursor``."""
-    items = rows[:limit]
-    if len(rows) <= limit:
-        return items, None
-    last = items[-1]
-    return items, encode_cursor(last.created_at, last.id)
+# Split ``limit + 1`` fetched rows (newest first) into the page and its ``next_cursor``.
+page = _CURSOR.page

@@ -485,11 +485,5 @@ def decode_cursor(cursor):
     return _CURSOR.decode(cursor)
 
 
-def page(rows, limit):
-    """Split ``limit + 1`` fetched orders into the page and its ``next_cursor``."""
-    items = rows[:limit]
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1]
-        next_cursor = encode_cursor(last.created_at, last.id)
-    return items, next_cursor
+# Split ``limit + 1`` fetched orders into the page and its ``next_cursor``.
+page = _CURSOR.page

@@ -15,6 +15,7 @@ from services.chassis.cursors import (
     from_micros,
     invalid_cursor,
     micros,
+    split_page,
 )
 from services.chassis.errors import ValidationError
 from services.notifications import domain as notifications
@@ -278,3 +279,10 @@ def test_each_service_signs_with_its_own_key():
     refused(catalog.decode_cursor, Cursor(b"agora.orders.cursor.v1", "1").encode("5"))
     for domain in (catalog, orders, notifications):
         assert domain.CURSOR_MAX == CURSOR_MAX
+
+
+def test_split_page_gives_a_cursor_only_when_a_row_is_left_over():
+    rows = list(range(5))
+    assert split_page(rows, 4, lambda last: f"after-{last}") == ([0, 1, 2, 3], "after-3")
+    assert split_page(rows, 5, lambda last: f"after-{last}") == (rows, None)
+    assert split_page([], 5, lambda last: f"after-{last}") == ([], None)
