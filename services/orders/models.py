@@ -131,23 +131,18 @@ def find_by_idempotency_key(session, user_id, idempotency_key):
 
 def lines_of(session, order_ids):
     """{order_id: [OrderLine in line_no order]} for these orders."""
-    rows = session.scalars(
-        select(OrderLine)
-        .where(OrderLine.order_id.in_(order_ids))
-        .order_by(OrderLine.order_id, OrderLine.line_no)
-    )
-    found = {order_id: [] for order_id in order_ids}
-    for row in rows:
-        found[row.order_id].append(row)
-    return found
+    return _per_order(session, OrderLine, order_ids, OrderLine.line_no)
 
 
 def history_of(session, order_ids):
     """{order_id: [OrderHistory, oldest first]} for these orders."""
+    return _per_order(session, OrderHistory, order_ids, OrderHistory.id)
+
+
+def _per_order(session, model, order_ids, position):
+    """{order_id: [rows of ``model`` in ``position`` order]}, every order present."""
     rows = session.scalars(
-        select(OrderHistory)
-        .where(OrderHistory.order_id.in_(order_ids))
-        .order_by(OrderHistory.order_id, OrderHistory.id)
+        select(model).where(model.order_id.in_(order_ids)).order_by(model.order_id, position)
     )
     found = {order_id: [] for order_id in order_ids}
     for row in rows:
