@@ -29,6 +29,26 @@ def own_vhost(request, config, rabbit_vhost):
         config["amqp"]["uri"] = original
 
 
+@pytest.fixture(scope="module")
+def service_engine(config, databases):
+    """``service_engine("billing")``: a connection pool on that service's database
+    (migrated by the session's ``databases`` fixture), disposed after the module."""
+    from sqlalchemy import create_engine
+
+    from services.chassis.config import database_url
+
+    engines = {}
+
+    def engine(service):
+        if service not in engines:
+            engines[service] = create_engine(database_url(config, service))
+        return engines[service]
+
+    yield engine
+    for pool in engines.values():
+        pool.dispose()
+
+
 @pytest.fixture
 def publish_event(service_config):
     """``publish_event("orders", "order_created", data)``: an event envelope on the

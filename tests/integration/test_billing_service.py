@@ -15,14 +15,13 @@ import eventlet
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_waiter
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from services.billing import domain, models, provider
 from services.billing.domain import Money
 from services.billing.schemas import EVENTS, PAYMENT
 from services.billing.service import BillingService
-from services.chassis.config import database_url
 from services.chassis.errors import Conflict, NotFound, ValidationError
 from services.chassis.messaging import event_envelope, event_handler
 from services.chassis.schemas import validate
@@ -42,11 +41,8 @@ WAIT = 15  # seconds: the longest any one step may take (a timed-out charge take
 
 
 @pytest.fixture(scope="module")
-def billing_db(config, databases):
-    """Billing's database, migrated by the session's ``databases`` fixture."""
-    engine = create_engine(database_url(config, "billing"))
-    yield engine
-    engine.dispose()
+def billing_db(service_engine):
+    return service_engine("billing")
 
 
 @pytest.fixture

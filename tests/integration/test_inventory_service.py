@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 
 from agora.deadletters import dead_letters
-from services.chassis.config import amqp_vhost, database_url
+from services.chassis.config import amqp_vhost
 from services.chassis.errors import Conflict, NotFound, ValidationError
 from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
@@ -60,11 +60,8 @@ for _event_type in EMITTED:
 
 
 @pytest.fixture(scope="module")
-def engine(config, databases):
-    """The inventory database (migrated by the session's ``databases`` fixture)."""
-    engine = create_engine(database_url(config, "inventory"))
-    yield engine
-    engine.dispose()
+def engine(service_engine):
+    return service_engine("inventory")
 
 
 @pytest.fixture

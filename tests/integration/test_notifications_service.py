@@ -12,11 +12,11 @@ import uuid
 
 import pytest
 from nameko.testing.services import entrypoint_waiter
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agora.deadletters import dead_letters, replay_dead_letters
-from services.chassis.config import database_url, deep_merge
+from services.chassis.config import deep_merge
 from services.chassis.errors import ValidationError
 from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
@@ -51,15 +51,8 @@ ORDER_SOURCES = {
 
 
 @pytest.fixture(scope="module")
-def notifications_db(databases):
-    """This service's database, migrated by the session's ``databases`` fixture."""
-
-
-@pytest.fixture(scope="module")
-def engine(config, notifications_db):
-    engine = create_engine(database_url(config, "notifications"))
-    yield engine
-    engine.dispose()
+def engine(service_engine):
+    return service_engine("notifications")
 
 
 @pytest.fixture
@@ -145,9 +138,13 @@ def listener(container_factory, service_config):
     return Listener
 
 
-def register(users, name="Ada"):
+def register(users, name="Ada", phone=None):
+    """A user of the real users service, with ``phone`` (or none) on their record."""
     email = f"n-{uuid.uuid4().hex[:12]}@example.com"
-    return call(users, "register", {"email": email, "password": PASSWORD, "name": name})
+    payload = {"email": email, "password": PASSWORD, "name": name}
+    if phone is not None:
+        payload["phone"] = phone
+    return call(users, "register", payload)
 
 
 def money(amount):
@@ -468,15 +465,6 @@ def sms_gateway():
     gateway.close()
 
 
-def person(users, phone):
-    """A user of the real users service, with ``phone`` (or none) on their record."""
-    email = f"p-{uuid.uuid4().hex[:12]}@example.com"
-    payload = {"email": email, "password": PASSWORD, "name": "Grace"}
-    if phone is not None:
-        payload["phone"] = phone
-    return call(users, "register", payload)
-
-
 def test_sms_goes_to_the_http_gateway_when_the_user_has_a_phone(
     start_notifications, smtp, sms_gateway, users, publish, engine
 ):
@@ -484,8 +472,8 @@ def test_sms_goes_to_the_http_gateway_when_the_user_has_a_phone(
         smtp.port,
         sms={"provider": "http", "url": sms_gateway.url, "token": "sms-token", "timeout": 2.0},
     )
-    user = person(users, "+4915112345678")
-    no_phone = person(users, None)
+    user = register(users, phone="+4915112345678")
+    no_phone = register(users)
     envelope = publish("order_confirmed", event_data("order_confirmed", user["id"]))
     publish("order_confirmed", event_data("order_confirmed", no_phone["id"]))
 
@@ -516,7 +504,7 @@ def test_a_phone_number_given_later_is_used_at_once(
     """The contact cache keeps a user for a minute; users' ``profile_updated``
     (a broadcast to every notifications instance) makes it forget them at once."""
     service = start_notifications(smtp.port, sms={"provider": "http", "url": sms_gateway.url})
-    user = person(users, None)
+    user = register(users)
     first = publish("order_confirmed", event_data("order_confirmed", user["id"]))
     smtp.wait_for(1, to=user["email"])
     assert [r.channel for r in rows(engine, event_id=uuid.UUID(first["event_id"]))] == ["email"]
@@ -533,7 +521,7 @@ def test_a_failing_sms_gateway_is_retried(
 ):
     sms_gateway.status = 503
     start_notifications(smtp.port, sms={"provider": "http", "url": sms_gateway.url, "timeout": 2.0})
-    user = person(users, "+4915100000000")
+    user = register(users, phone="+4915100000000")
     envelope = publish("receipt", event_data("receipt", user["id"]))
 
     def sms_row(status, attempts):
@@ -555,7 +543,7 @@ def test_no_sms_without_a_provider_even_with_a_phone(
     start_notifications, smtp, users, publish, engine
 ):
     start_notifications(smtp.port, sms={"provider": "none"})
-    user = person(users, "+4915112345678")
+    user = register(users, phone="+4915112345678")
     envelope = publish("order_cancelled", event_data("order_cancelled", user["id"]))
     smtp.wait_for(1, to=user["email"])
     found = wait_until(lambda: rows(engine, event_id=uuid.UUID(envelope["event_id"])))

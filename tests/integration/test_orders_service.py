@@ -9,10 +9,9 @@ import uuid
 
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from services.catalog.service import CatalogService
-from services.chassis.config import database_url
 from services.chassis.errors import Conflict, NotFound, ValidationError
 from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
@@ -34,11 +33,9 @@ def orders_database(databases):
 
 
 @pytest.fixture(scope="module")
-def orders_db(config, orders_database):
-    """A connection pool on the orders database, to look at what the RPCs do not show."""
-    engine = create_engine(database_url(config, "orders"))
-    yield engine
-    engine.dispose()
+def orders_db(service_engine):
+    """The orders database, to look at what the RPCs do not show."""
+    return service_engine("orders")
 
 
 def sql(engine, statement, **params):
