@@ -172,6 +172,17 @@ def _deliver(channels, note, limit):
     return None, False
 
 
+def _note_event(note, **extra):
+    """The payload of ``notification_sent`` / ``notification_failed`` about ``note``."""
+    return {
+        "notification_id": str(note["id"]),
+        "user_id": str(note["user_id"]),
+        "channel": note["channel"],
+        "template": note["template"],
+        **extra,
+    }
+
+
 class NotificationsService(AgoraService):
     name = "notifications"
 
@@ -314,15 +325,7 @@ class NotificationsService(AgoraService):
         if not models.record_outcome(self.db.session, note["id"], note["attempts"], outcome, now):
             return  # taken over by another sender after the claim margin
         if outcome.status == domain.SENT:
-            self.dispatch(
-                "notification_sent",
-                {
-                    "notification_id": str(note["id"]),
-                    "user_id": str(note["user_id"]),
-                    "channel": note["channel"],
-                    "template": note["template"],
-                },
-            )
+            self.dispatch("notification_sent", _note_event(note))
         elif outcome.status == domain.FAILED:
             log.warning("notification %s failed for good: %s", note["id"], outcome.last_error)
             self._dispatch_failed(note, outcome.last_error)
@@ -354,16 +357,7 @@ class NotificationsService(AgoraService):
             )
 
     def _dispatch_failed(self, note, error):
-        self.dispatch(
-            "notification_failed",
-            {
-                "notification_id": str(note["id"]),
-                "user_id": str(note["user_id"]),
-                "channel": note["channel"],
-                "template": note["template"],
-                "error": domain.short_error(error),
-            },
-        )
+        self.dispatch("notification_failed", _note_event(note, error=domain.short_error(error)))
 
     # --- queries ----------------------------------------------------------------
 
