@@ -42,14 +42,21 @@ def customers(base, demo, count):
     for n in range(count):
         email, password = f"bench-{uuid.uuid4().hex[:8]}-{n}@example.com", "bench password 1"
         requests.post(f"{base}/v1/users", json={"email": email, "password": password}, timeout=10)
-        form = {
-            "grant_type": "password",
-            "client_id": demo["web_client_id"],
-            "username": email,
-            "password": password,
-        }
-        tokens.append(requests.post(f"{base}/oauth/token", data=form, timeout=10).json())
-    return [t["access_token"] for t in tokens]
+        tokens.append(password_token(base, demo["web_client_id"], email, password))
+    return tokens
+
+
+def password_token(base, client_id, username, password):
+    """An access token through the password grant of the public client."""
+    import requests
+
+    form = {
+        "grant_type": "password",
+        "client_id": client_id,
+        "username": username,
+        "password": password,
+    }
+    return requests.post(f"{base}/oauth/token", data=form, timeout=10).json()["access_token"]
 
 
 def orders_scenario(config, base, product_id, clients):
@@ -62,16 +69,7 @@ def orders_scenario(config, base, product_id, clients):
 
     seconds = float(os.environ.get("BENCH_ORDER_SECONDS", "60"))
     demo = config["demo"]
-    admin = requests.post(
-        f"{base}/oauth/token",
-        data={
-            "grant_type": "password",
-            "client_id": demo["web_client_id"],
-            "username": demo["admin_email"],
-            "password": demo["admin_password"],
-        },
-        timeout=10,
-    ).json()["access_token"]
+    admin = password_token(base, demo["web_client_id"], demo["admin_email"], demo["admin_password"])
     sku = requests.get(f"{base}/v1/products/{product_id}", timeout=10).json()["sku"]
     requests.put(
         f"{base}/v1/inventory/{sku}",
@@ -223,16 +221,9 @@ def main():
             )
         )
         demo = config["demo"]
-        token = requests.post(
-            f"{base}/oauth/token",
-            data={
-                "grant_type": "password",
-                "client_id": demo["web_client_id"],
-                "username": demo["user_email"],
-                "password": demo["user_password"],
-            },
-            timeout=10,
-        ).json()["access_token"]
+        token = password_token(
+            base, demo["web_client_id"], demo["user_email"], demo["user_password"]
+        )
         bearer = {"Authorization": f"Bearer {token}"}
         results.append(
             run(
