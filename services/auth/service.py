@@ -43,9 +43,14 @@ class KeyRing:
         return material
 
     def private_key(self, record):
+        """The decrypted key of ``record``; a key stored with the old, weak KDF is
+        written back re-encrypted (committed with the caller's transaction)."""
         key = self.keys.get(record.kid)
         if key is None:
-            key = offload(domain.load_signing_key, record.private_pem, self.passphrase)
+            key, upgraded = offload(domain.load_signing_key, record.private_pem, self.passphrase)
+            if upgraded is not None:
+                record.private_pem = upgraded
+                log.info("signing key %s re-encrypted with scrypt", record.kid)
             self.keys[record.kid] = key
         return key
 
