@@ -25,6 +25,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app, g
 
 from gateway.auth.tokens import TokenError, unverified_header
+from gateway.limits import note_login_failure
 from services.auth.schemas import CLIENT_ID, SCOPES
 from services.chassis.errors import InvalidCredentials, InvalidGrant, NotFound, ValidationError
 from services.chassis.schemas import is_uuid
@@ -182,6 +183,7 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
     def authenticate_user(self, username, password):
         user = check_user_credentials(username, password)
         if user is None:
+            note_login_failure()
             # RFC 6749 5.2: invalid resource owner credentials are invalid_grant.
             raise InvalidGrantError("invalid username or password")
         return user

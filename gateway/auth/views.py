@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from gateway.auth import contracts
 from gateway.auth.server import check_user_credentials
 from gateway.errors import ApiError
-from gateway.limits import group
+from gateway.limits import group, note_login_failure
 from gateway.openapi import operation
 from services.auth.schemas import CODE_CHALLENGE_METHODS, GRANT_TYPES, SCOPES
 
@@ -107,6 +107,7 @@ def authorize_submit():
     if request.form.get("decision") == "approve":
         user = check_user_credentials(request.form.get("email"), request.form.get("password"))
         if user is None:
+            note_login_failure()
             return _consent_page(
                 grant, error="Wrong email or password.", email=request.form.get("email", "")
             )

@@ -166,8 +166,9 @@ SCHEMA = _section(
                                     "read",
                                     "write",
                                     "oauth",
-                                    "token_per_client",
                                     "token_per_ip",
+                                    "login_failures_per_ip",
+                                    "login_failures_per_account",
                                 )
                             }
                         ),
