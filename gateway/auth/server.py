@@ -24,6 +24,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app, g
 
+from gateway.auth.client_auth import authenticate_client
 from gateway.auth.tokens import TokenError, unverified_header
 from gateway.limits import note_login_failure
 from services.auth.schemas import CLIENT_ID, SCOPES
@@ -140,6 +141,10 @@ class AgoraAuthorizationServer(AuthorizationServer):
         self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Client authentication with one RFC 6749 answer per failure (client_auth)."""
+        return authenticate_client(self.query_client, request, methods, endpoint)
 
     @staticmethod
     def _cached_client_lookup(client_id):
