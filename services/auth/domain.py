@@ -171,6 +171,18 @@ def family_denylist_ttl(access_token_ttl, clock_skew):
     return access_token_ttl + clock_skew
 
 
+def denied_since(now, access_token_ttl, clock_skew):
+    """Families revoked after this moment may still have accepted access tokens."""
+    return now - datetime.timedelta(seconds=family_denylist_ttl(access_token_ttl, clock_skew))
+
+
+def family_denial_ttl(revoked_at, now, access_token_ttl, clock_skew):
+    """Seconds a family revoked at ``revoked_at`` must stay denied from ``now`` (>= 1
+    while any of its access tokens may still be accepted, else 0)."""
+    left = epoch(revoked_at) + family_denylist_ttl(access_token_ttl, clock_skew) - epoch(now)
+    return max(0, int(left) + 1) if left > 0 else 0
+
+
 def access_revocation_ttl(expires_at, now, clock_skew):
     """Seconds the revoked-``jti`` key must live (``exp`` is accepted up to the skew
     after it); 0 when the token can no longer be accepted anyway."""

@@ -227,6 +227,21 @@ def revoke_family(session, family_id, reason, now):
     return tokens + codes
 
 
+def revoked_families(session, since):
+    """``(family_id, revoked_at)`` of every family revoked after ``since`` (its
+    latest revocation): what the gateway's denylist must hold. The database is
+    the record; the denylist in Redis is rebuilt from this."""
+    tokens = select(RefreshToken.family_id, RefreshToken.revoked_at).where(
+        RefreshToken.revoked_at > since
+    )
+    codes = select(AuthorizationCode.family_id, AuthorizationCode.revoked_at).where(
+        AuthorizationCode.revoked_at > since
+    )
+    both = tokens.union_all(codes).subquery()
+    query = select(both.c.family_id, func.max(both.c.revoked_at)).group_by(both.c.family_id)
+    return [tuple(row) for row in session.execute(query)]
+
+
 def family_members(session, family_id):
     """``(client_id, user_id, revoked)`` of every token and code of the family."""
     tokens = select(

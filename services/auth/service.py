@@ -3,6 +3,13 @@ RSA signing keys, and signed access tokens, over RPC.
 
 The gateway hosts the OAuth2 endpoints and verifies access tokens locally
 against ``jwks()``; revocations reach it through Redis (``schemas.revoked_*_key``).
+
+A revoked family is recorded in this service's database (its tokens' and codes'
+``revoked_at``), which is the truth; the Redis denylist follows it three ways:
+written right after the commit, written again by the handler of the service's
+own ``token_family_revoked`` event (from the outbox, retried until Redis takes
+it), and rebuilt from the database at start and every
+``denylist_sync_interval`` seconds, so a flushed or restarted Redis converges.
 """
 
 import logging
@@ -18,9 +25,9 @@ from services.auth.models import AuthorizationCode, Base, OAuthClient, RefreshTo
 from services.auth.schemas import EVENTS, revoked_access_key, revoked_family_key
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, InvalidGrant, NotFound, ValidationError
-from services.chassis.messaging import EventDispatcher, keep_changes, rpc
+from services.chassis.messaging import EventDispatcher, event_handler, keep_changes, rpc
 from services.chassis.offload import offload
-from services.chassis.service import AgoraService, SecretHashing
+from services.chassis.service import AgoraService, SecretHashing, setting_timer
 from services.chassis.values import isoformat_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -279,6 +286,44 @@ class AuthService(AgoraService):
         if ttl > 0:
             self.cache.set(self.cache.key(revoked_access_key(jti)), client_id, ex=ttl)
 
+    # --- the gateway's denylist of revoked families -----------------------------
+
+    @event_handler("auth", "token_family_revoked")
+    def deny_revoked_family(self, event):
+        """The revocation, committed and published through the outbox, reaches
+        Redis here; a Redis error fails the handler, and the event is retried."""
+        data = event["data"]
+        self._deny_family(data["family_id"], data["reason"], strict=True)
+
+    @setting_timer("denylist_sync_interval", eager=True)
+    def sync_denylist(self):
+        """Write every family the database says is revoked, and whose access tokens
+        may still be accepted, into Redis: at start, then periodically. Returns
+        how many were written (None while Redis is unreachable)."""
+        now = utcnow()
+        ttl, skew = self.settings["access_token_ttl"], self.settings["clock_skew"]
+        revoked = models.revoked_families(self.db.session, domain.denied_since(now, ttl, skew))
+        entries = [
+            (family_id, domain.family_denial_ttl(revoked_at, now, ttl, skew))
+            for family_id, revoked_at in revoked
+        ]
+        entries = [(family_id, seconds) for family_id, seconds in entries if seconds > 0]
+        if not entries:
+            return 0
+        try:
+            pipeline = self.cache.pipeline(transaction=False)
+            for family_id, seconds in entries:
+                pipeline.set(self.cache.key(revoked_family_key(family_id)), "revoked", ex=seconds)
+            pipeline.execute()
+        except redis_lib.RedisError as exc:
+            log.warning(
+                "denylist sync: Redis unreachable (%s); %d revoked families wait for the next run",
+                exc.__class__.__name__,
+                len(entries),
+            )
+            return None
+        return len(entries)
+
     # --- authorization codes -----------------------------------------------------
 
     @rpc
@@ -456,15 +501,19 @@ class AuthService(AgoraService):
                 },
             )
 
-    def _deny_family(self, family_id, reason):
+    def _deny_family(self, family_id, reason, strict=False):
+        """Deny the family in Redis. Unless ``strict``, a Redis error is only logged:
+        the event handler and the periodic sync write it again."""
         ttl = domain.family_denylist_ttl(
             self.settings["access_token_ttl"], self.settings["clock_skew"]
         )
         try:
             self.cache.set(self.cache.key(revoked_family_key(family_id)), reason, ex=ttl)
         except redis_lib.RedisError:
+            if strict:
+                raise
             log.warning(
-                "token family %s revoked, but Redis is unreachable: its access tokens "
-                "stay valid until they expire",
+                "token family %s revoked, but Redis is unreachable: denied once it "
+                "answers again (event retry, denylist sync)",
                 family_id,
             )
