@@ -847,7 +847,9 @@ def test_a_key_stored_with_the_old_kdf_is_re_encrypted_when_first_used(
     first = container_factory(AuthService, auth_config)
     first.start()
     call(first, "jwks")
-    kid, pem = sql(first, "SELECT kid, private_pem FROM signing_keys LIMIT 1").one()
+    kid, pem = sql(
+        first, "SELECT kid, private_pem FROM signing_keys WHERE retired_at IS NULL"
+    ).one()
     passphrase = auth_config["AGORA"]["services"]["auth"]["key_passphrase"].encode()
     private = serialization.load_pem_private_key(pem.encode(), password=passphrase)
     old_pem = private.private_bytes(
