@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from gateway.app import create_app
 from gateway.auth.tokens import KeyCache, TokenVerifier
 from services.auth.schemas import (
     ADMIN_SCOPES,
@@ -155,3 +156,29 @@ def test_the_revocation_event_writes_the_denylist(auth, redis_client):
     )
     call(auth, "deny_revoked_family", event)
     refused(verifier, token, "revoked")
+
+
+def test_the_gateway_refuses_admin_tokens_while_redis_is_down(config, rabbit_vhost):
+    # The real app with its Redis on a closed port; tokens signed by a test key
+    # the app's key cache serves, for the app's own issuer and audience.
+    cfg = copy.deepcopy(config)
+    cfg["redis"]["url"] = "redis://127.0.0.1:1/0"
+    app = create_app(cfg)
+    verifier = app.extensions["agora.tokens"]
+    verifier.keys = KeyCache(lambda: public_jwks(KEY), ttl=300, min_refresh_interval=5)
+    client = app.test_client()
+    audience = {"iss": cfg["auth"]["issuer"], "aud": cfg["auth"]["audience"]}
+
+    admin = sign(claims(scope="profile users:admin", **audience))
+    response = client.get(f"/v1/users/{uuid.uuid4()}", headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 401
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_token" and "admin scopes" in error["message"]
+    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+
+    # A customer token passes the check (fail open, as before): whatever the
+    # route answers next (no users service runs here), it is not a token refusal.
+    customer = sign(claims(scope="profile", **audience))
+    response = client.get("/v1/users/me", headers={"Authorization": f"Bearer {customer}"})
+    assert response.status_code != 401
+    assert response.get_json()["error"]["code"] != "invalid_token"
