@@ -673,3 +673,11 @@ def test_limits_go_back_to_redis_when_it_returns(make_app, redis_client, caplog)
         assert len(messages) == 2 and "reachable again" in messages[1]
     finally:
         proxy.stop()
+
+
+def test_redis_down_still_limits_failed_logins_in_memory(make_app):
+    client = make_app(redis_url="redis://127.0.0.1:1/0", trusted=["10.0.0.1"]).test_client()
+    assert _login(client, "203.0.113.1", "a@example.test", "wrong").status_code == 400
+    assert _login(client, "203.0.113.1", "a@example.test", "wrong").status_code == 400
+    assert _login(client, "203.0.113.1", "a@example.test", "right").status_code == 429
+    assert _login(client, "203.0.113.2", "b@example.test", "right").status_code == 200
