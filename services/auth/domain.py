@@ -183,6 +183,11 @@ def family_denial_ttl(revoked_at, now, access_token_ttl, clock_skew):
     return max(0, int(left) + 1) if left > 0 else 0
 
 
+def accepted_until(now, clock_skew):
+    """Tokens that expired before this moment are refused anyway (``exp`` + skew)."""
+    return now - datetime.timedelta(seconds=clock_skew)
+
+
 def access_revocation_ttl(expires_at, now, clock_skew):
     """Seconds the revoked-``jti`` key must live (``exp`` is accepted up to the skew
     after it); 0 when the token can no longer be accepted anyway."""
@@ -268,6 +273,10 @@ def signing_key_info(key, now, current_kid, access_token_ttl, clock_skew):
 
 def epoch(moment):
     return int(moment.timestamp())
+
+
+def from_epoch(seconds):
+    return datetime.datetime.fromtimestamp(int(seconds), tz=datetime.UTC)
 
 
 def access_token_claims(settings, client_id, user_id, scope, family_id, now, jti=None):

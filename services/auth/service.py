@@ -5,11 +5,12 @@ The gateway hosts the OAuth2 endpoints and verifies access tokens locally
 against ``jwks()``; revocations reach it through Redis (``schemas.revoked_*_key``).
 
 A revoked family is recorded in this service's database (its tokens' and codes'
-``revoked_at``), which is the truth; the Redis denylist follows it three ways:
-written right after the commit, written again by the handler of the service's
-own ``token_family_revoked`` event (from the outbox, retried until Redis takes
-it), and rebuilt from the database at start and every
-``denylist_sync_interval`` seconds, so a flushed or restarted Redis converges.
+``revoked_at``), and so is a revoked access token (``revoked_access_tokens``):
+the database is the truth. The Redis denylist follows it: written right after
+the commit, for families written again by the handler of the service's own
+``token_family_revoked`` event (from the outbox, retried until Redis takes it),
+and rebuilt from the database at start and every ``denylist_sync_interval``
+seconds, so a flushed or restarted Redis converges.
 """
 
 import logging
@@ -278,13 +279,29 @@ class AuthService(AgoraService):
     def revoke_access_token(self, jti, expires_at, client_id):
         """Deny ``jti`` at the gateway until it would expire anyway.
 
-        Redis is the only record of this revocation: if it is down, the call
-        fails (Unavailable) rather than pretend the token is revoked.
+        Recorded in the database (the denylist sync writes it to Redis again
+        after a flush or a restart), then written to Redis after the commit;
+        with Redis down the revocation stands and reaches Redis with the sync.
         """
         domain.revoke_access_request(jti, expires_at, client_id)
-        ttl = domain.access_revocation_ttl(expires_at, utcnow(), self.settings["clock_skew"])
-        if ttl > 0:
+        now = utcnow()
+        ttl = domain.access_revocation_ttl(expires_at, now, self.settings["clock_skew"])
+        if ttl <= 0:
+            return
+        models.record_access_revocation(
+            self.db.session, jti, client_id, domain.from_epoch(expires_at), now
+        )
+        self.db.on_commit(lambda: self._deny_access_token(jti, client_id, ttl))
+
+    def _deny_access_token(self, jti, client_id, ttl):
+        try:
             self.cache.set(self.cache.key(revoked_access_key(jti)), client_id, ex=ttl)
+        except redis_lib.RedisError:
+            log.warning(
+                "access token %s revoked, but Redis is unreachable: denied once it "
+                "answers again (denylist sync)",
+                jti,
+            )
 
     # --- the gateway's denylist of revoked families -----------------------------
 
@@ -297,27 +314,36 @@ class AuthService(AgoraService):
 
     @setting_timer("denylist_sync_interval", eager=True)
     def sync_denylist(self):
-        """Write every family the database says is revoked, and whose access tokens
-        may still be accepted, into Redis: at start, then periodically. Returns
-        how many were written (None while Redis is unreachable)."""
+        """Write every revocation the database holds (families, access tokens)
+        that may still matter into Redis: at start, then periodically; forget
+        access-token revocations past their tokens' life. Returns how many were
+        written (None while Redis is unreachable)."""
+        session = self.db.session
         now = utcnow()
         ttl, skew = self.settings["access_token_ttl"], self.settings["clock_skew"]
-        revoked = models.revoked_families(self.db.session, domain.denied_since(now, ttl, skew))
         entries = [
-            (family_id, domain.family_denial_ttl(revoked_at, now, ttl, skew))
-            for family_id, revoked_at in revoked
+            (revoked_family_key(family_id), domain.family_denial_ttl(revoked_at, now, ttl, skew))
+            for family_id, revoked_at in models.revoked_families(
+                session, domain.denied_since(now, ttl, skew)
+            )
         ]
-        entries = [(family_id, seconds) for family_id, seconds in entries if seconds > 0]
+        expired_before = domain.accepted_until(now, skew)
+        entries += [
+            (revoked_access_key(jti), domain.access_revocation_ttl(domain.epoch(exp), now, skew))
+            for jti, exp in models.revoked_access_tokens(session, expired_before)
+        ]
+        models.forget_access_revocations(session, expired_before)
+        entries = [(key, seconds) for key, seconds in entries if seconds > 0]
         if not entries:
             return 0
         try:
             pipeline = self.cache.pipeline(transaction=False)
-            for family_id, seconds in entries:
-                pipeline.set(self.cache.key(revoked_family_key(family_id)), "revoked", ex=seconds)
+            for key, seconds in entries:
+                pipeline.set(self.cache.key(key), "revoked", ex=seconds)
             pipeline.execute()
         except redis_lib.RedisError as exc:
             log.warning(
-                "denylist sync: Redis unreachable (%s); %d revoked families wait for the next run",
+                "denylist sync: Redis unreachable (%s); %d revocations wait for the next run",
                 exc.__class__.__name__,
                 len(entries),
             )

@@ -2,9 +2,11 @@
 the denylist kept in step with the auth database (the record of revocations)."""
 
 import copy
+import time
 import uuid
 
 import pytest
+from sqlalchemy import text
 
 from gateway.app import create_app
 from gateway.auth.tokens import KeyCache, TokenVerifier
@@ -182,3 +184,36 @@ def test_the_gateway_refuses_admin_tokens_while_redis_is_down(config, rabbit_vho
     response = client.get("/v1/users/me", headers={"Authorization": f"Bearer {customer}"})
     assert response.status_code != 401
     assert response.get_json()["error"]["code"] != "invalid_token"
+
+
+def test_a_flushed_access_token_revocation_is_rebuilt_from_the_database(auth, redis_client):
+    verifier = gateway_verifier(auth, redis_client)
+    token = issue(auth, new_client(auth))["access_token"]
+    payload = verifier.claims(token)
+    call(auth, "revoke_access_token", payload["jti"], payload["exp"], payload["client_id"])
+    refused(verifier, token, "revoked")
+
+    flush_denylist(redis_client)
+    assert not redis_client.exists(redis_client.key(revoked_access_key(payload["jti"])))
+
+    assert call(auth, "sync_denylist") >= 1
+    refused(verifier, token, "revoked")
+
+
+def test_the_sync_forgets_access_revocations_past_their_token_s_life(auth, service_engine):
+    jti = f"old-{uuid.uuid4()}"
+    call(auth, "revoke_access_token", jti, int(time.time()) + 600, "web")
+    with service_engine("auth").begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE revoked_access_tokens SET expires_at = now() - interval '1 hour' "
+                "WHERE jti = :j"
+            ),
+            {"j": jti},
+        )
+    call(auth, "sync_denylist")
+    with service_engine("auth").begin() as conn:
+        left = conn.execute(
+            text("SELECT count(*) FROM revoked_access_tokens WHERE jti = :j"), {"j": jti}
+        )
+        assert left.scalar() == 0
