@@ -180,7 +180,14 @@ def main():
     )
     overlay = os.path.join(env["AGORA_STATE_DIR"], "bench.yaml")
     with open(overlay, "w") as fh:
-        groups = ("read", "write", "oauth", "token_per_client", "token_per_ip")
+        groups = (
+            "read",
+            "write",
+            "oauth",
+            "token_per_ip",
+            "login_failures_per_ip",
+            "login_failures_per_account",
+        )
         fh.write("gateway:\n  rate_limits:\n    groups:\n")
         fh.writelines(f"      {group}: 100000000/minute\n" for group in groups)
     env["AGORA_CONFIG"] = overlay

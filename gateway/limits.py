@@ -7,15 +7,27 @@ every route of that group:
 - ``read``: GET, HEAD and OPTIONS (``/v1/*``, ``/openapi.json``, ``/docs``...),
 - ``write``: any other method,
 - ``oauth``: ``/oauth/*`` and ``/.well-known/*``,
-- ``token``: ``POST /oauth/token``, under two limits at once: ``token_per_client``
-  (keyed by the client id of HTTP Basic auth or the form's ``client_id``) and
-  ``token_per_ip`` (keyed by the client's address),
+- ``token``: ``POST /oauth/token``, limited by ``token_per_ip`` (every request,
+  keyed by the client's address),
 - ``exempt``: ``/healthz`` and ``/readyz`` (probes), never counted.
 
 A view can name its group with ``@group("write")``; otherwise it comes from its
 path and method. The caller is ``client:<client_id>:sub:<subject>`` when the
 request carries a verified token (``g.principal``), else ``ip:<client address>``
-(see :func:`client_ip`).
+(see :func:`client_ip`; an IPv6 address counts as its /64).
+
+The login routes (``POST /oauth/token`` and the ``POST /oauth/authorize`` form)
+are also under two limits that count failed logins only (a request is refused
+once its counter is full; a success adds nothing):
+
+- ``login_failures_per_ip``: any failed attempt (wrong password, bad client
+  credentials, a refused grant) from one address;
+- ``login_failures_per_account``: wrong passwords for one account at one client
+  (``client:<client_id>:account:<hash of the email>``), from any address.
+
+There is no counter per client id: a public client like ``agora-web`` is shared
+by every user, and one counter for it would let one address lock everyone out.
+The views report a failure with :func:`note_login_failure`.
 
 If Redis is down, each process limits with its own in-memory counters (the same
 limits) and goes back to Redis when it answers again; a warning is logged once
@@ -24,6 +36,7 @@ request that finds it down, and on the occasional request that checks whether
 it is back (flask-limiter retries after 1, 2, 4 ... 32 s, then from 1 s again).
 """
 
+import hashlib
 import logging
 import math
 import sys
@@ -38,7 +51,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gateway.errors import error_response
-from gateway.netaddr import parse_trusted, resolve_client_ip
+from gateway.netaddr import limit_subject, parse_trusted, resolve_client_ip
 from services.chassis.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,6 +61,17 @@ GROUPS = (READ, WRITE, OAUTH, TOKEN, EXEMPT)
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOKEN_PATH = "/oauth/token"
+AUTHORIZE_PATH = "/oauth/authorize"
+# (URL rule, method) of the routes that check a user's or a client's credentials.
+LOGIN_ROUTES = frozenset({(TOKEN_PATH, "POST"), (AUTHORIZE_PATH, "POST")})
+LIMIT_NAMES = (
+    READ,
+    WRITE,
+    OAUTH,
+    "token_per_ip",
+    "login_failures_per_ip",
+    "login_failures_per_account",
+)
 
 # gateway.rate_limits.strategy -> the name limits registers the strategy under.
 STRATEGIES = {
@@ -57,6 +81,7 @@ STRATEGIES = {
 }
 
 _ENVIRON_KEY = "agora.rate_limit_group"
+_FAILURE_KEY = "agora.login_failure"
 _UNSET = object()
 _MAX_CLIENT_ID = 200
 
@@ -122,30 +147,88 @@ def caller_key():
     principal = g.get("principal")
     if principal is not None:
         return f"client:{principal.client_id}:sub:{principal.subject}"
-    return f"ip:{client_ip()}"
-
-
-def token_client_key():
-    """``client:<id>`` for ``POST /oauth/token``: the id from HTTP Basic auth or
-    the form's ``client_id``, before the credentials are checked (that is what the
-    limit protects). Without one, ``ip:<address>``."""
-    client_id = None
-    auth = request.authorization
-    if auth is not None and auth.type == "basic" and auth.username:
-        # RFC 6749 2.3.1: the client id is form-encoded inside Basic auth.
-        client_id = unquote_plus(auth.username)
-    elif request.mimetype == "application/x-www-form-urlencoded":
-        try:
-            client_id = request.form.get("client_id")
-        except Exception:  # a body over MAX_CONTENT_LENGTH: the view answers 413
-            client_id = None
-    if client_id:
-        return f"client:{client_id[:_MAX_CLIENT_ID]}"
-    return f"ip:{client_ip()}"
+    return ip_key()
 
 
 def ip_key():
-    return f"ip:{client_ip()}"
+    """``ip:<address>``, or ``ip:<network>/64`` for IPv6 (:func:`limit_subject`)."""
+    return f"ip:{limit_subject(client_ip())}"
+
+
+def is_login_request():
+    rule = request.url_rule.rule if request.url_rule is not None else None
+    return (rule, request.method) in LOGIN_ROUTES
+
+
+def _form_value(name):
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return None
+    try:
+        value = request.form.get(name)
+    except Exception:  # a body over MAX_CONTENT_LENGTH: the view answers 413
+        return None
+    return value if isinstance(value, str) else None
+
+
+def login_client_id():
+    """The client a login is for, as sent (before it is checked): HTTP Basic auth
+    or the form's ``client_id`` at the token endpoint, the query's (or form's)
+    ``client_id`` on the authorization form."""
+    if request.path == TOKEN_PATH:
+        auth = request.authorization
+        if auth is not None and auth.type == "basic" and auth.username:
+            # RFC 6749 2.3.1: the client id is form-encoded inside Basic auth.
+            return unquote_plus(auth.username)
+        return _form_value("client_id")
+    return request.args.get("client_id") or _form_value("client_id")
+
+
+def login_account():
+    """The account a login names (the password grant's ``username``, the
+    authorization form's ``email``), normalized like the users service stores
+    emails (stripped, lowercased); None when there is none."""
+    if request.path == TOKEN_PATH:
+        if _form_value("grant_type") != "password":
+            return None
+        account = _form_value("username")
+    else:
+        account = _form_value("email")
+    account = account.strip().lower() if account else None
+    return account or None
+
+
+def account_key():
+    """``client:<client_id>:account:<hash>`` for a login naming an account, else ""
+    (no limit). The email is hashed: Redis keys name no one, and any length of
+    input makes a key of one size."""
+    if not is_login_request():
+        return ""
+    account = login_account()
+    if account is None:
+        return ""
+    client_id = (login_client_id() or "")[:_MAX_CLIENT_ID]
+    digest = hashlib.sha256(account.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"client:{client_id}:account:{digest}"
+
+
+def note_login_failure(account=True):
+    """Count this request as a failed login: toward its address's counter and, if
+    ``account`` (the password was wrong for a named account), toward the
+    account's. Call it from the view that checked the credentials."""
+    previous = request.environ.get(_FAILURE_KEY)
+    request.environ[_FAILURE_KEY] = "account" if account or previous == "account" else "client"
+
+
+def _failed(response):
+    """A failed login: reported by the view, or refused by the token endpoint
+    (RFC 6749 5.2: 400 or 401) for any other reason."""
+    if request.environ.get(_FAILURE_KEY):
+        return True
+    return request.path == TOKEN_PATH and response.status_code in (400, 401)
+
+
+def _account_failed(_response):
+    return request.environ.get(_FAILURE_KEY) == "account"
 
 
 class _Limiter(Limiter):
@@ -188,6 +271,9 @@ class _Limiter(Limiter):
 def _settings(config):
     limits_config = config["gateway"]["rate_limits"]
     groups = dict(limits_config["groups"])
+    missing = [name for name in LIMIT_NAMES if name not in groups]
+    if missing:
+        raise ConfigError(f"gateway.rate_limits.groups.{missing[0]}", "is required")
     for name, value in groups.items():
         try:
             parse_many(value)
@@ -235,17 +321,21 @@ def init_limits(app, config=None):
         found = current_group()
         if found is None:
             return ""
-        return groups["token_per_client" if found == TOKEN else found]
+        return groups["token_per_ip" if found == TOKEN else found]
 
     def primary_key():
-        return token_client_key() if current_group() == TOKEN else caller_key()
+        return ip_key() if current_group() == TOKEN else caller_key()
 
     def primary_scope(_endpoint):
         found = current_group()
-        return "token_per_client" if found == TOKEN else found
+        return "token_per_ip" if found == TOKEN else found
 
-    def token_ip_limit():
-        return groups["token_per_ip"] if current_group() == TOKEN else ""
+    def login_ip_limit():
+        return groups["login_failures_per_ip"] if current_group() and is_login_request() else ""
+
+    def login_account_limit():
+        # No account named (client_credentials, refresh...): no such limit.
+        return groups["login_failures_per_account"] if current_group() and account_key() else ""
 
     enabled = bool(limits_config["enabled"])
     app.config["RATELIMIT_ENABLED"] = enabled
@@ -255,7 +345,22 @@ def init_limits(app, config=None):
             # Limits shared by every route of a group: one counter per caller and
             # group, whatever the endpoint. A provider returning "" adds no limit.
             Limit(primary_limit, key_function=primary_key, scope=primary_scope, shared=True),
-            Limit(token_ip_limit, key_function=ip_key, scope="token_per_ip", shared=True),
+            # Failed logins only: checked before the view, counted after it
+            # (deduct_when), so successes never fill them.
+            Limit(
+                login_ip_limit,
+                key_function=ip_key,
+                scope="login_failures_per_ip",
+                shared=True,
+                deduct_when=_failed,
+            ),
+            Limit(
+                login_account_limit,
+                key_function=account_key,
+                scope="login_failures_per_account",
+                shared=True,
+                deduct_when=_account_failed,
+            ),
         ],
         strategy=STRATEGIES[limits_config["strategy"]],
         storage_uri=config["redis"]["url"],

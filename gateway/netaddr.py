@@ -88,6 +88,23 @@ def resolve_client_ip(peer, forwarded_for, trusted):
     return str(address)
 
 
+IPV6_LIMIT_PREFIX = 64
+
+
+def limit_subject(client_address):
+    """What rate limits count an address as: an IPv4 address itself, an IPv6
+    address by its /64 network (one subscriber usually holds a whole /64, so
+    keying by address would hand an attacker 2^64 fresh counters). Anything
+    that is not an address is returned unchanged."""
+    address = parse_address(client_address)
+    if address is None:
+        return client_address
+    if address.version == 6:
+        network = ipaddress.ip_network(f"{address}/{IPV6_LIMIT_PREFIX}", strict=False)
+        return str(network)
+    return str(address)
+
+
 def _is_port(suffix):
     return suffix.startswith(":") and suffix[1:].isdigit() and len(suffix) <= 6
 

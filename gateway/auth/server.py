@@ -24,7 +24,9 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app, g
 
+from gateway.auth.client_auth import authenticate_client
 from gateway.auth.tokens import TokenError, unverified_header
+from gateway.limits import note_login_failure
 from services.auth.schemas import CLIENT_ID, SCOPES
 from services.chassis.errors import InvalidCredentials, InvalidGrant, NotFound, ValidationError
 from services.chassis.schemas import is_uuid
@@ -140,6 +142,10 @@ class AgoraAuthorizationServer(AuthorizationServer):
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)
 
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Client authentication with one RFC 6749 answer per failure (client_auth)."""
+        return authenticate_client(self.query_client, request, methods, endpoint)
+
     @staticmethod
     def _cached_client_lookup(client_id):
         """One lookup per request however often authlib asks."""
@@ -182,6 +188,7 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
     def authenticate_user(self, username, password):
         user = check_user_credentials(username, password)
         if user is None:
+            note_login_failure()
             # RFC 6749 5.2: invalid resource owner credentials are invalid_grant.
             raise InvalidGrantError("invalid username or password")
         return user

@@ -5,7 +5,10 @@ for ``auth.jwks_cache_ttl`` seconds and refetched early only when a token
 names a ``kid`` the cache does not know (at most once per
 ``auth.jwks_min_refresh_interval``, so random kids cannot flood the auth
 service). Revocations arrive through Redis (one EXISTS per request); if Redis
-is down the check fails open, since access tokens are short-lived.
+is down the check fails open for customer tokens, since access tokens are
+short-lived, and closed for tokens carrying an admin scope (``ADMIN_SCOPES``):
+a stolen admin token whose family was revoked must not work again because
+Redis is unreachable.
 """
 
 import base64
@@ -20,6 +23,7 @@ from joserfc.jwk import RSAKey
 
 from services.auth.schemas import (
     ACCESS_TOKEN_TYPE,
+    ADMIN_SCOPES,
     SIGNING_ALGORITHM,
     revoked_access_key,
     revoked_family_key,
@@ -28,6 +32,7 @@ from services.auth.schemas import (
 log = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH = 8192
+_ADMIN = frozenset(ADMIN_SCOPES)
 
 
 class TokenError(Exception):
@@ -183,10 +188,16 @@ class TokenVerifier:
         except Exception as exc:
             if not self._redis_failing:
                 log.warning(
-                    "revocation check skipped, Redis unreachable (%s): failing open",
+                    "revocation check skipped, Redis unreachable (%s): failing open "
+                    "for customer tokens, refusing tokens with admin scopes",
                     exc.__class__.__name__,
                 )
             self._redis_failing = True
+            if _ADMIN & set(claims["scope"].split()):
+                raise TokenError(
+                    "revocations cannot be checked right now; tokens with admin scopes "
+                    "are refused until they can, retry later"
+                ) from None
             return False
         if self._redis_failing:
             log.warning("revocation check restored, Redis reachable again")

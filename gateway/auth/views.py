@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from gateway.auth import contracts
 from gateway.auth.server import check_user_credentials
 from gateway.errors import ApiError
-from gateway.limits import group
+from gateway.limits import group, note_login_failure
 from gateway.openapi import operation
 from services.auth.schemas import CODE_CHALLENGE_METHODS, GRANT_TYPES, SCOPES
 
@@ -42,6 +42,23 @@ def _refuse_unprintable(call, *args, **kwargs):
         ) from None
 
 
+FORM_ENCODED = "application/x-www-form-urlencoded"
+
+
+def _form_encoded_only():
+    """RFC 6749 section 4 (and RFC 7009 2.1, RFC 7662 2.1): these endpoints take
+    ``application/x-www-form-urlencoded``; a JSON body would otherwise read as a
+    request without parameters (``unsupported_grant_type``)."""
+    if request.mimetype != FORM_ENCODED:
+        sent = request.mimetype or "no Content-Type"
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"this endpoint takes {FORM_ENCODED} parameters (RFC 6749 section 4), not {sent}",
+            headers={"Cache-Control": "no-store"},
+        )
+
+
 def _page(template, status=200, **context):
     body = render_template(template, scopes=SCOPES, **context)
     return body, status, {**PAGE_HEADERS, "Content-Type": "text/html; charset=utf-8"}
@@ -61,6 +78,7 @@ _HTML = {"content_type": "text/html", "schema": {"type": "string"}}
     security="client",
 )
 def token():
+    _form_encoded_only()
     return _refuse_unprintable(server().create_token_response)
 
 
@@ -107,6 +125,7 @@ def authorize_submit():
     if request.form.get("decision") == "approve":
         user = check_user_credentials(request.form.get("email"), request.form.get("password"))
         if user is None:
+            note_login_failure()
             return _consent_page(
                 grant, error="Wrong email or password.", email=request.form.get("email", "")
             )
@@ -164,6 +183,7 @@ def _authorize_error(error):
 )
 @group("oauth")
 def revoke():
+    _form_encoded_only()
     return _refuse_unprintable(server().create_endpoint_response, "revocation")
 
 
@@ -179,6 +199,7 @@ def revoke():
 )
 @group("oauth")
 def introspect():
+    _form_encoded_only()
     return _refuse_unprintable(server().create_endpoint_response, "introspection")
 
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from services.auth import key_encryption
 from services.auth.schemas import (
     ACCESS_TOKEN_TYPE,
     CLIENT_CREATE,
@@ -170,6 +171,23 @@ def family_denylist_ttl(access_token_ttl, clock_skew):
     return access_token_ttl + clock_skew
 
 
+def denied_since(now, access_token_ttl, clock_skew):
+    """Families revoked after this moment may still have accepted access tokens."""
+    return now - datetime.timedelta(seconds=family_denylist_ttl(access_token_ttl, clock_skew))
+
+
+def family_denial_ttl(revoked_at, now, access_token_ttl, clock_skew):
+    """Seconds a family revoked at ``revoked_at`` must stay denied from ``now`` (>= 1
+    while any of its access tokens may still be accepted, else 0)."""
+    left = epoch(revoked_at) + family_denylist_ttl(access_token_ttl, clock_skew) - epoch(now)
+    return max(0, int(left) + 1) if left > 0 else 0
+
+
+def accepted_until(now, clock_skew):
+    """Tokens that expired before this moment are refused anyway (``exp`` + skew)."""
+    return now - datetime.timedelta(seconds=clock_skew)
+
+
 def access_revocation_ttl(expires_at, now, clock_skew):
     """Seconds the revoked-``jti`` key must live (``exp`` is accepted up to the skew
     after it); 0 when the token can no longer be accepted anyway."""
@@ -182,7 +200,7 @@ def access_revocation_ttl(expires_at, now, clock_skew):
 @dataclass(frozen=True)
 class KeyMaterial:
     kid: str
-    private_pem: str  # PKCS#8, encrypted
+    private_pem: str  # PKCS#8, encrypted (PBES2, scrypt: key_encryption)
     public_jwk: dict
     key: RSAKey  # the decrypted private key, ready to sign
 
@@ -207,22 +225,24 @@ def public_jwk(key, kid):
 def generate_signing_key(key_size, passphrase):
     """A new RSA key; ``kid`` is its RFC 7638 JWK thumbprint. CPU-heavy: offload it."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(_passphrase(passphrase)),
-    ).decode("ascii")
+    pem = key_encryption.encrypt_private_key(private, _passphrase(passphrase))
     key = RSAKey.import_key(private)
     kid = key.thumbprint()
     return KeyMaterial(kid=kid, private_pem=pem, public_jwk=public_jwk(key, kid), key=key)
 
 
 def load_signing_key(private_pem, passphrase):
-    """The stored (encrypted) PEM as a joserfc key. Costs a key derivation: offload it."""
-    private = serialization.load_pem_private_key(
-        private_pem.encode("ascii"), password=_passphrase(passphrase)
-    )
-    return RSAKey.import_key(private)
+    """The stored (encrypted) PEM as ``(joserfc key, PEM to store or None)``.
+
+    Keys stored before scrypt (PBKDF2 at 2,048 rounds) still load; for them the
+    second item is the same key encrypted again with scrypt, to replace the
+    stored one. Costs one or two key derivations: offload it."""
+    secret = _passphrase(passphrase)
+    private = serialization.load_pem_private_key(private_pem.encode("ascii"), password=secret)
+    upgraded = None
+    if key_encryption.is_weak(private_pem):
+        upgraded = key_encryption.encrypt_private_key(private, secret)
+    return RSAKey.import_key(private), upgraded
 
 
 def is_published(retired_at, now, access_token_ttl, clock_skew):
@@ -253,6 +273,10 @@ def signing_key_info(key, now, current_kid, access_token_ttl, clock_skew):
 
 def epoch(moment):
     return int(moment.timestamp())
+
+
+def from_epoch(seconds):
+    return datetime.datetime.fromtimestamp(int(seconds), tz=datetime.UTC)
 
 
 def access_token_claims(settings, client_id, user_id, scope, family_id, now, jti=None):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    delete,
     func,
     or_,
     select,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.chassis.events import event_tables
@@ -121,6 +123,22 @@ class AuthorizationCode(Base):
     used_at: Mapped[datetime.datetime | None] = _timestamp(nullable=True)
     # Set when the code's family is revoked, so no token can join it later.
     revoked_at: Mapped[datetime.datetime | None] = _timestamp(nullable=True)
+
+
+class RevokedAccessToken(Base):
+    """An access token revoked by its client (RFC 7009), kept until it would have
+    expired anyway: the record the gateway's denylist is rebuilt from."""
+
+    __tablename__ = "revoked_access_tokens"
+    __table_args__ = (
+        PrimaryKeyConstraint("jti", name="pk_revoked_access_tokens"),
+        Index("ix_revoked_access_tokens_expires_at", "expires_at"),
+    )
+
+    jti: Mapped[str] = mapped_column(String(200))
+    client_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    expires_at: Mapped[datetime.datetime] = _timestamp()
+    revoked_at: Mapped[datetime.datetime] = _timestamp()
 
 
 class SigningKey(Base):
@@ -225,6 +243,48 @@ def revoke_family(session, family_id, reason, now):
         .execution_options(synchronize_session=False)
     ).rowcount
     return tokens + codes
+
+
+def revoked_families(session, since):
+    """``(family_id, revoked_at)`` of every family revoked after ``since`` (its
+    latest revocation): what the gateway's denylist must hold. The database is
+    the record; the denylist in Redis is rebuilt from this."""
+    tokens = select(RefreshToken.family_id, RefreshToken.revoked_at).where(
+        RefreshToken.revoked_at > since
+    )
+    codes = select(AuthorizationCode.family_id, AuthorizationCode.revoked_at).where(
+        AuthorizationCode.revoked_at > since
+    )
+    both = tokens.union_all(codes).subquery()
+    query = select(both.c.family_id, func.max(both.c.revoked_at)).group_by(both.c.family_id)
+    return [tuple(row) for row in session.execute(query)]
+
+
+def record_access_revocation(session, jti, client_id, expires_at, now):
+    """Record the revoked ``jti`` once (a second revocation changes nothing)."""
+    session.execute(
+        pg_insert(RevokedAccessToken)
+        .values(jti=jti, client_id=client_id, expires_at=expires_at, revoked_at=now)
+        .on_conflict_do_nothing(index_elements=["jti"])
+    )
+
+
+def revoked_access_tokens(session, expired_before):
+    """``(jti, expires_at)`` of revoked tokens that expire after ``expired_before``
+    (a token is accepted up to the clock skew after its expiry)."""
+    query = select(RevokedAccessToken.jti, RevokedAccessToken.expires_at).where(
+        RevokedAccessToken.expires_at > expired_before
+    )
+    return [tuple(row) for row in session.execute(query)]
+
+
+def forget_access_revocations(session, expired_before):
+    """Drop the records of tokens no one can use any more; how many."""
+    return session.execute(
+        delete(RevokedAccessToken)
+        .where(RevokedAccessToken.expires_at <= expired_before)
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
 def family_members(session, family_id):

@@ -39,6 +39,8 @@ are the chassis' named errors):
 Revocations reach the gateway through Redis, under the shared key prefix:
 ``revoked_access_key(jti)`` and ``revoked_family_key(family_id)`` exist while a
 token they name would still be accepted; the gateway checks both per request.
+The auth database records every revocation; the service rebuilds these keys
+from it at start and every ``services.auth.denylist_sync_interval`` seconds.
 """
 
 from services.chassis.schemas import UUID_PATTERN, obj

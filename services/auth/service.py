@@ -3,6 +3,14 @@ RSA signing keys, and signed access tokens, over RPC.
 
 The gateway hosts the OAuth2 endpoints and verifies access tokens locally
 against ``jwks()``; revocations reach it through Redis (``schemas.revoked_*_key``).
+
+A revoked family is recorded in this service's database (its tokens' and codes'
+``revoked_at``), and so is a revoked access token (``revoked_access_tokens``):
+the database is the truth. The Redis denylist follows it: written right after
+the commit, for families written again by the handler of the service's own
+``token_family_revoked`` event (from the outbox, retried until Redis takes it),
+and rebuilt from the database at start and every ``denylist_sync_interval``
+seconds, so a flushed or restarted Redis converges.
 """
 
 import logging
@@ -18,9 +26,9 @@ from services.auth.models import AuthorizationCode, Base, OAuthClient, RefreshTo
 from services.auth.schemas import EVENTS, revoked_access_key, revoked_family_key
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, InvalidGrant, NotFound, ValidationError
-from services.chassis.messaging import EventDispatcher, keep_changes, rpc
+from services.chassis.messaging import EventDispatcher, event_handler, keep_changes, rpc
 from services.chassis.offload import offload
-from services.chassis.service import AgoraService, SecretHashing
+from services.chassis.service import AgoraService, SecretHashing, setting_timer
 from services.chassis.values import isoformat_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -43,9 +51,14 @@ class KeyRing:
         return material
 
     def private_key(self, record):
+        """The decrypted key of ``record``; a key stored with the old, weak KDF is
+        written back re-encrypted (committed with the caller's transaction)."""
         key = self.keys.get(record.kid)
         if key is None:
-            key = offload(domain.load_signing_key, record.private_pem, self.passphrase)
+            key, upgraded = offload(domain.load_signing_key, record.private_pem, self.passphrase)
+            if upgraded is not None:
+                record.private_pem = upgraded
+                log.info("signing key %s re-encrypted with scrypt", record.kid)
             self.keys[record.kid] = key
         return key
 
@@ -266,13 +279,76 @@ class AuthService(AgoraService):
     def revoke_access_token(self, jti, expires_at, client_id):
         """Deny ``jti`` at the gateway until it would expire anyway.
 
-        Redis is the only record of this revocation: if it is down, the call
-        fails (Unavailable) rather than pretend the token is revoked.
+        Recorded in the database (the denylist sync writes it to Redis again
+        after a flush or a restart), then written to Redis after the commit;
+        with Redis down the revocation stands and reaches Redis with the sync.
         """
         domain.revoke_access_request(jti, expires_at, client_id)
-        ttl = domain.access_revocation_ttl(expires_at, utcnow(), self.settings["clock_skew"])
-        if ttl > 0:
+        now = utcnow()
+        ttl = domain.access_revocation_ttl(expires_at, now, self.settings["clock_skew"])
+        if ttl <= 0:
+            return
+        models.record_access_revocation(
+            self.db.session, jti, client_id, domain.from_epoch(expires_at), now
+        )
+        self.db.on_commit(lambda: self._deny_access_token(jti, client_id, ttl))
+
+    def _deny_access_token(self, jti, client_id, ttl):
+        try:
             self.cache.set(self.cache.key(revoked_access_key(jti)), client_id, ex=ttl)
+        except redis_lib.RedisError:
+            log.warning(
+                "access token %s revoked, but Redis is unreachable: denied once it "
+                "answers again (denylist sync)",
+                jti,
+            )
+
+    # --- the gateway's denylist of revoked families -----------------------------
+
+    @event_handler("auth", "token_family_revoked")
+    def deny_revoked_family(self, event):
+        """The revocation, committed and published through the outbox, reaches
+        Redis here; a Redis error fails the handler, and the event is retried."""
+        data = event["data"]
+        self._deny_family(data["family_id"], data["reason"], strict=True)
+
+    @setting_timer("denylist_sync_interval", eager=True)
+    def sync_denylist(self):
+        """Write every revocation the database holds (families, access tokens)
+        that may still matter into Redis: at start, then periodically; forget
+        access-token revocations past their tokens' life. Returns how many were
+        written (None while Redis is unreachable)."""
+        session = self.db.session
+        now = utcnow()
+        ttl, skew = self.settings["access_token_ttl"], self.settings["clock_skew"]
+        entries = [
+            (revoked_family_key(family_id), domain.family_denial_ttl(revoked_at, now, ttl, skew))
+            for family_id, revoked_at in models.revoked_families(
+                session, domain.denied_since(now, ttl, skew)
+            )
+        ]
+        expired_before = domain.accepted_until(now, skew)
+        entries += [
+            (revoked_access_key(jti), domain.access_revocation_ttl(domain.epoch(exp), now, skew))
+            for jti, exp in models.revoked_access_tokens(session, expired_before)
+        ]
+        models.forget_access_revocations(session, expired_before)
+        entries = [(key, seconds) for key, seconds in entries if seconds > 0]
+        if not entries:
+            return 0
+        try:
+            pipeline = self.cache.pipeline(transaction=False)
+            for key, seconds in entries:
+                pipeline.set(self.cache.key(key), "revoked", ex=seconds)
+            pipeline.execute()
+        except redis_lib.RedisError as exc:
+            log.warning(
+                "denylist sync: Redis unreachable (%s); %d revocations wait for the next run",
+                exc.__class__.__name__,
+                len(entries),
+            )
+            return None
+        return len(entries)
 
     # --- authorization codes -----------------------------------------------------
 
@@ -451,15 +527,19 @@ class AuthService(AgoraService):
                 },
             )
 
-    def _deny_family(self, family_id, reason):
+    def _deny_family(self, family_id, reason, strict=False):
+        """Deny the family in Redis. Unless ``strict``, a Redis error is only logged:
+        the event handler and the periodic sync write it again."""
         ttl = domain.family_denylist_ttl(
             self.settings["access_token_ttl"], self.settings["clock_skew"]
         )
         try:
             self.cache.set(self.cache.key(revoked_family_key(family_id)), reason, ex=ttl)
         except redis_lib.RedisError:
+            if strict:
+                raise
             log.warning(
-                "token family %s revoked, but Redis is unreachable: its access tokens "
-                "stay valid until they expire",
+                "token family %s revoked, but Redis is unreachable: denied once it "
+                "answers again (event retry, denylist sync)",
                 family_id,
             )

@@ -166,8 +166,9 @@ SCHEMA = _section(
                                     "read",
                                     "write",
                                     "oauth",
-                                    "token_per_client",
                                     "token_per_ip",
+                                    "login_failures_per_ip",
+                                    "login_failures_per_account",
                                 )
                             }
                         ),
@@ -213,6 +214,7 @@ SCHEMA = _section(
                         "key_passphrase": {"type": "string", "minLength": 16},
                         "key_size": {"enum": [2048, 3072, 4096]},
                         "client_secret_hash": _ARGON2,
+                        "denylist_sync_interval": _NUMBER,
                     }
                 ),
                 "catalog": _section(

@@ -16,15 +16,23 @@ from flask import Blueprint, Flask, g, jsonify, request
 
 from gateway.auth.principal import Principal
 from gateway.errors import register_error_handlers
-from gateway.limits import client_ip, group, init_limits, route_group, view_group
+from gateway.limits import (
+    client_ip,
+    group,
+    init_limits,
+    note_login_failure,
+    route_group,
+    view_group,
+)
 from services.chassis.config import ConfigError
 
 SMALL = {
     "read": "5/minute",
     "write": "3/minute",
     "oauth": "4/minute",
-    "token_per_client": "2/minute",
     "token_per_ip": "3/minute",
+    "login_failures_per_ip": "2/minute",
+    "login_failures_per_account": "2/minute",
 }
 
 bp = Blueprint("rl_test", __name__)
@@ -85,6 +93,11 @@ def openapi():
 
 @bp.post("/oauth/token")
 def token():
+    if request.form.get("password") == "wrong":
+        note_login_failure()
+        return jsonify({"error": "invalid_grant"}), 400
+    if request.form.get("client_secret") == "wrong":
+        return jsonify({"error": "invalid_client"}), 401
     return jsonify({"access_token": "t", "token_type": "Bearer"})
 
 
@@ -317,10 +330,11 @@ def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(make_app):
     assert statuses == [200, 200, 429]
 
 
-def test_token_endpoint_is_limited_per_client(make_app):
-    # token_per_client 2/minute: the same client id from three addresses, by
-    # HTTP Basic auth or by form field, shares one counter.
-    client = make_app(trusted=["10.0.0.1"]).test_client()
+def test_token_endpoint_has_no_counter_per_client(make_app, redis_client):
+    # One public client id from many addresses, far beyond any per-address limit
+    # in total: nothing shared by every user of the client can fill up.
+    app = make_app(trusted=["10.0.0.1"])
+    client = app.test_client()
 
     def post(ip, **kwargs):
         return client.post(
@@ -331,18 +345,93 @@ def test_token_endpoint_is_limited_per_client(make_app):
         )
 
     basic = {"Authorization": "Basic YWdvcmEtaW50ZWdyYXRpb246c2VjcmV0"}  # agora-integration
-    assert post("203.0.113.1", headers=basic, data={"grant_type": "x"}).status_code == 200
-    form = {"grant_type": "x", "client_id": "agora-integration"}
-    assert post("203.0.113.2", data=form).status_code == 200
-    response = post("203.0.113.3", headers=basic, data={"grant_type": "x"})
+    for i in range(6):
+        assert post(f"203.0.113.{i}", data={"client_id": "agora-web"}).status_code == 200
+        assert post(f"203.0.113.{i}", headers=basic, data={"grant_type": "x"}).status_code == 200
+    scopes = {key.split("/")[2] for key in _keys(redis_client, app)}
+    assert scopes == {"token_per_ip"}
+
+
+def _login(client, ip, username, password, client_id="agora-web"):
+    form = {
+        "grant_type": "password",
+        "client_id": client_id,
+        "username": username,
+        "password": password,
+    }
+    return client.post(
+        "/oauth/token",
+        data=form,
+        headers={"X-Forwarded-For": ip},
+        environ_base={"REMOTE_ADDR": "10.0.0.1"},
+    )
+
+
+def test_failed_logins_are_limited_per_address(make_app):
+    # login_failures_per_ip 2/minute: the third attempt after two failures is
+    # refused, whatever it is; other addresses are not affected.
+    client = make_app(trusted=["10.0.0.1"]).test_client()
+    assert _login(client, "203.0.113.1", "a@example.test", "wrong").status_code == 400
+    assert _login(client, "203.0.113.1", "b@example.test", "wrong").status_code == 400
+    response = _login(client, "203.0.113.1", "c@example.test", "right")
     assert response.status_code == 429
-    # RFC 6749 error form on /oauth/*.
     assert response.get_json()["error"] == "rate_limited"
     assert "2 per 1 minute" in response.get_json()["error_description"]
     assert int(response.headers["Retry-After"]) >= 1
-    assert response.headers["X-RateLimit-Limit"] == "2"
-    # Another client from the same address is not affected.
-    assert post("203.0.113.3", data={"client_id": "agora-web"}).status_code == 200
+    assert _login(client, "203.0.113.2", "c@example.test", "right").status_code == 200
+
+
+def test_client_authentication_failures_count_toward_the_address_only(make_app):
+    client = make_app(trusted=["10.0.0.1"]).test_client()
+    form = {"grant_type": "client_credentials", "client_id": "svc", "client_secret": "wrong"}
+
+    def post(ip):
+        return client.post(
+            "/oauth/token",
+            data=form,
+            headers={"X-Forwarded-For": ip},
+            environ_base={"REMOTE_ADDR": "10.0.0.1"},
+        )
+
+    assert [post("203.0.113.1").status_code for _ in range(3)] == [401, 401, 429]
+    assert post("203.0.113.2").status_code == 401
+
+
+def test_failed_logins_are_limited_per_account_and_client(make_app, redis_client):
+    # login_failures_per_account 2/minute, whatever the address; another client's
+    # login for the same account, and successes, are counted apart.
+    app = make_app({"login_failures_per_ip": "10/minute"}, trusted=["10.0.0.1"])
+    client = app.test_client()
+    for _ in range(3):
+        assert _login(client, "203.0.113.9", "dan@example.test", "right").status_code == 200
+    assert _login(client, "203.0.113.1", "dan@example.test", "wrong").status_code == 400
+    assert _login(client, "203.0.113.2", "Dan@Example.test ", "wrong").status_code == 400
+    assert _login(client, "203.0.113.3", "dan@example.test", "wrong").status_code == 429
+    assert _login(client, "203.0.113.3", "dan@example.test", "right").status_code == 429
+    assert _login(client, "203.0.113.3", "eve@example.test", "right").status_code == 200
+    other = _login(client, "203.0.113.4", "dan@example.test", "right", client_id="mobile")
+    assert other.status_code == 200
+    # The account is a hash in the key: Redis holds no email addresses.
+    keys = [k for k in _keys(redis_client, app) if "login_failures_per_account" in k]
+    assert keys and not any("example.test" in k for k in keys)
+    assert all(":account:" in k for k in keys)
+
+
+def test_ipv6_callers_are_counted_by_their_64(make_app):
+    client = make_app({"read": "2/minute"}, trusted=["10.0.0.1"]).test_client()
+
+    def get(xff):
+        return client.get(
+            "/v1/things",
+            headers={"X-Forwarded-For": xff},
+            environ_base={"REMOTE_ADDR": "10.0.0.1"},
+        ).status_code
+
+    assert [get("2001:db8:1:2::1"), get("2001:db8:1:2::2")] == [200, 200]
+    # A fresh address in the same /64 is the same caller...
+    assert get("2001:db8:1:2:abcd::99") == 429
+    # ...another /64 is another.
+    assert get("2001:db8:1:3::1") == 200
 
 
 def test_token_endpoint_is_limited_per_ip(make_app):
@@ -359,7 +448,7 @@ def test_token_endpoint_is_limited_per_ip(make_app):
 
 
 def test_token_endpoint_headers_show_the_tighter_limit(make_app):
-    client = make_app({"token_per_client": "10/minute", "token_per_ip": "3/minute"})
+    client = make_app({"login_failures_per_ip": "10/minute", "token_per_ip": "3/minute"})
     client = client.test_client()
     response = client.post("/oauth/token", data={"client_id": "agora-web"})
     assert response.headers["X-RateLimit-Limit"] == "3"
@@ -371,9 +460,10 @@ def test_token_without_client_id_is_keyed_by_ip(make_app, redis_client):
     client = app.test_client()
     assert client.post("/oauth/token", data={"grant_type": "password"}).status_code == 200
     assert client.post("/oauth/token", json={"client_id": "ignored"}).status_code == 200
-    assert client.post("/oauth/token").status_code == 429  # token_per_client via ip
+    assert client.post("/oauth/token").status_code == 200
+    assert client.post("/oauth/token").status_code == 429  # token_per_ip
     scopes = {key.split("/")[2] for key in _keys(redis_client, app)}
-    assert scopes == {"token_per_client", "token_per_ip"}
+    assert scopes == {"token_per_ip"}
     assert all("/ip:127.0.0.1/" in key for key in _keys(redis_client, app))
 
 
@@ -583,3 +673,11 @@ def test_limits_go_back_to_redis_when_it_returns(make_app, redis_client, caplog)
         assert len(messages) == 2 and "reachable again" in messages[1]
     finally:
         proxy.stop()
+
+
+def test_redis_down_still_limits_failed_logins_in_memory(make_app):
+    client = make_app(redis_url="redis://127.0.0.1:1/0", trusted=["10.0.0.1"]).test_client()
+    assert _login(client, "203.0.113.1", "a@example.test", "wrong").status_code == 400
+    assert _login(client, "203.0.113.1", "a@example.test", "wrong").status_code == 400
+    assert _login(client, "203.0.113.1", "a@example.test", "right").status_code == 429
+    assert _login(client, "203.0.113.2", "b@example.test", "right").status_code == 200

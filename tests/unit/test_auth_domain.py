@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from services.auth import domain
+from services.auth import domain, key_encryption
 from services.auth.schemas import (
     ACCESS_TOKEN_CLAIMS,
     ADMIN_SCOPES,
@@ -266,8 +266,37 @@ def test_private_key_is_stored_encrypted(key_material):
         serialization.load_pem_private_key(pem.encode(), password=None)
     with pytest.raises(ValueError):
         domain.load_signing_key(pem, "not-the-passphrase")
-    loaded = domain.load_signing_key(pem, PASSPHRASE)
+    loaded, upgraded = domain.load_signing_key(pem, PASSPHRASE)
     assert loaded.thumbprint() == key_material.kid
+    assert upgraded is None  # already stored with the strong KDF
+
+
+def test_private_key_uses_pbes2_with_scrypt(key_material):
+    # BestAvailableEncryption writes PBKDF2-HMAC-SHA256 at 2,048 rounds.
+    found = key_encryption.key_derivation(key_material.private_pem)
+    assert found == key_encryption.KeyDerivation("scrypt", key_encryption.SCRYPT_N)
+    assert key_encryption.SCRYPT_N >= 2**15
+    assert not key_encryption.is_weak(key_material.private_pem)
+
+
+def test_a_key_stored_with_the_old_kdf_loads_and_comes_back_re_encrypted(key_material):
+    private = serialization.load_pem_private_key(
+        key_material.private_pem.encode(), password=PASSPHRASE.encode()
+    )
+    old_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSPHRASE.encode()),
+    ).decode("ascii")
+    assert key_encryption.key_derivation(old_pem).name == "pbkdf2"
+    assert key_encryption.is_weak(old_pem)
+
+    loaded, upgraded = domain.load_signing_key(old_pem, PASSPHRASE)
+
+    assert loaded.thumbprint() == key_material.kid
+    assert key_encryption.key_derivation(upgraded).name == "scrypt"
+    again, none = domain.load_signing_key(upgraded, PASSPHRASE)
+    assert again.thumbprint() == key_material.kid and none is None
 
 
 # --- access token claims -----------------------------------------------------------

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.netaddr import parse_address, parse_trusted, resolve_client_ip
+from gateway.netaddr import limit_subject, parse_address, parse_trusted, resolve_client_ip
 
 LB = parse_trusted(["10.0.0.1"])
 PROXIES = parse_trusted(["10.0.0.0/8", "192.168.1.7", "2001:db8:ff::/48", "::1"])
@@ -128,3 +128,19 @@ def test_parse_trusted():
 def test_parse_address(text, expected):
     address = parse_address(text)
     assert (str(address) if address is not None else None) == expected
+
+
+def test_rate_limits_count_ipv6_by_its_64_network():
+    # Every address of one /64 is one subject; the next /64 is another.
+    assert limit_subject("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert limit_subject("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert limit_subject("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert limit_subject("::1") == "::/64"
+
+
+def test_rate_limits_count_ipv4_by_address():
+    assert limit_subject("203.0.113.9") == "203.0.113.9"
+    assert limit_subject("203.0.113.10") == "203.0.113.10"
+    # An IPv4-mapped IPv6 peer is its IPv4 address, not the ::ffff:0:0/64 network.
+    assert limit_subject("::ffff:203.0.113.9") == "203.0.113.9"
+    assert limit_subject("unknown") == "unknown"
