@@ -17,9 +17,14 @@ are the chassis' named errors):
 ``issue_token(request: ISSUE_TOKEN_REQUEST)`` -> TOKEN_RESPONSE. The granted
     scope is requested ∩ client scopes ∩ the user's role scopes (all of the
     allowed ones when none is requested); a refresh token is created (a new
-    family, or ``family_id``'s) when asked and the client may refresh.
+    family, or ``family_id``'s) when asked and the client may refresh. The
+    caller names the user by id only: the roles come from the users service
+    (``users.get_roles``), never from the caller. The password grant carries
+    customer scopes only (``PASSWORD_GRANT_SCOPES``), and only while
+    ``auth.password_grant`` is on; admin scopes need the authorization code flow.
 ``rotate_refresh_token(request: ROTATE_REQUEST)`` -> TOKEN_RESPONSE. Atomically
-    marks the presented token used and issues the next of its family. A token
+    marks the presented token used and issues the next of its family, within
+    the user's roles as the users service tells them now. A token
     already used revokes the whole family (reuse detection); used, revoked,
     expired, unknown or another client's token: InvalidGrant.
 ``get_refresh_token(token)`` -> REFRESH_TOKEN_INFO (no side effects); NotFound.
@@ -28,9 +33,12 @@ are the chassis' named errors):
 ``revoke_access_token(jti, expires_at, client_id)`` -> None: the access token is
     refused by the gateway until it expires.
 ``create_authorization_code(request: CODE_REQUEST)`` -> {"code", "expires_in"}.
-``redeem_authorization_code(client_id, code)`` -> AUTHORIZATION_CODE: marks the
-    code used atomically. Unknown, expired or another client's: InvalidGrant;
-    already used: InvalidGrant and the tokens issued from it are revoked.
+``redeem_authorization_code(request: REDEEM_REQUEST)`` -> AUTHORIZATION_CODE:
+    checks the PKCE ``code_verifier`` and the ``redirect_uri`` and marks the
+    code used, in one step: a wrong verifier or redirect_uri leaves the code
+    usable (InvalidGrant, nothing changed). Unknown, expired or another
+    client's: InvalidGrant; already used (with the right verifier):
+    InvalidGrant and the tokens issued from it are revoked.
 ``jwks()`` -> {"keys": [public JWK]}: the current key and every retired key that
     may still have signed an unexpired token.
 ``rotate_signing_key()`` -> {"kid", "created_at", "retired": [kid]}.
@@ -55,6 +63,9 @@ SCOPES = {
 }
 CUSTOMER_SCOPES = ("profile", "orders:read", "orders:write")
 ADMIN_SCOPES = ("catalog:write", "inventory:write", "billing:admin", "users:admin")
+# RFC 9700 2.4: the password grant is kept for first-party customer logins only;
+# every admin scope needs the authorization code flow with PKCE.
+PASSWORD_GRANT_SCOPES = CUSTOMER_SCOPES
 ROLE_SCOPES = {
     "customer": CUSTOMER_SCOPES,
     "admin": CUSTOMER_SCOPES + ADMIN_SCOPES,
@@ -99,7 +110,6 @@ REDIRECT_URI = {
     "pattern": "^(https://|http://(localhost|127\\.0\\.0\\.1)(:[0-9]+)?/)[^#\\s]*$",
     "x-message": "must be an https URL, or http on localhost, without a fragment",
 }
-_ROLES = {"type": "array", "items": {"type": "string"}}
 
 CLIENT = obj(
     {
@@ -144,9 +154,8 @@ CLIENT_CREATE = obj(
 )
 CLIENT_UPDATE = obj(_CLIENT_FIELDS, minProperties=1)
 
-USER_REF = obj(
-    {"id": {"type": "string", "pattern": UUID_PATTERN}, "roles": _ROLES}, ("id", "roles")
-)
+# The user a grant is for, by id only: roles are the users service's to say.
+USER_REF = obj({"id": {"type": "string", "pattern": UUID_PATTERN}}, ("id",))
 
 ISSUE_TOKEN_REQUEST = obj(
     {
@@ -168,10 +177,8 @@ ROTATE_REQUEST = obj(
         "refresh_token": {"type": "string", "minLength": 1, "maxLength": 512},
         # Narrower scope (RFC 6749 6); null keeps the original.
         "scope": SCOPE_STRING,
-        # The user's current roles, so a demoted user loses scopes at refresh.
-        "roles": _ROLES,
     },
-    required=("client_id", "refresh_token", "scope", "roles"),
+    required=("client_id", "refresh_token", "scope"),
 )
 
 TOKEN_RESPONSE = obj(
@@ -220,6 +227,24 @@ CODE_REQUEST = obj(
         "code_challenge",
         "code_challenge_method",
     ),
+)
+
+CODE_VERIFIER = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9._~-]{43,128}$",
+    "x-message": "must be 43-128 unreserved characters (RFC 7636)",
+}
+
+# What the token endpoint received for an authorization code (RFC 6749 4.1.3).
+REDEEM_REQUEST = obj(
+    {
+        "client_id": CLIENT_ID,
+        "code": {"type": "string", "minLength": 1, "maxLength": 512},
+        "code_verifier": CODE_VERIFIER,
+        # Must equal the authorization request's (null: it named none).
+        "redirect_uri": {"type": ["string", "null"], "maxLength": 2000},
+    },
+    required=("client_id", "code", "code_verifier", "redirect_uri"),
 )
 
 AUTHORIZATION_CODE = obj(

@@ -107,6 +107,41 @@ def test_granted_scope_is_in_stable_order_whatever_the_request_order():
     assert granted == ["profile", "orders:write"]
 
 
+def test_the_password_grant_never_carries_an_admin_scope():
+    assert domain.grant_client_scopes(ALL_SCOPES, "password") == list(CUSTOMER_SCOPES)
+    for grant in ("authorization_code", "refresh_token", "client_credentials"):
+        assert domain.grant_client_scopes(ALL_SCOPES, grant) == list(ALL_SCOPES)
+    client = domain.grant_client_scopes(ALL_SCOPES, "password")
+    assert domain.granted_scopes("profile users:admin", client, ["admin"]) == ["profile"]
+
+
+# --- PKCE and redirect_uri at redemption ----------------------------------------
+
+
+def test_s256_challenge_is_the_rfc_7636_transform():
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    verifier = "M25iVXpKU3puUjFaYWg3T1NDTDQtcW1ROUY5YXlwalNoc0hhakxifmZHag"
+    assert domain.s256_challenge(verifier) == create_s256_code_challenge(verifier)
+
+
+def test_code_matches_needs_the_verifier_and_the_same_redirect_uri():
+    verifier = "v" * 43
+    code = SimpleNamespace(
+        code_challenge=domain.s256_challenge(verifier),
+        code_challenge_method="S256",
+        redirect_uri="https://app.example/cb",
+    )
+    assert domain.code_matches(code, verifier, "https://app.example/cb")
+    assert not domain.code_matches(code, "w" * 43, "https://app.example/cb")
+    assert not domain.code_matches(code, verifier, "https://app.example/other")
+    assert not domain.code_matches(code, verifier, None)
+    no_uri = SimpleNamespace(**{**vars(code), "redirect_uri": None})
+    assert domain.code_matches(no_uri, verifier, None)
+    plain = SimpleNamespace(**{**vars(code), "code_challenge_method": "plain"})
+    assert not domain.code_matches(plain, verifier, "https://app.example/cb")
+
+
 # --- rotation scope ------------------------------------------------------------
 
 
@@ -341,7 +376,7 @@ def issue(**overrides):
         "client_id": "agora-web",
         "grant_type": "password",
         "scope": None,
-        "user": {"id": str(uuid.uuid4()), "roles": ["customer"]},
+        "user": {"id": str(uuid.uuid4())},
         "include_refresh_token": True,
     }
     request.update(overrides)
