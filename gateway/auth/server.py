@@ -26,7 +26,13 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app, g
 
 from gateway.auth.tokens import TokenError, unverified_header
-from services.auth.schemas import CLIENT_ID, CODE_VERIFIER, PASSWORD_GRANT_SCOPES, SCOPES
+from services.auth.schemas import (
+    CLIENT_ID,
+    CODE_VERIFIER,
+    PASSWORD_GRANT_SCOPES,
+    SCOPES,
+    redirect_uri_allowed,
+)
 from services.chassis.errors import InvalidCredentials, InvalidGrant, NotFound, ValidationError
 from services.chassis.schemas import is_uuid
 
@@ -73,7 +79,7 @@ class Client(ClientMixin):
         return " ".join(dict.fromkeys(allowed)) or None
 
     def check_redirect_uri(self, redirect_uri):
-        return redirect_uri in self.redirect_uris
+        return redirect_uri_allowed(self.redirect_uris, redirect_uri)
 
     def check_client_secret(self, client_secret):
         if self.public or not isinstance(client_secret, str) or not client_secret:

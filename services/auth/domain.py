@@ -31,6 +31,7 @@ from services.auth.schemas import (
     ROTATE_REQUEST,
     SCOPES,
     SIGNING_ALGORITHM,
+    redirect_uri_allowed,
     scopes_for_roles,
 )
 from services.chassis.errors import InvalidGrant, ValidationError
@@ -358,7 +359,8 @@ def code_redirect_uri(client, redirect_uri):
     """Check the redirect URI of an authorization request against the client's.
 
     It may be omitted only when the client registered exactly one (RFC 6749
-    3.1.2.3); it is stored as given, for the exact comparison at redemption.
+    3.1.2.3); a registered loopback URI admits any port (RFC 8252 7.3). It is
+    stored as given, for the exact comparison at redemption.
     """
     registered = list(client.redirect_uris or [])
     if redirect_uri is None:
@@ -366,7 +368,7 @@ def code_redirect_uri(client, redirect_uri):
             raise ValidationError(
                 "redirect_uri required", {"redirect_uri": "is required for this client"}
             )
-    elif redirect_uri not in registered:
+    elif not redirect_uri_allowed(registered, redirect_uri):
         raise ValidationError(
             "redirect_uri not registered", {"redirect_uri": "is not registered for this client"}
         )

@@ -87,6 +87,32 @@ def revoked_family_key(family_id):
     return f"{REVOKED_PREFIX}:sid:{family_id}"
 
 
+# RFC 8252 7.3: native apps (``agora login``) listen on an ephemeral loopback
+# port; a registered loopback URI without a port admits any port.
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]")
+
+
+def redirect_uri_allowed(registered, requested):
+    """Whether ``requested`` may be used for a client that registered ``registered``:
+    one of them exactly, or (RFC 8252 7.3) an ``http://127.0.0.1/path`` or
+    ``http://[::1]/path`` registered without a port, requested with any port
+    and otherwise identical. Not ``localhost`` (RFC 8252 8.3)."""
+    if not isinstance(requested, str):
+        return False
+    if requested in registered:
+        return True
+    for host in LOOPBACK_HOSTS:
+        prefix = f"http://{host}:"
+        if not requested.startswith(prefix):
+            continue
+        port, slash, rest = requested[len(prefix) :].partition("/")
+        if not (slash and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            continue
+        if f"http://{host}/{rest}" in registered:
+            return True
+    return False
+
+
 def scopes_for_roles(roles):
     granted = []
     for role in roles or ():

@@ -20,6 +20,7 @@ from services.auth.schemas import (
     JWKS,
     SCOPES,
     SIGNING_KEY_INFO,
+    redirect_uri_allowed,
 )
 from services.chassis.errors import InvalidGrant, ValidationError
 from services.chassis.schemas import validate
@@ -416,6 +417,34 @@ def test_code_redirect_uri():
     assert set(details_of(domain.code_redirect_uri, one, "https://evil.example/cb")) == {
         "redirect_uri"
     }
+
+
+def test_a_registered_loopback_redirect_admits_any_port():
+    registered = ["http://127.0.0.1/callback", "http://[::1]/cb", "https://app.example/cb"]
+    allowed = redirect_uri_allowed
+    assert allowed(registered, "http://127.0.0.1/callback")
+    assert allowed(registered, "http://127.0.0.1:53682/callback")
+    assert allowed(registered, "http://[::1]:8000/cb")
+    assert allowed(registered, "https://app.example/cb")
+    for refused in (
+        "http://127.0.0.1:53682/other",
+        "http://127.0.0.1:53682/callback?x=1",
+        "http://127.0.0.1:0/callback",
+        "http://127.0.0.1:99999/callback",
+        "http://127.0.0.1:x/callback",
+        "http://127.0.0.1:53682",
+        "http://localhost:53682/callback",
+        "https://127.0.0.1:53682/callback",
+        "http://127.0.0.1.evil.example:80/callback",
+        "https://app.example:444/cb",
+        None,
+    ):
+        assert not allowed(registered, refused), refused
+    # Only a URI registered without a port is a loopback pattern.
+    assert not allowed(["http://127.0.0.1:8080/cb"], "http://127.0.0.1:9090/cb")
+    client = SimpleNamespace(redirect_uris=registered)
+    uri = "http://127.0.0.1:53682/callback"
+    assert domain.code_redirect_uri(client, uri) == uri
 
 
 # --- clients -------------------------------------------------------------------------
