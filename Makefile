@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.agora-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-e2e lint migrate seed shell rotate-keys bench clean
+.PHONY: help install run test test-unit test-integration test-e2e lint migrate seed shell rotate-keys login bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ shell: $(STAMP) ## nameko shell on the platform's vhost (n.rpc.catalog.list_prod
 
 rotate-keys: $(STAMP) ## New token-signing key; old keys stay published until their tokens expire
 	$(BIN)/python -m agora rotate-keys
+
+login: $(STAMP) ## Admin (or any) token via the code flow with PKCE: TOKEN=$$(make -s login)
+	@$(BIN)/python -m agora login $(LOGIN_ARGS)
 
 bench: $(STAMP) ## Load the gateway and print requests per second
 	$(BIN)/python -m bench

@@ -9,6 +9,7 @@ agora gateway          run the gateway with gunicorn (gthread)
 agora seed             load demo data through RPC (services must be running)
 agora shell            `nameko shell` on the platform's vhost and config
 agora rotate-keys      new token-signing key (services must be running)
+agora login            tokens through the code flow with PKCE (admins: the only way)
 agora dead-letters     list | show ID | replay [ID] | discard ID  [--service NAME]
 agora asyncapi         write docs/asyncapi.yaml from the services' EVENTS contracts
 """
@@ -269,17 +270,64 @@ def login_hint(config, base):
     if demo is None:
         return ""
     password = f"${{AGORA_DEMO_PASSWORD:-{_env_default('AGORA_DEMO_PASSWORD')}}}"
-    return (
-        f"  log in as {demo['user_email']} (password grant, public client "
-        f"{demo['web_client_id']}):\n"
-        f"       TOKEN=$(curl -s {base}/oauth/token -d grant_type=password \\\n"
-        f"         -d client_id={demo['web_client_id']} -d username={demo['user_email']} \\\n"
-        f'         --data-urlencode "password={password}" \\\n'
-        "         | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n"
-        f'       curl {base}/v1/users/me -H "Authorization: Bearer $TOKEN"\n'
-        f"  admin: {demo['admin_email']} (AGORA_ADMIN_PASSWORD); integrations: client "
-        f"{demo['integration_client_id']} (AGORA_INTEGRATION_SECRET)\n"
+    customer = ""
+    if config["auth"]["password_grant"]:
+        customer = (
+            f"  log in as {demo['user_email']} (password grant, customer scopes only, "
+            f"public client {demo['web_client_id']}):\n"
+            f"       TOKEN=$(curl -s {base}/oauth/token -d grant_type=password \\\n"
+            f"         -d client_id={demo['web_client_id']} -d username={demo['user_email']} \\\n"
+            f'         --data-urlencode "password={password}" \\\n'
+            "         | python3 -c 'import json,sys; print(json.load(sys.stdin)"
+            '["access_token"])\')\n'
+            f'       curl {base}/v1/users/me -H "Authorization: Bearer $TOKEN"\n'
+        )
+    return customer + (
+        f"  admin scopes only through the code flow with PKCE: ADMIN_TOKEN=$(make -s login)\n"
+        f"       (opens {base}/oauth/authorize; log in as {demo['admin_email']}, "
+        "password AGORA_ADMIN_PASSWORD)\n"
+        f"  integrations: client {demo['integration_client_id']} (AGORA_INTEGRATION_SECRET)\n"
     )
+
+
+def _can_open_a_browser():
+    """A graphical session to open one in (on a bare terminal webbrowser would
+    start a text browser in this very terminal)."""
+    return sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+
+
+def cmd_login(config, args):
+    """Authorization code flow with PKCE on a loopback redirect (RFC 8252): the
+    access token on stdout (the whole response with --json), the rest on stderr."""
+    import webbrowser
+
+    from agora.login import LoginError, login
+    from services.auth.schemas import SCOPES
+
+    client_id = args.client_id or (config["demo"] or {}).get("web_client_id")
+    if not client_id:
+        fail("agora login: name the public client with --client-id", 2)
+    base = args.base_url or f"http://{config['gateway']['host']}:{config['gateway']['port']}"
+    scope = args.scope or " ".join(SCOPES)
+
+    def show(url):
+        print(
+            f"agora: open this URL, log in and approve (waiting on a loopback port):\n  {url}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    browse = None if args.no_browser or not _can_open_a_browser() else webbrowser.open
+    try:
+        token = login(
+            base, client_id, scope, port=args.port, timeout=args.timeout, show=show, browse=browse
+        )
+    except (LoginError, OSError) as exc:
+        fail(f"agora login: {exc}")
+    print(f"agora: granted scope: {token['scope']}", file=sys.stderr)
+    print(json.dumps(token, indent=2) if args.json else token["access_token"], flush=True)
 
 
 def cmd_rotate_keys(config, args):
@@ -347,6 +395,7 @@ COMMANDS = {
     "seed": cmd_seed,
     "shell": cmd_shell,
     "rotate-keys": cmd_rotate_keys,
+    "login": cmd_login,
     "dead-letters": cmd_dead_letters,
     "asyncapi": cmd_asyncapi,
 }
@@ -363,6 +412,14 @@ def main(argv=None):
             command.add_argument("action", choices=("list", "show", "replay", "discard"))
             command.add_argument("event_id", nargs="?")
             command.add_argument("--service", choices=list(SERVICES))
+        if name == "login":
+            command.add_argument("--scope", help="space-separated (default: every scope)")
+            command.add_argument("--client-id", help="a public client (default: the demo one)")
+            command.add_argument("--base-url", help="the gateway (default: from config)")
+            command.add_argument("--port", type=int, default=0, help="loopback port (0: free)")
+            command.add_argument("--timeout", type=float, default=300.0)
+            command.add_argument("--no-browser", action="store_true")
+            command.add_argument("--json", action="store_true", help="the whole token response")
     args = parser.parse_args(argv)
     config = config_or_exit()
     try:

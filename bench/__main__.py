@@ -59,6 +59,17 @@ def password_token(base, client_id, username, password):
     return requests.post(f"{base}/oauth/token", data=form, timeout=10).json()["access_token"]
 
 
+def integration_token(base, demo, scope):
+    """An access token of the confidential integrations client (client_credentials):
+    stock levels need no admin user, and admin users have no password grant."""
+    import requests
+
+    form = {"grant_type": "client_credentials", "scope": scope}
+    auth = (demo["integration_client_id"], demo["integration_secret"])
+    response = requests.post(f"{base}/oauth/token", data=form, auth=auth, timeout=10)
+    return response.json()["access_token"]
+
+
 def orders_scenario(config, base, product_id, clients):
     """Orders placed by ``clients`` customers at once for BENCH_ORDER_SECONDS; then
     wait for every saga to end and read the outcome from the orders database."""
@@ -69,7 +80,7 @@ def orders_scenario(config, base, product_id, clients):
 
     seconds = float(os.environ.get("BENCH_ORDER_SECONDS", "60"))
     demo = config["demo"]
-    admin = password_token(base, demo["web_client_id"], demo["admin_email"], demo["admin_password"])
+    admin = integration_token(base, demo, "inventory:write")
     sku = requests.get(f"{base}/v1/products/{product_id}", timeout=10).json()["sku"]
     requests.put(
         f"{base}/v1/inventory/{sku}",

@@ -7,7 +7,7 @@ answers 404 (not 403), so ids cannot be probed. ``users:admin`` reaches all.
 from flask import Blueprint, jsonify
 
 from gateway.api import created, json_body, rpc
-from gateway.auth.guard import requires
+from gateway.auth.guard import check_scopes, requires
 from gateway.auth.principal import current_principal
 from gateway.errors import ApiError
 from gateway.openapi import operation
@@ -33,10 +33,14 @@ def _own_user_id():
 
 
 def _visible_user_id(user_id):
+    """Your own record needs ``profile`` (as ``/me`` does); anyone else's needs
+    ``users:admin``, and without it answers 404 so ids cannot be probed."""
     principal = current_principal()
     if not is_uuid(user_id):
         raise _not_found()
-    if user_id != principal.user_id and "users:admin" not in principal.scopes:
+    if user_id == principal.user_id:
+        check_scopes(principal, ("profile",))
+    elif "users:admin" not in principal.scopes:
         raise _not_found()
     return user_id
 
@@ -87,11 +91,11 @@ def update_me():
 
 @bp.get("/<user_id>")
 @operation(
-    "One user: yourself, or anyone with users:admin",
+    "One user: yourself (profile), or anyone with users:admin",
     tags=("users",),
     path_params=USER_ID,
     responses={200: USER},
-    errors=(404,),
+    errors=(403, 404),
 )
 @requires()
 def get_user(user_id):

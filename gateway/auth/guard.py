@@ -106,6 +106,12 @@ def enforce():
             message,
             headers={"WWW-Authenticate": _challenge("invalid_token", message)},
         )
+    check_scopes(principal, scopes)
+
+
+def check_scopes(principal, scopes):
+    """403 ``insufficient_scope`` unless the principal holds every one of ``scopes``;
+    for views whose scope depends on the request (``@requires()`` plus this)."""
     missing = [scope for scope in scopes if scope not in principal.scopes]
     if missing:
         needed = " ".join(scopes)

@@ -17,6 +17,7 @@ from authlib.oauth2.rfc6749.errors import (
     AccessDeniedError,
     InvalidGrantError,
     InvalidRequestError,
+    InvalidScopeError,
 )
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -27,7 +28,13 @@ from flask import current_app, g
 from gateway.auth.client_auth import authenticate_client
 from gateway.auth.tokens import TokenError, unverified_header
 from gateway.limits import note_login_failure
-from services.auth.schemas import CLIENT_ID, SCOPES
+from services.auth.schemas import (
+    CLIENT_ID,
+    CODE_VERIFIER,
+    PASSWORD_GRANT_SCOPES,
+    SCOPES,
+    redirect_uri_allowed,
+)
 from services.chassis.errors import InvalidCredentials, InvalidGrant, NotFound, ValidationError
 from services.chassis.schemas import is_uuid
 
@@ -40,6 +47,7 @@ def _rpc():
 
 
 _CLIENT_ID = re.compile(CLIENT_ID["pattern"])
+_CODE_VERIFIER = re.compile(CODE_VERIFIER["pattern"])
 
 
 def _valid_client_id(client_id):
@@ -73,7 +81,7 @@ class Client(ClientMixin):
         return " ".join(dict.fromkeys(allowed)) or None
 
     def check_redirect_uri(self, redirect_uri):
-        return redirect_uri in self.redirect_uris
+        return redirect_uri_allowed(self.redirect_uris, redirect_uri)
 
     def check_client_secret(self, client_secret):
         if self.public or not isinstance(client_secret, str) or not client_secret:
@@ -93,11 +101,14 @@ class Client(ClientMixin):
 
 
 class User:
-    """The resource owner of a grant; ``family_id`` continues a code's token family."""
+    """The resource owner of a grant; ``family_id`` continues a code's token family.
+
+    Only the id goes to the auth service: it asks the users service for the
+    roles itself, so nothing the gateway (or anyone on the broker) sends can
+    widen a grant."""
 
     def __init__(self, data, family_id=None):
         self.id = data["id"]
-        self.roles = data["roles"]
         self.email = data.get("email")
         self.family_id = family_id
 
@@ -106,7 +117,7 @@ class User:
 
 
 def load_user(user_id, family_id=None):
-    """The user as of now (roles may have changed since the grant), or None."""
+    """The user, if they still exist, or None."""
     if not is_uuid(user_id):
         return None
     try:
@@ -135,7 +146,8 @@ class AgoraAuthorizationServer(AuthorizationServer):
         )
         self.scopes_supported = list(SCOPES)
         self.register_token_generator("default", self._issue)
-        self.register_grant(PasswordGrant)
+        if password_grant_enabled(app.config["AGORA"]):
+            self.register_grant(PasswordGrant)
         self.register_grant(ClientCredentialsGrant)
         self.register_grant(RefreshTokenGrant)
         self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
@@ -165,7 +177,7 @@ class AgoraAuthorizationServer(AuthorizationServer):
             "client_id": client.client_id,
             "grant_type": grant_type,
             "scope": scope,
-            "user": {"id": user.id, "roles": list(user.roles)} if user else None,
+            "user": {"id": user.id} if user else None,
             "include_refresh_token": include_refresh,
         }
         if user is not None and user.family_id:
@@ -182,10 +194,26 @@ def _query_client(client_id):
         return None
 
 
+def password_grant_enabled(config):
+    """``auth.password_grant``: off, the token endpoint answers unsupported_grant_type."""
+    return bool(config["auth"]["password_grant"])
+
+
 class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
+    """Customer scopes only (``PASSWORD_GRANT_SCOPES``; the auth service caps
+    them too). Asking for an admin scope here is ``invalid_scope``, before the
+    password is even checked: admins log in with the code flow and PKCE."""
+
     TOKEN_ENDPOINT_AUTH_METHODS = ANY_CLIENT_METHODS
 
     def authenticate_user(self, username, password):
+        scope = self.request.payload.scope
+        beyond = [name for name in scope_to_list(scope) or () if name not in PASSWORD_GRANT_SCOPES]
+        if any(name in SCOPES for name in beyond):
+            raise InvalidScopeError(
+                "the password grant carries customer scopes only; admin scopes need the "
+                "authorization code flow with PKCE (agora login)"
+            )
         user = check_user_credentials(username, password)
         if user is None:
             note_login_failure()
@@ -245,7 +273,6 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                     "client_id": self.request.client.client_id,
                     "refresh_token": refresh_token.token,
                     "scope": self.request.payload.scope or None,
-                    "roles": list(user.roles),
                 },
             )
         except InvalidGrant as exc:
@@ -282,7 +309,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             "create_authorization_code",
             {
                 "client_id": self.request.client.client_id,
-                "user": {"id": grant_user.id, "roles": list(grant_user.roles)},
+                "user": {"id": grant_user.id},
                 "redirect_uri": payload.redirect_uri,
                 "scope": self.request.scope or None,
                 "code_challenge": payload.data.get("code_challenge"),
@@ -296,10 +323,26 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return 302, "", [("Location", add_params_to_uri(redirect_uri, params))]
 
     def query_authorization_code(self, code, client):
+        """Redeem the code in the auth service, which checks the PKCE verifier and
+        the redirect_uri in the same step that consumes it: a wrong one leaves
+        the code to the client that holds the right one. (authlib checks both
+        again afterwards, against the redeemed code: they hold.)"""
         if not isinstance(code, str) or not 0 < len(code) <= 512:
             return None
+        form = self.request.form
+        verifier = form.get("code_verifier")
+        if not verifier:
+            raise InvalidRequestError("Missing 'code_verifier': PKCE is required")
+        if not isinstance(verifier, str) or _CODE_VERIFIER.fullmatch(verifier) is None:
+            raise InvalidRequestError("Invalid 'code_verifier'")
+        request = {
+            "client_id": client.client_id,
+            "code": code,
+            "code_verifier": verifier,
+            "redirect_uri": self.request.payload.redirect_uri or None,
+        }
         try:
-            data = _rpc().call("auth", "redeem_authorization_code", client.client_id, code)
+            data = _rpc().call("auth", "redeem_authorization_code", request)
         except InvalidGrant as exc:
             raise InvalidGrantError(exc.message) from None
         except ValidationError:

@@ -5,7 +5,7 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from gateway.auth import contracts
-from gateway.auth.server import check_user_credentials
+from gateway.auth.server import check_user_credentials, password_grant_enabled
 from gateway.errors import ApiError
 from gateway.limits import group, note_login_failure
 from gateway.openapi import operation
@@ -222,7 +222,11 @@ def metadata():
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": list(GRANT_TYPES),
+        "grant_types_supported": [
+            grant
+            for grant in GRANT_TYPES
+            if grant != "password" or password_grant_enabled(current_app.config["AGORA"])
+        ],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",

@@ -6,8 +6,10 @@ claims of an access token and its signature, client secrets (argon2id), and
 the shapes every RPC returns.
 """
 
+import base64
 import datetime
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -25,9 +27,12 @@ from services.auth.schemas import (
     CLIENT_UPDATE,
     CODE_REQUEST,
     ISSUE_TOKEN_REQUEST,
+    PASSWORD_GRANT_SCOPES,
+    REDEEM_REQUEST,
     ROTATE_REQUEST,
     SCOPES,
     SIGNING_ALGORITHM,
+    redirect_uri_allowed,
     scopes_for_roles,
 )
 from services.chassis.errors import InvalidGrant, ValidationError
@@ -39,7 +44,6 @@ TOKEN_BYTES = 32  # 256 bits: a fast hash is enough to store them
 MAX_SECRET_LENGTH = CLIENT_CREATE["properties"]["secret"]["maxLength"]
 
 _OPAQUE = {"type": "string", "minLength": 1, "maxLength": 512}
-REDEEM_REQUEST = obj({"client_id": CLIENT_ID, "code": _OPAQUE}, ("client_id", "code"))
 REVOKE_REFRESH_REQUEST = obj({"client_id": CLIENT_ID, "token": _OPAQUE}, ("client_id", "token"))
 REVOKE_ACCESS_REQUEST = obj(
     {
@@ -87,6 +91,15 @@ def allowed_scopes(client_scopes, roles, user_present):
         role_scopes = set(scopes_for_roles(roles))
         allowed = [name for name in allowed if name in role_scopes]
     return allowed
+
+
+def grant_client_scopes(client_scopes, grant_type):
+    """The client's scopes as far as ``grant_type`` may carry them: the password
+    grant never carries more than ``PASSWORD_GRANT_SCOPES`` (admin scopes need
+    the authorization code flow with PKCE)."""
+    if grant_type == "password":
+        return [name for name in client_scopes or () if name in PASSWORD_GRANT_SCOPES]
+    return list(client_scopes or ())
 
 
 def granted_scopes(requested, client_scopes, roles=None, user_present=True):
@@ -370,7 +383,8 @@ def code_redirect_uri(client, redirect_uri):
     """Check the redirect URI of an authorization request against the client's.
 
     It may be omitted only when the client registered exactly one (RFC 6749
-    3.1.2.3); it is stored as given, for the exact comparison at redemption.
+    3.1.2.3); a registered loopback URI admits any port (RFC 8252 7.3). It is
+    stored as given, for the exact comparison at redemption.
     """
     registered = list(client.redirect_uris or [])
     if redirect_uri is None:
@@ -378,15 +392,31 @@ def code_redirect_uri(client, redirect_uri):
             raise ValidationError(
                 "redirect_uri required", {"redirect_uri": "is required for this client"}
             )
-    elif redirect_uri not in registered:
+    elif not redirect_uri_allowed(registered, redirect_uri):
         raise ValidationError(
             "redirect_uri not registered", {"redirect_uri": "is not registered for this client"}
         )
     return redirect_uri
 
 
-def redeem_request(client_id, code):
-    validate(REDEEM_REQUEST, {"client_id": client_id, "code": code}, "invalid code redemption")
+def redeem_request(request):
+    return validate(REDEEM_REQUEST, request, "invalid code redemption")
+
+
+def s256_challenge(code_verifier):
+    """RFC 7636 4.2: BASE64URL(SHA256(ASCII(code_verifier))), unpadded."""
+    digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def code_matches(code, code_verifier, redirect_uri):
+    """Whether the redemption proves what the authorization request set: the PKCE
+    verifier of its challenge (constant time), and the same redirect_uri (RFC
+    6749 4.1.3: required and identical when the request named one)."""
+    if code.code_challenge_method != "S256":
+        return False
+    proof = hmac.compare_digest(s256_challenge(code_verifier), code.code_challenge)
+    return proof and (code.redirect_uri is None or redirect_uri == code.redirect_uri)
 
 
 def revoke_refresh_request(client_id, token):

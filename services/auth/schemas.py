@@ -17,9 +17,14 @@ are the chassis' named errors):
 ``issue_token(request: ISSUE_TOKEN_REQUEST)`` -> TOKEN_RESPONSE. The granted
     scope is requested ∩ client scopes ∩ the user's role scopes (all of the
     allowed ones when none is requested); a refresh token is created (a new
-    family, or ``family_id``'s) when asked and the client may refresh.
+    family, or ``family_id``'s) when asked and the client may refresh. The
+    caller names the user by id only: the roles come from the users service
+    (``users.get_roles``), never from the caller. The password grant carries
+    customer scopes only (``PASSWORD_GRANT_SCOPES``), and only while
+    ``auth.password_grant`` is on; admin scopes need the authorization code flow.
 ``rotate_refresh_token(request: ROTATE_REQUEST)`` -> TOKEN_RESPONSE. Atomically
-    marks the presented token used and issues the next of its family. A token
+    marks the presented token used and issues the next of its family, within
+    the user's roles as the users service tells them now. A token
     already used revokes the whole family (reuse detection); used, revoked,
     expired, unknown or another client's token: InvalidGrant.
 ``get_refresh_token(token)`` -> REFRESH_TOKEN_INFO (no side effects); NotFound.
@@ -28,9 +33,12 @@ are the chassis' named errors):
 ``revoke_access_token(jti, expires_at, client_id)`` -> None: the access token is
     refused by the gateway until it expires.
 ``create_authorization_code(request: CODE_REQUEST)`` -> {"code", "expires_in"}.
-``redeem_authorization_code(client_id, code)`` -> AUTHORIZATION_CODE: marks the
-    code used atomically. Unknown, expired or another client's: InvalidGrant;
-    already used: InvalidGrant and the tokens issued from it are revoked.
+``redeem_authorization_code(request: REDEEM_REQUEST)`` -> AUTHORIZATION_CODE:
+    checks the PKCE ``code_verifier`` and the ``redirect_uri`` and marks the
+    code used, in one step: a wrong verifier or redirect_uri leaves the code
+    usable (InvalidGrant, nothing changed). Unknown, expired or another
+    client's: InvalidGrant; already used (with the right verifier):
+    InvalidGrant and the tokens issued from it are revoked.
 ``jwks()`` -> {"keys": [public JWK]}: the current key and every retired key that
     may still have signed an unexpired token.
 ``rotate_signing_key()`` -> {"kid", "created_at", "retired": [kid]}.
@@ -57,6 +65,9 @@ SCOPES = {
 }
 CUSTOMER_SCOPES = ("profile", "orders:read", "orders:write")
 ADMIN_SCOPES = ("catalog:write", "inventory:write", "billing:admin", "users:admin")
+# RFC 9700 2.4: the password grant is kept for first-party customer logins only;
+# every admin scope needs the authorization code flow with PKCE.
+PASSWORD_GRANT_SCOPES = CUSTOMER_SCOPES
 ROLE_SCOPES = {
     "customer": CUSTOMER_SCOPES,
     "admin": CUSTOMER_SCOPES + ADMIN_SCOPES,
@@ -76,6 +87,32 @@ def revoked_access_key(jti):
 
 def revoked_family_key(family_id):
     return f"{REVOKED_PREFIX}:sid:{family_id}"
+
+
+# RFC 8252 7.3: native apps (``agora login``) listen on an ephemeral loopback
+# port; a registered loopback URI without a port admits any port.
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]")
+
+
+def redirect_uri_allowed(registered, requested):
+    """Whether ``requested`` may be used for a client that registered ``registered``:
+    one of them exactly, or (RFC 8252 7.3) an ``http://127.0.0.1/path`` or
+    ``http://[::1]/path`` registered without a port, requested with any port
+    and otherwise identical. Not ``localhost`` (RFC 8252 8.3)."""
+    if not isinstance(requested, str):
+        return False
+    if requested in registered:
+        return True
+    for host in LOOPBACK_HOSTS:
+        prefix = f"http://{host}:"
+        if not requested.startswith(prefix):
+            continue
+        port, slash, rest = requested[len(prefix) :].partition("/")
+        if not (slash and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            continue
+        if f"http://{host}/{rest}" in registered:
+            return True
+    return False
 
 
 def scopes_for_roles(roles):
@@ -101,7 +138,6 @@ REDIRECT_URI = {
     "pattern": "^(https://|http://(localhost|127\\.0\\.0\\.1)(:[0-9]+)?/)[^#\\s]*$",
     "x-message": "must be an https URL, or http on localhost, without a fragment",
 }
-_ROLES = {"type": "array", "items": {"type": "string"}}
 
 CLIENT = obj(
     {
@@ -146,9 +182,8 @@ CLIENT_CREATE = obj(
 )
 CLIENT_UPDATE = obj(_CLIENT_FIELDS, minProperties=1)
 
-USER_REF = obj(
-    {"id": {"type": "string", "pattern": UUID_PATTERN}, "roles": _ROLES}, ("id", "roles")
-)
+# The user a grant is for, by id only: roles are the users service's to say.
+USER_REF = obj({"id": {"type": "string", "pattern": UUID_PATTERN}}, ("id",))
 
 ISSUE_TOKEN_REQUEST = obj(
     {
@@ -170,10 +205,8 @@ ROTATE_REQUEST = obj(
         "refresh_token": {"type": "string", "minLength": 1, "maxLength": 512},
         # Narrower scope (RFC 6749 6); null keeps the original.
         "scope": SCOPE_STRING,
-        # The user's current roles, so a demoted user loses scopes at refresh.
-        "roles": _ROLES,
     },
-    required=("client_id", "refresh_token", "scope", "roles"),
+    required=("client_id", "refresh_token", "scope"),
 )
 
 TOKEN_RESPONSE = obj(
@@ -222,6 +255,24 @@ CODE_REQUEST = obj(
         "code_challenge",
         "code_challenge_method",
     ),
+)
+
+CODE_VERIFIER = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9._~-]{43,128}$",
+    "x-message": "must be 43-128 unreserved characters (RFC 7636)",
+}
+
+# What the token endpoint received for an authorization code (RFC 6749 4.1.3).
+REDEEM_REQUEST = obj(
+    {
+        "client_id": CLIENT_ID,
+        "code": {"type": "string", "minLength": 1, "maxLength": 512},
+        "code_verifier": CODE_VERIFIER,
+        # Must equal the authorization request's (null: it named none).
+        "redirect_uri": {"type": ["string", "null"], "maxLength": 2000},
+    },
+    required=("client_id", "code", "code_verifier", "redirect_uri"),
 )
 
 AUTHORIZATION_CODE = obj(

@@ -18,6 +18,7 @@ import uuid
 
 import redis as redis_lib
 from nameko.dependency_providers import Config
+from nameko.exceptions import RemoteError, UnknownService
 from nameko.extensions import DependencyProvider
 from sqlalchemy.exc import IntegrityError
 
@@ -25,8 +26,14 @@ from services.auth import domain, models
 from services.auth.models import AuthorizationCode, Base, OAuthClient, RefreshToken, SigningKey
 from services.auth.schemas import EVENTS, revoked_access_key, revoked_family_key
 from services.chassis.db import Database, is_unique_violation
-from services.chassis.errors import Conflict, InvalidGrant, NotFound, ValidationError
-from services.chassis.messaging import EventDispatcher, event_handler, keep_changes, rpc
+from services.chassis.errors import (
+    Conflict,
+    InvalidGrant,
+    NotFound,
+    Unavailable,
+    ValidationError,
+)
+from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, keep_changes, rpc
 from services.chassis.offload import offload
 from services.chassis.service import AgoraService, SecretHashing, setting_timer
 from services.chassis.values import isoformat_utc, utcnow
@@ -84,6 +91,9 @@ class AuthService(AgoraService):
     config = Config()
     secrets = SecretHashing(domain.ClientSecrets, "client_secret_hash")
     keys = SigningKeys()
+    # The owner of identity facts: a grant's roles are read here, never taken
+    # from the caller (a forged issue_token cannot name its own roles).
+    users = RpcProxy("users")
 
     @property
     def settings(self):
@@ -163,18 +173,38 @@ class AuthService(AgoraService):
 
     # --- tokens ------------------------------------------------------------------
 
+    def _roles(self, user_id):
+        """The user's roles now, from the users service; InvalidGrant if the user
+        is gone, Unavailable if the users service cannot say."""
+        try:
+            return self.users.get_roles(str(user_id))["roles"]
+        except NotFound:
+            raise InvalidGrant("the user no longer exists") from None
+        except (RemoteError, UnknownService) as exc:
+            raise Unavailable(
+                "the users service cannot tell the user's roles now", {"dependency": "users"}
+            ) from exc
+
     @rpc
     def issue_token(self, request):
         """An access token for a grant the gateway has checked, and a refresh token
         (a new family, or ``family_id``'s) when asked for and allowed."""
         domain.issue_request(request)
+        grant_type = request["grant_type"]
+        if grant_type == "password" and not self.settings["password_grant"]:
+            raise ValidationError(
+                "the password grant is disabled", {"grant_type": "password is disabled"}
+            )
         session = self.db.session
         client = models.get_client(session, request["client_id"])
-        domain.check_grant(client, request["grant_type"])
+        domain.check_grant(client, grant_type)
         user = request["user"]
         user_id = uuid.UUID(user["id"]) if user is not None else None
         scopes = domain.granted_scopes(
-            request["scope"], client.scopes, user["roles"] if user else None, user is not None
+            request["scope"],
+            domain.grant_client_scopes(client.scopes, grant_type),
+            self._roles(user_id) if user is not None else None,
+            user is not None,
         )
         scope = domain.format_scope(scopes)
         now = utcnow()
@@ -225,7 +255,7 @@ class AuthService(AgoraService):
             )
         # A refused scope raises, and the rollback un-consumes the token.
         refresh_scopes, access_scopes = domain.rotation_scopes(
-            request["scope"], token.scope, client.scopes, request["roles"]
+            request["scope"], token.scope, client.scopes, self._roles(token.user_id)
         )
         refresh_token = self._add_refresh_token(
             client.client_id,
@@ -361,7 +391,7 @@ class AuthService(AgoraService):
         redirect_uri = domain.code_redirect_uri(client, request["redirect_uri"])
         user = request["user"]
         scope = domain.format_scope(
-            domain.granted_scopes(request["scope"], client.scopes, user["roles"])
+            domain.granted_scopes(request["scope"], client.scopes, self._roles(user["id"]))
         )
         code = domain.new_token()
         now = utcnow()
@@ -384,16 +414,24 @@ class AuthService(AgoraService):
         return {"code": code, "expires_in": ttl}
 
     @rpc
-    def redeem_authorization_code(self, client_id, code):
-        """Mark the code used, once. A second redemption revokes what it issued."""
-        domain.redeem_request(client_id, code)
+    def redeem_authorization_code(self, request):
+        """Check the PKCE verifier and redirect_uri, then mark the code used, once,
+        in this one transaction. A wrong verifier or redirect_uri changes nothing
+        (whoever sent it cannot burn the legitimate client's code); a second
+        redemption with the right one revokes what the code issued."""
+        domain.redeem_request(request)
+        client_id = request["client_id"]
         session = self.db.session
-        digest = domain.token_hash(code)
+        digest = domain.token_hash(request["code"])
         found = models.find_code(session, digest)
         if found is None:
             raise InvalidGrant("unknown authorization code")
         if found.client_id != client_id:
             raise InvalidGrant("authorization code was issued to another client")
+        # The challenge and redirect_uri of a code never change: checked before
+        # the conditional UPDATE below, they hold for the row it consumes.
+        if not domain.code_matches(found, request["code_verifier"], request["redirect_uri"]):
+            raise InvalidGrant("code_verifier or redirect_uri does not match the authorization")
         models.lock_family(session, found.family_id)
         now = utcnow()
         redeemed = models.consume_code(session, digest, client_id, now)

@@ -183,6 +183,7 @@ SCHEMA = _section(
                 "access_token_ttl": _POSITIVE_INT,
                 "refresh_token_ttl": _POSITIVE_INT,
                 "authorization_code_ttl": _POSITIVE_INT,
+                "password_grant": {"type": "boolean"},
                 "clock_skew": {"type": "integer", "minimum": 0, "maximum": 300},
                 "jwks_cache_ttl": _POSITIVE_INT,
                 "jwks_min_refresh_interval": _NUMBER,

@@ -72,6 +72,11 @@ def serialize_user(user):
     }
 
 
+def serialize_roles(user):
+    """``USER_ROLES``: the user's id and roles, nothing else of the profile."""
+    return {"id": str(user.id), "roles": list(user.roles or [])}
+
+
 class Passwords(SecretHasher):
     """argon2id for user passwords (``services.users.password_hash`` cost)."""
 

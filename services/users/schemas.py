@@ -84,8 +84,19 @@ USER = obj(
     required=("id", "email", "name", "phone", "address", "roles", "created_at", "updated_at"),
 )
 
+# ``get_roles(user_id)``: what the auth service asks before it grants scopes
+# (identity facts come from their owner, never from the token's requester).
+USER_ROLES = obj(
+    {
+        "id": {"type": "string", "pattern": UUID_PATTERN},
+        "roles": {"type": "array", "items": {"type": "string", "enum": list(ROLES)}},
+    },
+    required=("id", "roles"),
+)
+
 __all__ = [
     "USER",
+    "USER_ROLES",
     "REGISTER_REQUEST",
     "PROFILE_UPDATE",
     "SET_ROLES_REQUEST",

@@ -62,6 +62,11 @@ class UsersService(AgoraService):
         return domain.serialize_user(self._user(user_id))
 
     @rpc
+    def get_roles(self, user_id):
+        """USER_ROLES of the user, for the auth service to grant scopes from; NotFound."""
+        return domain.serialize_roles(self._user(user_id))
+
+    @rpc
     def authenticate(self, email, password):
         email = domain.login_email(email)
         user = models.find_by_email(self.db.session, email) if email else None

@@ -115,11 +115,34 @@ def password_grant(base_url, client_id, username, password, scope=None):
     return response.json()
 
 
+def code_flow_login(base_url, client_id, email, password, scope):
+    """Tokens through ``agora login``'s flow (code + PKCE, loopback redirect), with
+    a test browser that logs in on the gateway's page and follows the redirect."""
+    from agora.login import login
+    from tests.support.browser import FormBrowser
+
+    return login(
+        base_url,
+        client_id,
+        scope,
+        timeout=30,
+        show=lambda url: None,
+        browse=FormBrowser(email, password),
+    )
+
+
 @pytest.fixture(scope="session")
 def admin_token(platform, demo):
-    """An access token of the demo admin, holding every scope."""
-    token = password_grant(
-        platform.base_url, demo["web_client_id"], demo["admin_email"], demo["admin_password"]
+    """An access token of the demo admin, holding every scope: admin scopes come
+    only through the authorization code flow with PKCE."""
+    from services.auth.schemas import SCOPES
+
+    token = code_flow_login(
+        platform.base_url,
+        demo["web_client_id"],
+        demo["admin_email"],
+        demo["admin_password"],
+        " ".join(SCOPES),
     )
     return token["access_token"]
 

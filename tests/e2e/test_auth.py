@@ -17,7 +17,10 @@ from cryptography.hazmat.primitives import hashes, hmac
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from tests.e2e.conftest import password_grant
+from agora.login import LoginError, login
+from services.auth.schemas import ADMIN_SCOPES, CUSTOMER_SCOPES, SCOPES
+from tests.e2e.conftest import code_flow_login, password_grant
+from tests.support.browser import FormBrowser
 
 REDIRECT_URI = "http://localhost:3000/callback"
 
@@ -134,22 +137,128 @@ def test_password_grant_then_a_protected_call(platform, web, demo):
     assert response.json()["email"] == demo["user_email"]
 
 
-def test_password_grant_scope_is_limited_by_role(platform, demo):
-    # A customer asking for an admin scope gets only what the role allows.
-    token = password_grant(
+def test_password_grant_carries_customer_scopes_only(platform, demo):
+    """Issue 9, item 6: an admin's password gets no admin scope (RFC 9700 2.4);
+    asking for one is invalid_scope, pointing at the code flow."""
+    admin = password_grant(
+        platform.base_url, demo["web_client_id"], demo["admin_email"], demo["admin_password"]
+    )
+    assert admin["scope"].split() == list(CUSTOMER_SCOPES)
+    for user, secret in (
+        (demo["admin_email"], demo["admin_password"]),
+        (demo["user_email"], demo["user_password"]),
+    ):
+        asked = requests.post(
+            f"{platform.base_url}/oauth/token",
+            data={
+                "grant_type": "password",
+                "client_id": demo["web_client_id"],
+                "username": user,
+                "password": secret,
+                "scope": "profile catalog:write",
+            },
+            timeout=10,
+        )
+        body = oauth_error(asked, 400, "invalid_scope")
+        assert "authorization code flow" in body["error_description"]
+    # Neither can its refresh token be widened to one.
+    wider = requests.post(
+        f"{platform.base_url}/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": demo["web_client_id"],
+            "refresh_token": admin["refresh_token"],
+            "scope": "profile users:admin",
+        },
+        timeout=10,
+    )
+    oauth_error(wider, 400, "invalid_scope")
+
+
+def test_admin_scopes_through_the_code_flow_of_agora_login(platform, demo):
+    """The CLI helper end to end: PKCE, a loopback redirect on a free port, the
+    code exchanged; the test plays the browser (log in, approve, follow)."""
+    token = code_flow_login(
+        platform.base_url,
+        demo["web_client_id"],
+        demo["admin_email"],
+        demo["admin_password"],
+        " ".join(SCOPES),
+    )
+    assert set(ADMIN_SCOPES) <= set(token["scope"].split())
+    assert token["refresh_token"]
+    listing = requests.get(
+        f"{platform.base_url}/v1/users/{uuid.uuid4()}",
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+        timeout=10,
+    )
+    assert listing.status_code == 404  # users:admin reaches any id; this one is unknown
+    # A customer through the same flow gets only what the role allows.
+    customer = code_flow_login(
         platform.base_url,
         demo["web_client_id"],
         demo["user_email"],
         demo["user_password"],
-        scope="profile catalog:write",
+        " ".join(SCOPES),
     )
-    assert token["scope"] == "profile"
-    admin = password_grant(
-        platform.base_url, demo["web_client_id"], demo["admin_email"], demo["admin_password"]
-    )
-    assert {"catalog:write", "inventory:write", "billing:admin", "users:admin"} <= set(
-        admin["scope"].split()
-    )
+    assert customer["scope"].split() == list(CUSTOMER_SCOPES)
+
+
+def test_agora_login_stops_when_the_user_denies(platform, demo):
+    browser = FormBrowser(demo["admin_email"], demo["admin_password"], decision="deny")
+    with pytest.raises(LoginError) as caught:
+        login(
+            platform.base_url,
+            demo["web_client_id"],
+            "profile",
+            timeout=30,
+            show=lambda url: None,
+            browse=browser,
+        )
+    assert "access_denied" in str(caught.value)
+    assert browser.redirects[0].startswith("http://127.0.0.1:")
+
+
+def test_agora_login_command_prints_the_token(platform, demo):
+    """``python -m agora login --no-browser``: the URL on stderr, the token on stdout."""
+    import os
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "agora",
+        "login",
+        "--no-browser",
+        "--base-url",
+        platform.base_url,
+        "--client-id",
+        demo["web_client_id"],
+        "--scope",
+        "profile users:admin",
+        "--timeout",
+        "30",
+    ]
+    env = {**os.environ, **platform.env}
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            url = None
+            for line in child.stderr:
+                if line.strip().startswith(f"{platform.base_url}/oauth/authorize?"):
+                    url = line.strip()
+                    break
+            assert url, "agora login printed no authorization URL"
+            FormBrowser(demo["admin_email"], demo["admin_password"])(url)
+            out, err = child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    assert child.returncode == 0, err
+    access_token = out.strip()
+    assert segments(access_token)[1]["scope"] == "profile users:admin"
 
 
 def test_password_grant_refusals(platform, demo):
@@ -352,9 +461,12 @@ def test_reused_authorization_code_is_refused_and_revokes_its_tokens(platform, w
     oauth_error(requests.post(url, data=refresh), 400, "invalid_grant")
 
 
-def test_pkce_verifier_mismatch_is_refused(platform, web, customer):
+def test_a_stolen_code_cannot_be_burnt_without_its_verifier(platform, web, customer):
+    """Issue 9, item 9 (this test used to assert the opposite: a wrong verifier
+    burnt the code). A wrong verifier or redirect_uri leaves the code to the
+    client holding the right one, which redeems it exactly once."""
     email, password, _ = customer
-    _, _, response = authorize(platform, web, email, password)
+    verifier, _, response = authorize(platform, web, email, password)
     code = parse_qs(urlsplit(response.headers["Location"]).query)["code"][0]
     url = f"{platform.base_url}/oauth/token"
     form = {
@@ -365,7 +477,17 @@ def test_pkce_verifier_mismatch_is_refused(platform, web, customer):
     }
     wrong = requests.post(url, data={**form, "code_verifier": secrets.token_urlsafe(48)})
     oauth_error(wrong, 400, "invalid_grant")
-    oauth_error(requests.post(url, data=form), 400, "invalid_grant")  # burnt, and no verifier
+    oauth_error(requests.post(url, data=form), 400, "invalid_request")  # no verifier
+    elsewhere = {**form, "redirect_uri": "http://127.0.0.1:9/callback", "code_verifier": verifier}
+    oauth_error(requests.post(url, data=elsewhere), 400, "invalid_grant")
+
+    right = requests.post(url, data={**form, "code_verifier": verifier})
+    assert right.status_code == 200, right.text
+    assert me(platform.base_url, right.json()["access_token"]).status_code == 200
+    again = requests.post(url, data={**form, "code_verifier": verifier})
+    oauth_error(again, 400, "invalid_grant")
+    # The second redemption revoked what the first issued (RFC 6749 4.1.2).
+    assert me(platform.base_url, right.json()["access_token"]).status_code == 401
 
 
 def test_authorization_requests_that_are_refused(platform, web, customer):
@@ -554,6 +676,31 @@ def test_a_user_reaches_only_their_own_record(platform, api, web, customer, admi
     )
     assert roles.status_code == 403
     assert roles.json()["error"]["code"] == "insufficient_scope"
+
+
+def test_reading_your_own_record_by_id_needs_profile(platform, api, demo, customer, admin_token):
+    """Issue 9, item 8: /v1/users/{own id} once took any token, so an orders:read
+    token read what /v1/users/me keeps behind profile."""
+    email, password, user = customer
+    base = platform.base_url
+    narrow = password_grant(base, demo["web_client_id"], email, password, scope="orders:read")
+    assert narrow["scope"] == "orders:read"
+    headers = {"Authorization": f"Bearer {narrow['access_token']}"}
+    own = requests.get(f"{base}/v1/users/{user['id']}", headers=headers, timeout=10)
+    assert own.status_code == 403, own.text
+    assert own.json()["error"]["code"] == "insufficient_scope"
+    assert 'scope="profile"' in own.headers["WWW-Authenticate"]
+    assert requests.get(f"{base}/v1/users/me", headers=headers, timeout=10).status_code == 403
+
+    profile = password_grant(base, demo["web_client_id"], email, password, scope="profile")
+    headers = {"Authorization": f"Bearer {profile['access_token']}"}
+    assert requests.get(f"{base}/v1/users/{user['id']}", headers=headers).json()["id"] == user["id"]
+    # Anyone else's record: users:admin, and without it a 404 (ids cannot be probed).
+    other = api.register(f"other-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery")
+    other_id = other.json()["id"]
+    assert requests.get(f"{base}/v1/users/{other_id}", headers=headers).status_code == 404
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    assert requests.get(f"{base}/v1/users/{other_id}", headers=admin).json()["id"] == other_id
 
 
 def test_product_writes_need_catalog_write(platform, user_token, admin_token):

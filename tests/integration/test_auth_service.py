@@ -7,6 +7,7 @@ import time
 import uuid
 
 import pytest
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from cryptography.hazmat.primitives import serialization
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError
@@ -18,6 +19,7 @@ from sqlalchemy import text
 from services.auth import key_encryption
 from services.auth.schemas import (
     ACCESS_TOKEN_CLAIMS,
+    ADMIN_SCOPES,
     AUTHORIZATION_CODE,
     CLIENT,
     CUSTOMER_SCOPES,
@@ -39,15 +41,29 @@ from services.chassis.errors import (
 from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
+from services.users.service import UsersService
 
 pytestmark = pytest.mark.integration
 
-CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+VERIFIER = "dBjftJeZ4CVP-mJ92K9qWIHBcXkzDZ1E6UW0KdAxzbw"
+# Computed by authlib, not by the code under test.
+CHALLENGE = create_s256_code_challenge(VERIFIER)
 REDIRECT_URI = "http://localhost:3000/callback"
+
+# The users service of the running test: the auth service asks it for roles.
+_USERS = {}
+
+
+@pytest.fixture(autouse=True)
+def users(start_service):
+    container = start_service(UsersService)
+    _USERS["container"] = container
+    yield container
+    _USERS.clear()
 
 
 @pytest.fixture
-def auth(start_service):
+def auth(start_service, users):
     return start_service(AuthService)
 
 
@@ -96,7 +112,18 @@ def service_client(container, **overrides):
 
 
 def user_ref(*roles):
-    return {"id": str(uuid.uuid4()), "roles": list(roles or ("customer",))}
+    """A registered user with ``roles`` (customer by default), as a grant names
+    them: ``{"id"}`` only."""
+    users = _USERS["container"]
+    email = f"auth-{uuid.uuid4().hex[:12]}@example.com"
+    user = call(users, "register", {"email": email, "password": "correct horse battery"})
+    if roles and list(roles) != ["customer"]:
+        call(users, "set_roles", user["id"], list(roles))
+    return {"id": user["id"]}
+
+
+def set_roles(user, *roles):
+    call(_USERS["container"], "set_roles", user["id"], list(roles))
 
 
 def issue(container, client, user=None, **overrides):
@@ -111,14 +138,19 @@ def issue(container, client, user=None, **overrides):
     return call(container, "issue_token", request)
 
 
-def rotate(container, client, refresh_token, scope=None, roles=("customer",)):
+def rotate(container, client, refresh_token, scope=None):
+    request = {"client_id": client["client_id"], "refresh_token": refresh_token, "scope": scope}
+    return call(container, "rotate_refresh_token", request)
+
+
+def redeem(container, client, code, verifier=VERIFIER, redirect_uri=REDIRECT_URI):
     request = {
         "client_id": client["client_id"],
-        "refresh_token": refresh_token,
-        "scope": scope,
-        "roles": list(roles),
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": redirect_uri,
     }
-    return call(container, "rotate_refresh_token", request)
+    return call(container, "redeem_authorization_code", request)
 
 
 def decode(container, token):
@@ -371,7 +403,8 @@ def test_issued_access_token_header_and_claims(auth):
 def test_no_requested_scope_grants_all_allowed(auth):
     client = new_client(auth, scopes=["profile", "orders:read", "catalog:write"])
     assert issue(auth, client, user_ref("customer"))["scope"] == "profile orders:read"
-    assert issue(auth, client, user_ref("admin"))["scope"] == "profile orders:read catalog:write"
+    admin = issue(auth, client, user_ref("admin"), grant_type="authorization_code")
+    assert admin["scope"] == "profile orders:read catalog:write"
 
 
 def test_client_credentials_token_has_the_client_as_subject(auth):
@@ -438,6 +471,100 @@ def test_a_token_may_join_only_its_own_live_family(auth):
     with pytest.raises(InvalidGrant) as caught:
         issue(auth, client, user, family_id=family_id)
     assert caught.value.message == "the token family was revoked"
+
+
+def test_a_forged_issue_token_on_the_broker_grants_no_admin_scope(auth, auth_config):
+    """Issue 9, item 1: anyone on the broker once got admin scopes by naming the
+    roles; now the roles come from the users service, whatever the caller says."""
+    client = new_client(auth)
+    customer = user_ref("customer")
+    forged = {
+        "client_id": client["client_id"],
+        "grant_type": "authorization_code",
+        "scope": "profile catalog:write billing:admin users:admin",
+        "user": {"id": customer["id"], "roles": ["admin"]},
+        "include_refresh_token": True,
+    }
+    with ClusterRpcProxy(auth_config, timeout=10) as cluster:
+        with pytest.raises(ValidationError) as caught:
+            cluster.auth.issue_token(forged)
+        assert set(caught.value.details) == {"user.roles"}
+        # Without the roles, the same request gets what a customer may have.
+        response = cluster.auth.issue_token({**forged, "user": {"id": customer["id"]}})
+    assert response["scope"] == "profile"
+    assert decode(auth, response["access_token"]).claims["scope"] == "profile"
+
+
+def test_a_forged_rotation_cannot_name_roles(auth, auth_config):
+    client = new_client(auth)
+    first = issue(auth, client, user_ref("customer"))
+    forged = {
+        "client_id": client["client_id"],
+        "refresh_token": first["refresh_token"],
+        "scope": None,
+        "roles": ["admin"],
+    }
+    with ClusterRpcProxy(auth_config, timeout=10) as cluster:
+        with pytest.raises(ValidationError) as caught:
+            cluster.auth.rotate_refresh_token(forged)
+        assert set(caught.value.details) == {"roles"}
+    assert call(auth, "get_refresh_token", first["refresh_token"])["status"] == "active"
+    assert (
+        rotate(auth, client, first["refresh_token"])["scope"] == "profile orders:read orders:write"
+    )
+
+
+def test_roles_changed_in_users_apply_at_the_next_refresh(auth):
+    client = new_client(auth)
+    admin = user_ref("customer", "admin")
+    first = issue(auth, client, admin, grant_type="authorization_code")
+    assert "users:admin" in first["scope"].split()
+    set_roles(admin, "customer")
+    demoted = rotate(auth, client, first["refresh_token"])
+    assert demoted["scope"] == "profile orders:read orders:write"
+    claims = decode(auth, demoted["access_token"]).claims
+    assert claims["scope"] == "profile orders:read orders:write"
+    # For good: promoting again does not widen a family beyond what it kept
+    # (RFC 6749 6); a new sign-in gets the admin scopes.
+    set_roles(admin, "customer", "admin")
+    again = rotate(auth, client, demoted["refresh_token"])
+    assert again["scope"] == "profile orders:read orders:write"
+
+
+def test_grants_for_a_user_the_users_service_does_not_know_are_refused(auth):
+    client = new_client(auth)
+    with pytest.raises(InvalidGrant) as caught:
+        issue(auth, client, {"id": str(uuid.uuid4())})
+    assert caught.value.message == "the user no longer exists"
+    with pytest.raises(InvalidGrant):
+        new_code(auth, client, {"id": str(uuid.uuid4())})
+
+
+def test_the_password_grant_carries_customer_scopes_only(auth):
+    """Issue 9, item 6: admin scopes only through the authorization code flow."""
+    client = new_client(auth)
+    admin = user_ref("customer", "admin")
+    everything = " ".join(SCOPES)
+    by_password = issue(auth, client, admin, scope=everything)
+    assert by_password["scope"] == " ".join(CUSTOMER_SCOPES)
+    assert set(by_password["scope"].split()).isdisjoint(ADMIN_SCOPES)
+    # Its refresh token cannot be widened afterwards either.
+    with pytest.raises(InvalidGrant):
+        rotate(auth, client, by_password["refresh_token"], scope="users:admin")
+    by_code = issue(auth, client, admin, grant_type="authorization_code", scope=everything)
+    assert set(ADMIN_SCOPES) <= set(by_code["scope"].split())
+
+
+def test_the_password_grant_can_be_switched_off(container_factory, auth_config):
+    off = copy.deepcopy(auth_config)
+    off["AGORA"]["auth"]["password_grant"] = False
+    auth = container_factory(AuthService, off)
+    auth.start()
+    client = new_client(auth)
+    with pytest.raises(ValidationError) as caught:
+        issue(auth, client, user_ref("customer"))
+    assert caught.value.details == {"grant_type": "password is disabled"}
+    assert issue(auth, client, user_ref("customer"), grant_type="authorization_code")["scope"]
 
 
 # --- refresh rotation --------------------------------------------------------------------
@@ -514,7 +641,6 @@ def test_concurrent_rotations_of_one_token_let_exactly_one_through(auth, auth_co
         "client_id": client["client_id"],
         "refresh_token": first["refresh_token"],
         "scope": None,
-        "roles": ["customer"],
     }
     with ClusterRpcProxy(auth_config, timeout=20) as cluster:
         replies = [cluster.auth.rotate_refresh_token.call_async(request) for _ in range(10)]
@@ -538,21 +664,29 @@ def test_concurrent_rotations_of_one_token_let_exactly_one_through(auth, auth_co
 
 def test_rotation_scope_rules(auth):
     client = new_client(auth)
-    first = issue(auth, client, user_ref("admin"), scope="profile orders:read catalog:write")
+    admin = user_ref("customer", "admin")
+    first = issue(
+        auth,
+        client,
+        admin,
+        grant_type="authorization_code",
+        scope="profile orders:read catalog:write",
+    )
     with pytest.raises(InvalidGrant) as caught:
-        rotate(auth, client, first["refresh_token"], scope="profile users:admin", roles=["admin"])
+        rotate(auth, client, first["refresh_token"], scope="profile users:admin")
     assert caught.value.message == "scope exceeds the original grant"
     # The refusal did not consume the token.
     assert call(auth, "get_refresh_token", first["refresh_token"])["status"] == "active"
 
-    narrowed = rotate(auth, client, first["refresh_token"], scope="orders:read", roles=["admin"])
+    narrowed = rotate(auth, client, first["refresh_token"], scope="orders:read")
     assert narrowed["scope"] == "orders:read"
     assert decode(auth, narrowed["access_token"]).claims["scope"] == "orders:read"
     # The refresh token keeps the original grant ...
     kept = call(auth, "get_refresh_token", narrowed["refresh_token"])["scope"]
     assert kept == "profile orders:read catalog:write"
-    # ... less what a demoted user may no longer have.
-    demoted = rotate(auth, client, narrowed["refresh_token"], roles=["customer"])
+    # ... less what a demoted user may no longer have (the users service says so).
+    set_roles(admin, "customer")
+    demoted = rotate(auth, client, narrowed["refresh_token"])
     assert demoted["scope"] == "profile orders:read"
     assert call(auth, "get_refresh_token", demoted["refresh_token"])["scope"] == demoted["scope"]
 
@@ -573,7 +707,7 @@ def test_rotation_refusals(auth):
         rotate(auth, no_refresh, first["refresh_token"])
     with pytest.raises(ValidationError) as caught:
         call(auth, "rotate_refresh_token", {"client_id": client["client_id"]})
-    assert set(caught.value.details) == {"refresh_token", "scope", "roles"}
+    assert set(caught.value.details) == {"refresh_token", "scope"}
     with pytest.raises(NotFound):
         call(auth, "get_refresh_token", "no-such-token")
 
@@ -665,7 +799,7 @@ def test_authorization_code_is_redeemed_once(auth, listener, redis_client):
     assert created["expires_in"] == settings_of(auth)["authorization_code_ttl"]
     code = created["code"]
 
-    redeemed = call(auth, "redeem_authorization_code", client["client_id"], code)
+    redeemed = redeem(auth, client, code)
     validate(AUTHORIZATION_CODE, redeemed)
     assert redeemed["client_id"] == client["client_id"] and redeemed["user_id"] == user["id"]
     assert redeemed["redirect_uri"] == REDIRECT_URI
@@ -688,7 +822,7 @@ def test_authorization_code_is_redeemed_once(auth, listener, redis_client):
 
     with waiting_for(listener, "on_family_revoked", family_id=family_id):
         with pytest.raises(InvalidGrant) as caught:
-            call(auth, "redeem_authorization_code", client["client_id"], code)
+            redeem(auth, client, code)
     assert caught.value.message == "authorization code already used; its tokens were revoked"
     assert call(auth, "get_refresh_token", tokens["refresh_token"])["status"] == "revoked"
     assert redis_client.exists(redis_client.key(revoked_family_key(family_id)))
@@ -697,14 +831,63 @@ def test_authorization_code_is_redeemed_once(auth, listener, redis_client):
         issue(auth, client, user, grant_type="authorization_code", family_id=family_id)
 
 
+def test_a_wrong_verifier_or_redirect_uri_leaves_the_code_usable(auth, listener):
+    """Issue 9, item 9: a stolen code cannot be burnt without its PKCE verifier."""
+    client = new_client(auth)
+    code = new_code(auth, client)["code"]
+    wrong_verifier = "x" * 43
+    with pytest.raises(InvalidGrant) as caught:
+        redeem(auth, client, code, verifier=wrong_verifier)
+    assert caught.value.message == "code_verifier or redirect_uri does not match the authorization"
+    for redirect_uri in (None, "http://localhost:3000/other"):
+        with pytest.raises(InvalidGrant):
+            redeem(auth, client, code, redirect_uri=redirect_uri)
+    row = sql(
+        auth,
+        "SELECT used_at, revoked_at FROM authorization_codes WHERE client_id = :c",
+        c=client["client_id"],
+    ).one()
+    assert row.used_at is None and row.revoked_at is None
+    redeemed = redeem(auth, client, code)
+    family_id = redeemed["family_id"]
+    # Once used, a wrong verifier is still only a mismatch: it revokes nothing.
+    with pytest.raises(InvalidGrant) as caught:
+        redeem(auth, client, code, verifier=wrong_verifier)
+    assert "does not match" in caught.value.message
+    revoked = sql(
+        auth, "SELECT revoked_at FROM authorization_codes WHERE family_id = :f", f=family_id
+    ).scalar()
+    assert revoked is None
+    # The right verifier a second time is reuse: refused, and the family revoked.
+    with waiting_for(listener, "on_family_revoked", family_id=family_id):
+        with pytest.raises(InvalidGrant) as caught:
+            redeem(auth, client, code)
+    assert caught.value.message == "authorization code already used; its tokens were revoked"
+
+
+def test_redemption_requests_are_validated(auth):
+    client = new_client(auth)
+    code = new_code(auth, client)["code"]
+    with pytest.raises(ValidationError) as caught:
+        redeem(auth, client, code, verifier="short")
+    assert set(caught.value.details) == {"code_verifier"}
+    with pytest.raises(ValidationError) as caught:
+        call(auth, "redeem_authorization_code", {"client_id": client["client_id"], "code": code})
+    assert set(caught.value.details) == {"code_verifier", "redirect_uri"}
+    assert redeem(auth, client, code)["client_id"] == client["client_id"]
+
+
 def test_concurrent_redemptions_let_exactly_one_through(auth, auth_config):
     client = new_client(auth)
     code = new_code(auth, client)["code"]
     with ClusterRpcProxy(auth_config, timeout=20) as cluster:
-        replies = [
-            cluster.auth.redeem_authorization_code.call_async(client["client_id"], code)
-            for _ in range(10)
-        ]
+        request = {
+            "client_id": client["client_id"],
+            "code": code,
+            "code_verifier": VERIFIER,
+            "redirect_uri": REDIRECT_URI,
+        }
+        replies = [cluster.auth.redeem_authorization_code.call_async(request) for _ in range(10)]
         outcomes = []
         for reply in replies:
             try:
@@ -719,13 +902,13 @@ def test_code_refusals(auth):
     other = new_client(auth)
     code = new_code(auth, client)["code"]
     with pytest.raises(InvalidGrant) as caught:
-        call(auth, "redeem_authorization_code", other["client_id"], code)
+        redeem(auth, other, code)
     assert caught.value.message == "authorization code was issued to another client"
     with pytest.raises(InvalidGrant) as caught:
-        call(auth, "redeem_authorization_code", client["client_id"], "no-such-code")
+        redeem(auth, client, "no-such-code")
     assert caught.value.message == "unknown authorization code"
     # Another client's attempt did not consume it.
-    assert call(auth, "redeem_authorization_code", client["client_id"], code)
+    assert redeem(auth, client, code)
 
     with pytest.raises(ValidationError) as caught:
         new_code(auth, client, redirect_uri="https://evil.example/cb")
@@ -762,7 +945,7 @@ def test_expired_codes_and_refresh_tokens_are_refused(container_factory, auth_co
     time.sleep(max(0.0, float(latest) - time.time()) + 0.05)
 
     with pytest.raises(InvalidGrant) as caught:
-        call(auth, "redeem_authorization_code", client["client_id"], code)
+        redeem(auth, client, code)
     assert caught.value.message == "authorization code expired"
     with pytest.raises(InvalidGrant) as caught:
         rotate(auth, client, tokens["refresh_token"])
@@ -907,7 +1090,14 @@ def test_errors_cross_rpc_as_their_own_class(auth, auth_config):
     client = new_client(auth)
     with ClusterRpcProxy(auth_config, timeout=10) as cluster:
         with pytest.raises(InvalidGrant) as caught:
-            cluster.auth.redeem_authorization_code(client["client_id"], "no-such-code")
+            cluster.auth.redeem_authorization_code(
+                {
+                    "client_id": client["client_id"],
+                    "code": "no-such-code",
+                    "code_verifier": VERIFIER,
+                    "redirect_uri": None,
+                }
+            )
         assert caught.value.status == 400 and caught.value.code == "invalid_grant"
         assert caught.value.message == "unknown authorization code"
         health = cluster.auth.health()

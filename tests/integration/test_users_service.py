@@ -10,7 +10,7 @@ from services.chassis.errors import Conflict, InvalidCredentials, NotFound, Vali
 from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
-from services.users.schemas import USER
+from services.users.schemas import USER, USER_ROLES
 from services.users.service import UsersService
 
 PASSWORD = "correct-horse-battery"
@@ -116,6 +116,23 @@ def test_get_user(users):
 def test_get_unknown_user_is_not_found(users, user_id):
     with pytest.raises(NotFound):
         call(users, "get_user", user_id)
+
+
+# --- get_roles ------------------------------------------------------------------
+
+
+def test_get_roles_names_only_the_id_and_the_current_roles(users):
+    user = register(users)
+    roles = call(users, "get_roles", user["id"])
+    assert validate(USER_ROLES, roles) == {"id": user["id"], "roles": ["customer"]}
+    call(users, "set_roles", user["id"], ["admin", "customer"])
+    assert call(users, "get_roles", user["id"])["roles"] == ["admin", "customer"]
+
+
+@pytest.mark.parametrize("user_id", [str(uuid.uuid4()), "not-a-uuid", None])
+def test_get_roles_of_an_unknown_user_is_not_found(users, user_id):
+    with pytest.raises(NotFound):
+        call(users, "get_roles", user_id)
 
 
 # --- authenticate ---------------------------------------------------------------

@@ -20,6 +20,7 @@ from services.auth.schemas import (
     JWKS,
     SCOPES,
     SIGNING_KEY_INFO,
+    redirect_uri_allowed,
 )
 from services.chassis.errors import InvalidGrant, ValidationError
 from services.chassis.schemas import validate
@@ -105,6 +106,41 @@ def test_client_credentials_ignore_roles():
 def test_granted_scope_is_in_stable_order_whatever_the_request_order():
     granted = domain.granted_scopes("orders:write profile", ALL_SCOPES, ["customer"])
     assert granted == ["profile", "orders:write"]
+
+
+def test_the_password_grant_never_carries_an_admin_scope():
+    assert domain.grant_client_scopes(ALL_SCOPES, "password") == list(CUSTOMER_SCOPES)
+    for grant in ("authorization_code", "refresh_token", "client_credentials"):
+        assert domain.grant_client_scopes(ALL_SCOPES, grant) == list(ALL_SCOPES)
+    client = domain.grant_client_scopes(ALL_SCOPES, "password")
+    assert domain.granted_scopes("profile users:admin", client, ["admin"]) == ["profile"]
+
+
+# --- PKCE and redirect_uri at redemption ----------------------------------------
+
+
+def test_s256_challenge_is_the_rfc_7636_transform():
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    verifier = "M25iVXpKU3puUjFaYWg3T1NDTDQtcW1ROUY5YXlwalNoc0hhakxifmZHag"
+    assert domain.s256_challenge(verifier) == create_s256_code_challenge(verifier)
+
+
+def test_code_matches_needs_the_verifier_and_the_same_redirect_uri():
+    verifier = "v" * 43
+    code = SimpleNamespace(
+        code_challenge=domain.s256_challenge(verifier),
+        code_challenge_method="S256",
+        redirect_uri="https://app.example/cb",
+    )
+    assert domain.code_matches(code, verifier, "https://app.example/cb")
+    assert not domain.code_matches(code, "w" * 43, "https://app.example/cb")
+    assert not domain.code_matches(code, verifier, "https://app.example/other")
+    assert not domain.code_matches(code, verifier, None)
+    no_uri = SimpleNamespace(**{**vars(code), "redirect_uri": None})
+    assert domain.code_matches(no_uri, verifier, None)
+    plain = SimpleNamespace(**{**vars(code), "code_challenge_method": "plain"})
+    assert not domain.code_matches(plain, verifier, "https://app.example/cb")
 
 
 # --- rotation scope ------------------------------------------------------------
@@ -370,7 +406,7 @@ def issue(**overrides):
         "client_id": "agora-web",
         "grant_type": "password",
         "scope": None,
-        "user": {"id": str(uuid.uuid4()), "roles": ["customer"]},
+        "user": {"id": str(uuid.uuid4())},
         "include_refresh_token": True,
     }
     request.update(overrides)
@@ -410,6 +446,34 @@ def test_code_redirect_uri():
     assert set(details_of(domain.code_redirect_uri, one, "https://evil.example/cb")) == {
         "redirect_uri"
     }
+
+
+def test_a_registered_loopback_redirect_admits_any_port():
+    registered = ["http://127.0.0.1/callback", "http://[::1]/cb", "https://app.example/cb"]
+    allowed = redirect_uri_allowed
+    assert allowed(registered, "http://127.0.0.1/callback")
+    assert allowed(registered, "http://127.0.0.1:53682/callback")
+    assert allowed(registered, "http://[::1]:8000/cb")
+    assert allowed(registered, "https://app.example/cb")
+    for refused in (
+        "http://127.0.0.1:53682/other",
+        "http://127.0.0.1:53682/callback?x=1",
+        "http://127.0.0.1:0/callback",
+        "http://127.0.0.1:99999/callback",
+        "http://127.0.0.1:x/callback",
+        "http://127.0.0.1:53682",
+        "http://localhost:53682/callback",
+        "https://127.0.0.1:53682/callback",
+        "http://127.0.0.1.evil.example:80/callback",
+        "https://app.example:444/cb",
+        None,
+    ):
+        assert not allowed(registered, refused), refused
+    # Only a URI registered without a port is a loopback pattern.
+    assert not allowed(["http://127.0.0.1:8080/cb"], "http://127.0.0.1:9090/cb")
+    client = SimpleNamespace(redirect_uris=registered)
+    uri = "http://127.0.0.1:53682/callback"
+    assert domain.code_redirect_uri(client, uri) == uri
 
 
 # --- clients -------------------------------------------------------------------------

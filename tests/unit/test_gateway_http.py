@@ -106,3 +106,30 @@ def test_protected_routes_need_a_token_before_any_rpc(client):
     bad = client.patch("/v1/products/x", json={}, headers={"Authorization": "Bearer abc"})
     assert bad.status_code == 401
     assert "malformed" in bad.get_json()["error"]["message"]
+
+
+def test_the_password_grant_switched_off_is_an_unsupported_grant_type():
+    """Issue 9, item 6: ``auth.password_grant: false`` (the production overlay)."""
+    config = load_config()
+    config["amqp"]["uri"] = "amqp://guest:guest@127.0.0.1:9/none"
+    config["gateway"]["rate_limits"]["enabled"] = False
+    config["auth"]["password_grant"] = False
+    config["tracing"]["sample_rate"] = 0.0  # no span sender outliving the test
+    client = create_app(config).test_client()
+    form = {"grant_type": "password", "client_id": "agora-web", "username": "a", "password": "b"}
+    response = client.post("/oauth/token", data=form)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "unsupported_grant_type"
+    metadata = client.get("/.well-known/oauth-authorization-server").get_json()
+    assert "password" not in metadata["grant_types_supported"]
+    assert "authorization_code" in metadata["grant_types_supported"]
+
+
+def test_production_turns_the_password_grant_off():
+    import os
+
+    from services.chassis.config import ROOT
+
+    overlay = (ROOT / "config" / "environments" / "production.yaml").read_text()
+    assert "password_grant: false" in overlay
+    assert load_config({**os.environ, "AGORA_ENV": "development"})["auth"]["password_grant"]
