@@ -1,7 +1,10 @@
 """Reaching and preparing the three backing services: RabbitMQ, PostgreSQL, Redis."""
 
+import json
+import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -111,14 +114,32 @@ def _rabbitmqctl(*args):
 
 
 def ensure_vhost(config):
-    """Create the configured vhost and give its user full rights; idempotent."""
+    """Create the configured vhost, give the operator (``amqp.uri``'s user) full
+    rights on it, and create every principal's broker user with its least
+    privileges (``agora/broker.py``); idempotent, one ``rabbitmqctl`` call."""
+    from agora.broker import definitions
+
     _host, _port, user, _password, vhost = _amqp_parts(config["amqp"]["uri"])
-    if vhost == "/":
-        return
-    existing = _rabbitmqctl("list_vhosts", "--no-table-headers", "name").split()
-    if vhost not in existing:
-        _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    document = definitions(config, vhost, operator=None if vhost == "/" else user)
+    # The file holds password hashes only; it is private and removed at once.
+    fd, path = tempfile.mkstemp(prefix="agora-broker-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(document, fh)
+        _rabbitmqctl("import_definitions", path)
+    finally:
+        os.unlink(path)
+
+
+def delete_principals(config):
+    """Delete every principal's broker user (the test suite's per-run users)."""
+    from services.chassis.config import BROKER_PRINCIPALS, broker_user
+
+    names = ", ".join("<<" + json.dumps(broker_user(config, p)) + ">>" for p in BROKER_PRINCIPALS)
+    _rabbitmqctl(
+        "eval",
+        f'[catch rabbit_auth_backend_internal:delete_user(U, <<"agora">>) || U <- [{names}]], ok.',
+    )
 
 
 def delete_vhost(config):

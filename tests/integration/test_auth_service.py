@@ -166,9 +166,9 @@ class Listener:
 
 
 @pytest.fixture
-def listener(container_factory, auth_config):
+def listener(container_factory, service_config):
     Listener.received = []
-    container = container_factory(Listener, auth_config)
+    container = container_factory(Listener, service_config(Listener.name))
     container.start()
     return container
 
@@ -265,7 +265,7 @@ def test_client_validation_and_conflicts(auth):
         call(auth, "get_client", unique_id("ghost"))
 
 
-def test_concurrent_creates_of_one_client_yield_one(auth, auth_config):
+def test_concurrent_creates_of_one_client_yield_one(auth, auth_config, service_config):
     payload = {
         "client_id": unique_id("race"),
         "name": "Race",
@@ -273,7 +273,7 @@ def test_concurrent_creates_of_one_client_yield_one(auth, auth_config):
         "grant_types": ["password"],
         "scopes": ["profile"],
     }
-    with ClusterRpcProxy(auth_config, timeout=10) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=10) as cluster:
         replies = [cluster.auth.create_client.call_async(payload) for _ in range(5)]
         outcomes = []
         for reply in replies:
@@ -505,7 +505,9 @@ def test_reuse_of_a_rotated_token_revokes_the_whole_family(auth, listener, redis
     }
 
 
-def test_concurrent_rotations_of_one_token_let_exactly_one_through(auth, auth_config):
+def test_concurrent_rotations_of_one_token_let_exactly_one_through(
+    auth, auth_config, service_config
+):
     client = new_client(auth)
     first = issue(auth, client)
     family_id = call(auth, "get_refresh_token", first["refresh_token"])["family_id"]
@@ -515,7 +517,7 @@ def test_concurrent_rotations_of_one_token_let_exactly_one_through(auth, auth_co
         "scope": None,
         "roles": ["customer"],
     }
-    with ClusterRpcProxy(auth_config, timeout=20) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=20) as cluster:
         replies = [cluster.auth.rotate_refresh_token.call_async(request) for _ in range(10)]
         successes, refusals = [], []
         for reply in replies:
@@ -629,7 +631,9 @@ def test_revoke_access_token_writes_the_key_for_its_remaining_life(auth, redis_c
     assert set(caught.value.details) == {"jti", "expires_at", "client_id"}
 
 
-def test_a_redis_outage_does_not_undo_a_revocation(container_factory, auth_config, caplog):
+def test_a_redis_outage_does_not_undo_a_revocation(
+    container_factory, auth_config, service_config, caplog
+):
     broken = copy.deepcopy(auth_config)
     # Nothing listens on port 1.
     broken["AGORA"]["redis"]["url"] = "redis://127.0.0.1:1/0"
@@ -647,7 +651,7 @@ def test_a_redis_outage_does_not_undo_a_revocation(container_factory, auth_confi
         for r in caplog.records
     )
     # An access-token revocation has nothing but Redis: it fails visibly.
-    with ClusterRpcProxy(auth_config, timeout=10) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=10) as cluster:
         with pytest.raises(Unavailable) as caught:
             cluster.auth.revoke_access_token("a-jti", int(time.time()) + 60, "agora-web")
     assert caught.value.details == {"dependency": "cache"}
@@ -695,10 +699,10 @@ def test_authorization_code_is_redeemed_once(auth, listener, redis_client):
         issue(auth, client, user, grant_type="authorization_code", family_id=family_id)
 
 
-def test_concurrent_redemptions_let_exactly_one_through(auth, auth_config):
+def test_concurrent_redemptions_let_exactly_one_through(auth, auth_config, service_config):
     client = new_client(auth)
     code = new_code(auth, client)["code"]
-    with ClusterRpcProxy(auth_config, timeout=20) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=20) as cluster:
         replies = [
             cluster.auth.redeem_authorization_code.call_async(client["client_id"], code)
             for _ in range(10)
@@ -836,7 +840,9 @@ def test_the_private_key_is_stored_encrypted(auth):
     assert set(jwk) == {"kty", "kid", "use", "alg", "n", "e"}
 
 
-def test_two_services_racing_for_the_first_key_create_one(container_factory, auth_config):
+def test_two_services_racing_for_the_first_key_create_one(
+    container_factory, auth_config, service_config
+):
     # Two containers (separate key caches, like two processes) on one queue, and
     # an empty key table: every call races to create the first key.
     first = container_factory(AuthService, auth_config)
@@ -844,7 +850,7 @@ def test_two_services_racing_for_the_first_key_create_one(container_factory, aut
     first.start()
     second.start()
     sql(first, "DELETE FROM signing_keys")
-    with ClusterRpcProxy(auth_config, timeout=30) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=30) as cluster:
         replies = [cluster.auth.jwks.call_async() for _ in range(10)]
         results = [reply.result() for reply in replies]
     assert sql(first, "SELECT count(*) FROM signing_keys").scalar() == 1
@@ -857,8 +863,8 @@ def test_two_services_racing_for_the_first_key_create_one(container_factory, aut
     assert decode(second, issue(second, client)["access_token"]).header["kid"] == kid
 
 
-def test_concurrent_rotations_leave_one_current_key(auth, auth_config):
-    with ClusterRpcProxy(auth_config, timeout=30) as cluster:
+def test_concurrent_rotations_leave_one_current_key(auth, auth_config, service_config):
+    with ClusterRpcProxy(service_config("tests"), timeout=30) as cluster:
         replies = [cluster.auth.rotate_signing_key.call_async() for _ in range(3)]
         kids = [reply.result()["kid"] for reply in replies]
     current = [k for k in call(auth, "signing_keys") if k["current"]]
@@ -870,9 +876,9 @@ def test_concurrent_rotations_leave_one_current_key(auth, auth_config):
 # --- over real RPC ---------------------------------------------------------------------------
 
 
-def test_errors_cross_rpc_as_their_own_class(auth, auth_config):
+def test_errors_cross_rpc_as_their_own_class(auth, auth_config, service_config):
     client = new_client(auth)
-    with ClusterRpcProxy(auth_config, timeout=10) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=10) as cluster:
         with pytest.raises(InvalidGrant) as caught:
             cluster.auth.redeem_authorization_code(client["client_id"], "no-such-code")
         assert caught.value.status == 400 and caught.value.code == "invalid_grant"
