@@ -1,10 +1,8 @@
 """Reaching and preparing the three backing services: RabbitMQ, PostgreSQL, Redis."""
 
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -101,12 +99,17 @@ class VhostError(RuntimeError):
     pass
 
 
-def _rabbitmqctl(*args):
+def _rabbitmqctl(*args, stdin=None):
     exe = shutil.which("rabbitmqctl")
     if exe is None:
         raise VhostError("rabbitmqctl not found: create the vhost by hand (see README)")
     result = subprocess.run(
-        [exe, "-q", *args], capture_output=True, text=True, timeout=60, check=False
+        [exe, "-q", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if result.returncode != 0:
         raise VhostError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()[:200]}")
@@ -121,14 +124,8 @@ def ensure_vhost(config):
 
     _host, _port, user, _password, vhost = _amqp_parts(config["amqp"]["uri"])
     document = definitions(config, vhost, operator=None if vhost == "/" else user)
-    # The file holds password hashes only; it is private and removed at once.
-    fd, path = tempfile.mkstemp(prefix="agora-broker-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh)
-        _rabbitmqctl("import_definitions", path)
-    finally:
-        os.unlink(path)
+    # On standard input: the document holds password hashes, never put in a file.
+    _rabbitmqctl("import_definitions", stdin=json.dumps(document))
 
 
 def delete_principals(config):
