@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import import_module
 
+from agora.cli import SERVICES
 from services.chassis.config import BROKER_PRINCIPALS, ConfigError, broker_user
 
 RPC_EXCHANGE = "nameko-rpc"
@@ -40,15 +41,8 @@ REPLY_KEY = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 STANDALONE_REPLY_QUEUE = rf"rpc\.reply-standalone_rpc_proxy-{REPLY_KEY}"
 NOTHING = "^$"
 
-SERVICE_CLASSES = {
-    "users": "services.users.service:UsersService",
-    "auth": "services.auth.service:AuthService",
-    "catalog": "services.catalog.service:CatalogService",
-    "inventory": "services.inventory.service:InventoryService",
-    "orders": "services.orders.service:OrdersService",
-    "billing": "services.billing.service:BillingService",
-    "notifications": "services.notifications.service:NotificationsService",
-}
+# The services, as ``agora run`` starts them: {name: "module:Class"}.
+SERVICE_CLASSES = SERVICES
 
 # Which RPC methods each principal calls: ``{caller: {service: methods}}``.
 # tests/unit/test_broker_permissions.py checks this against the calls in the
