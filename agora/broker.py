@@ -248,6 +248,16 @@ def password_hash(password):
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
+def operator_user(name, password):
+    """The operator as a definitions entry (an administrator)."""
+    return {
+        "name": name,
+        "password_hash": password_hash(password),
+        "hashing_algorithm": "rabbit_password_hashing_sha256",
+        "tags": ["administrator"],
+    }
+
+
 def definitions(config, vhost, operator=None):
     """The ``import_definitions`` document: the vhost, the operator's full rights
     on it (if named), and every principal's user, permissions and topic permissions."""

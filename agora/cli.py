@@ -11,6 +11,8 @@ agora shell            `nameko shell` on the platform's vhost and config
 agora rotate-keys      new token-signing key (services must be running)
 agora dead-letters     list | show ID | replay [ID] | discard ID  [--service NAME]
 agora asyncapi         write docs/asyncapi.yaml from the services' EVENTS contracts
+agora broker-definitions [--with-operator]
+                       the broker users and permissions as RabbitMQ definitions (JSON)
 """
 
 import argparse
@@ -331,6 +333,21 @@ def cmd_dead_letters(config, args):
     print(f"agora: {count} dead letter(s) replayed")
 
 
+def cmd_broker_definitions(config, args):
+    """Print what ``agora setup`` imports, for a broker rabbitmqctl cannot reach:
+    ``rabbitmqctl import_definitions``, the management API, or ``load_definitions``
+    at boot (then ``--with-operator``: a broker that loads definitions at boot
+    does not create its default user)."""
+    from agora.broker import definitions, operator_user
+    from agora.infra import _amqp_parts
+
+    _host, _port, user, password, vhost = _amqp_parts(config["amqp"]["uri"])
+    document = definitions(config, vhost, operator=user)
+    if args.with_operator:
+        document["users"].append(operator_user(user, password))
+    print(json.dumps(document, indent=2))
+
+
 def cmd_asyncapi(config, args):
     from agora.asyncapi import write
 
@@ -349,6 +366,7 @@ COMMANDS = {
     "rotate-keys": cmd_rotate_keys,
     "dead-letters": cmd_dead_letters,
     "asyncapi": cmd_asyncapi,
+    "broker-definitions": cmd_broker_definitions,
 }
 
 
@@ -363,6 +381,8 @@ def main(argv=None):
             command.add_argument("action", choices=("list", "show", "replay", "discard"))
             command.add_argument("event_id", nargs="?")
             command.add_argument("--service", choices=list(SERVICES))
+        if name == "broker-definitions":
+            command.add_argument("--with-operator", action="store_true")
     args = parser.parse_args(argv)
     config = config_or_exit()
     try:

@@ -85,3 +85,18 @@ def test_definitions_hold_password_hashes_never_passwords():
     assert {"user": "guest", "vhost": "agora", "configure": ".*", "write": ".*", "read": ".*"} in (
         document["permissions"]
     )
+
+
+def test_broker_definitions_prints_an_importable_document(capsys, monkeypatch):
+    import json
+
+    from agora.cli import main
+
+    monkeypatch.setenv("AGORA_ENV", "development")
+    monkeypatch.setenv("AGORA_AMQP_VHOST", "agora")
+    monkeypatch.setenv("AGORA_BROKER_USER_PREFIX", "agora-")
+    main(["broker-definitions", "--with-operator"])
+    document = json.loads(capsys.readouterr().out)
+    assert {"vhosts", "users", "permissions", "topic_permissions"} <= set(document)
+    operator = [u for u in document["users"] if u["name"] == "guest"]
+    assert operator and operator[0]["tags"] == ["administrator"]
