@@ -48,7 +48,9 @@ def test_a_service_may_make_every_call_its_code_makes(name):
         for attribute, value in vars(cls).items()
         if isinstance(value, RpcProxy)
     }
-    assert set(proxies.values()) == set(RPC_CALLS.get(name, {})), "RpcProxy targets"
+    assert set(proxies.values()) == set(RPC_CALLS.get(name, {})), (
+        f"agora/broker.py RPC_CALLS[{name!r}] must list the services it calls: {proxies}"
+    )
     source = Path(__import__(cls.__module__, fromlist=["_"]).__file__).read_text()
     for attribute, target in proxies.items():
         for method in re.findall(rf"self\.{attribute}\.(\w+)\(", source):
