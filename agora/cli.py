@@ -110,7 +110,7 @@ def cmd_setup(config, args):
     try:
         ensure_vhost(config)
     except VhostError as exc:
-        fail(f"agora: cannot create RabbitMQ vhost {amqp_vhost(config)!r}: {exc}")
+        fail(f"agora: cannot create RabbitMQ vhost {amqp_vhost(config)!r} and its users: {exc}")
     cmd_migrate(config, args)
 
 
