@@ -33,8 +33,10 @@ Every message is an envelope: `event_id` (UUID), `type` (`<service>.<event>`),
 `occurred_at` (UTC, ISO-8601), `version` (of the data's shape) and `data`.
 Trace context travels in the AMQP headers (`nameko.X-B3-TraceId` and friends).
 
-To subscribe, declare your own durable queue and bind it to the exchanges and
-routing keys you want (`#` for all); see `integrations/` for an example.
+To subscribe, connect as the broker user for integrations (`agora-integration`),
+declare your own durable queue named `integration.<name>` and bind it to the
+exchanges and routing keys you want (`#` for all); that user may read these
+exchanges and publish to none of them. See `integrations/` for an example.
 """
 
 

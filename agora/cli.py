@@ -12,6 +12,8 @@ agora rotate-keys      new token-signing key (services must be running)
 agora login            tokens through the code flow with PKCE (admins: the only way)
 agora dead-letters     list | show ID | replay [ID] | discard ID  [--service NAME]
 agora asyncapi         write docs/asyncapi.yaml from the services' EVENTS contracts
+agora broker-definitions [--with-operator]
+                       the broker users and permissions as RabbitMQ definitions (JSON)
 """
 
 import argparse
@@ -109,7 +111,7 @@ def cmd_setup(config, args):
     try:
         ensure_vhost(config)
     except VhostError as exc:
-        fail(f"agora: cannot create RabbitMQ vhost {amqp_vhost(config)!r}: {exc}")
+        fail(f"agora: cannot create RabbitMQ vhost {amqp_vhost(config)!r} and its users: {exc}")
     cmd_migrate(config, args)
 
 
@@ -379,6 +381,21 @@ def cmd_dead_letters(config, args):
     print(f"agora: {count} dead letter(s) replayed")
 
 
+def cmd_broker_definitions(config, args):
+    """Print what ``agora setup`` imports, for a broker rabbitmqctl cannot reach:
+    ``rabbitmqctl import_definitions``, the management API, or ``load_definitions``
+    at boot (then ``--with-operator``: a broker that loads definitions at boot
+    does not create its default user)."""
+    from agora.broker import definitions, operator_user
+    from agora.infra import _amqp_parts
+
+    _host, _port, user, password, vhost = _amqp_parts(config["amqp"]["uri"])
+    document = definitions(config, vhost, operator=user)
+    if args.with_operator:
+        document["users"].append(operator_user(user, password))
+    print(json.dumps(document, indent=2))
+
+
 def cmd_asyncapi(config, args):
     from agora.asyncapi import write
 
@@ -398,6 +415,7 @@ COMMANDS = {
     "login": cmd_login,
     "dead-letters": cmd_dead_letters,
     "asyncapi": cmd_asyncapi,
+    "broker-definitions": cmd_broker_definitions,
 }
 
 
@@ -420,6 +438,8 @@ def main(argv=None):
             command.add_argument("--timeout", type=float, default=300.0)
             command.add_argument("--no-browser", action="store_true")
             command.add_argument("--json", action="store_true", help="the whole token response")
+        if name == "broker-definitions":
+            command.add_argument("--with-operator", action="store_true")
     args = parser.parse_args(argv)
     config = config_or_exit()
     try:

@@ -1,5 +1,6 @@
 """Reaching and preparing the three backing services: RabbitMQ, PostgreSQL, Redis."""
 
+import json
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -98,12 +99,17 @@ class VhostError(RuntimeError):
     pass
 
 
-def _rabbitmqctl(*args):
+def _rabbitmqctl(*args, stdin=None):
     exe = shutil.which("rabbitmqctl")
     if exe is None:
         raise VhostError("rabbitmqctl not found: create the vhost by hand (see README)")
     result = subprocess.run(
-        [exe, "-q", *args], capture_output=True, text=True, timeout=60, check=False
+        [exe, "-q", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if result.returncode != 0:
         raise VhostError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()[:200]}")
@@ -111,14 +117,26 @@ def _rabbitmqctl(*args):
 
 
 def ensure_vhost(config):
-    """Create the configured vhost and give its user full rights; idempotent."""
+    """Create the configured vhost, give the operator (``amqp.uri``'s user) full
+    rights on it, and create every principal's broker user with its least
+    privileges (``agora/broker.py``); idempotent, one ``rabbitmqctl`` call."""
+    from agora.broker import definitions
+
     _host, _port, user, _password, vhost = _amqp_parts(config["amqp"]["uri"])
-    if vhost == "/":
-        return
-    existing = _rabbitmqctl("list_vhosts", "--no-table-headers", "name").split()
-    if vhost not in existing:
-        _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    document = definitions(config, vhost, operator=None if vhost == "/" else user)
+    # On standard input: the document holds password hashes, never put in a file.
+    _rabbitmqctl("import_definitions", stdin=json.dumps(document))
+
+
+def delete_principals(config):
+    """Delete every principal's broker user (the test suite's per-run users)."""
+    from services.chassis.config import BROKER_PRINCIPALS, broker_user
+
+    names = ", ".join("<<" + json.dumps(broker_user(config, p)) + ">>" for p in BROKER_PRINCIPALS)
+    _rabbitmqctl(
+        "eval",
+        f'[catch rabbit_auth_backend_internal:delete_user(U, <<"agora">>) || U <- [{names}]], ok.',
+    )
 
 
 def delete_vhost(config):

@@ -19,6 +19,8 @@ TEST_ENV = {
     "AGORA_AMQP_VHOST": f"agora-test-{RUN_ID}",
     "AGORA_DB_PREFIX": f"agora_t{RUN_ID}_",
     "AGORA_REDIS_PREFIX": f"agora:t{RUN_ID}:",
+    # RabbitMQ users are cluster-wide: this run's principals are its own.
+    "AGORA_BROKER_USER_PREFIX": f"agora-t{RUN_ID}-",
     # Nothing listens here unless a test starts a collector.
     "AGORA_ZIPKIN_URL": "http://127.0.0.1:9/api/v2/spans",
     "AGORA_LOG_LEVEL": "WARNING",
@@ -63,12 +65,15 @@ def config():
 
 @pytest.fixture(scope="session")
 def rabbit_vhost(config):
-    """A RabbitMQ vhost for this run, deleted afterwards."""
-    from agora.infra import delete_vhost, ensure_vhost
+    """A RabbitMQ vhost for this run, with the run's own broker user per
+    principal (each service started by ``start_service`` connects as its own,
+    with its least privileges); all deleted afterwards."""
+    from agora.infra import delete_principals, delete_vhost, ensure_vhost
 
     ensure_vhost(config)
     yield config["amqp"]["uri"]
     delete_vhost(config)
+    delete_principals(config)
 
 
 @pytest.fixture(scope="session")

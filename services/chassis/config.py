@@ -10,7 +10,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import jsonschema
 import yaml
@@ -81,6 +81,20 @@ def _read_yaml(path):
     return data
 
 
+# Every process that connects to RabbitMQ under a broker user of its own
+# (agora/broker.py gives each its permissions); anything else is the operator.
+BROKER_PRINCIPALS = (
+    "users",
+    "auth",
+    "catalog",
+    "inventory",
+    "orders",
+    "billing",
+    "notifications",
+    "gateway",
+    "integration",
+)
+
 _NUMBER = {"type": "number", "exclusiveMinimum": 0}
 _POSITIVE_INT = {"type": "integer", "minimum": 1}
 _STRING = {"type": "string", "minLength": 1}
@@ -111,7 +125,13 @@ _ARGON2 = _section(
 SCHEMA = _section(
     {
         "environment": {"enum": ["development", "test", "production"]},
-        "amqp": _section({"uri": {"type": "string", "pattern": "^amqps?://"}}),
+        "amqp": _section(
+            {
+                "uri": {"type": "string", "pattern": "^amqps?://"},
+                "user_prefix": {"type": "string", "pattern": "^[A-Za-z0-9_.-]*$"},
+                "passwords": _section({name: {"type": "string"} for name in BROKER_PRINCIPALS}),
+            }
+        ),
         "postgres": _section(
             {
                 "url": {"type": "string", "pattern": "^postgresql(\\+psycopg2)?://"},
@@ -357,6 +377,29 @@ def amqp_vhost(config):
     return unquote(urlsplit(config["amqp"]["uri"]).path[1:]) or "/"
 
 
+def broker_user(config, principal):
+    """The RabbitMQ user name of one principal: ``agora-catalog``, ``agora-integration``."""
+    return f"{config['amqp']['user_prefix']}{principal}"
+
+
+def amqp_uri(config, principal=None):
+    """The AMQP URI ``principal`` (a service, ``gateway`` or ``integration``)
+    connects with: ``amqp.uri``'s host and vhost, its own user and password.
+
+    Any other name (``None``, a test's service, ``agora-cli``) gets ``amqp.uri``
+    as it is: the operator's account."""
+    uri = config["amqp"]["uri"]
+    if principal not in BROKER_PRINCIPALS:
+        return uri
+    password = config["amqp"]["passwords"][principal]
+    if not password:
+        raise ConfigError(f"amqp.passwords.{principal}", "is empty (set it in the environment)")
+    parts = urlsplit(uri)
+    address = parts.netloc.rpartition("@")[2]
+    credentials = f"{quote(broker_user(config, principal), safe='')}:{quote(password, safe='')}"
+    return urlunsplit(parts._replace(netloc=f"{credentials}@{address}"))
+
+
 def database_url(config, service):
     """The SQLAlchemy URL of one service's own database."""
     pg = config["postgres"]
@@ -366,10 +409,12 @@ def database_url(config, service):
 def nameko_config(config, service):
     """The dict a Nameko container for ``service`` runs with."""
     settings = config["services"].get(service, {})
+    uri = amqp_uri(config, service)
     return {
-        "AMQP_URI": config["amqp"]["uri"],
+        "AMQP_URI": uri,
         "max_workers": settings.get("max_workers", 10),
         "DB_URIS": {f"{service}:Base": database_url(config, service)},
         "SERIALIZER": "json",
-        "AGORA": config,
+        # Its own broker credentials only, not every principal's password.
+        "AGORA": {**config, "amqp": {"uri": uri}},
     }

@@ -2,11 +2,17 @@
 
 When a handler fails, its message is not requeued at once (a poison message
 would spin) nor dropped (Nameko's default). It is republished, with publisher
-confirms, to a delay queue of its handler queue: ``<queue>.retry-<ms>``, whose
+confirms, to a delay queue of its handler queue: ``<queue>.backoff-<ms>``, whose
 messages expire after ``ms`` and are dead-lettered by RabbitMQ back to the
 handler queue. After ``events.max_attempts`` failed deliveries the message is
 moved to the service's dead-letter queue, ``<service>.dead-letters``, with
-headers saying where it came from and why it failed. ``agora.deadletters``
+headers saying where it came from and why it failed.
+
+All of it goes through the service's own direct exchange ``<service>.retry``
+(delay queues, the dead-letter queue and, for the way back, the handler queues
+are bound to it by name), never the default exchange: a service's broker user
+may not publish there (``agora/broker.py``), because the default exchange
+reaches every queue, other services' handler queues included. ``agora.deadletters``
 lists, shows and replays them (``make shell``).
 
 Only once the republish is confirmed is the original acked; if the republish
@@ -18,7 +24,7 @@ import time
 import traceback
 
 from eventlet.semaphore import Semaphore
-from kombu import Producer, Queue
+from kombu import Exchange, Producer, Queue
 
 from services.chassis.outbox import ConfirmingChannel
 
@@ -49,8 +55,16 @@ def describe_error(exc_info):
     return line[:1000]
 
 
+def retry_exchange(service):
+    """The service's own exchange for delayed retries and dead letters."""
+    return Exchange(f"{service}.retry", type="direct", durable=True)
+
+
 def dead_letter_queue(service):
-    return Queue(dead_letter_queue_name(service), durable=True, auto_delete=False)
+    name = dead_letter_queue_name(service)
+    return Queue(
+        name, exchange=retry_exchange(service), routing_key=name, durable=True, auto_delete=False
+    )
 
 
 class RetryPublisher:
@@ -88,29 +102,36 @@ class RetryPublisher:
             outcome = "dead-letter"
         else:
             delay_ms = int(retry_delay(attempt, self.settings) * 1000)
+            name = f"{queue_name}.backoff-{delay_ms}"
             target = Queue(
-                f"{queue_name}.retry-{delay_ms}",
+                name,
+                exchange=retry_exchange(self.service),
+                routing_key=name,
                 durable=True,
                 queue_arguments={
                     "x-message-ttl": delay_ms,
-                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-exchange": retry_exchange(self.service).name,
                     "x-dead-letter-routing-key": queue_name,
                     "x-expires": delay_ms + _DELAY_QUEUE_IDLE_MS,
                 },
             )
             outcome = "retry"
         with self.lock:
-            self._publish(message, target, headers)
+            self._publish(message, queue_name, target, headers)
         return outcome
 
-    def _publish(self, message, target, headers):
+    def _publish(self, message, queue_name, target, headers):
+        exchange = retry_exchange(self.service)
+
         def send(channel, fresh):
             # Declared every time: an idle delay queue may have expired meanwhile,
             # and a message published to a missing queue would vanish.
             target(channel).declare()
+            # The way back from the delay queue: the handler queue by name.
+            channel.queue_bind(queue_name, exchange.name, routing_key=queue_name)
             Producer(channel).publish(
                 message.body,
-                exchange="",
+                exchange=exchange.name,
                 routing_key=target.name,
                 headers=headers,
                 content_type=message.content_type,

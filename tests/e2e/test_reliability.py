@@ -172,19 +172,21 @@ def test_a_poison_message_is_dead_lettered_and_can_be_replayed(platform):
 
 
 def test_an_outside_consumer_receives_the_order_and_billing_events(shop, platform):
-    """integrations/consumer.py: plain pika, its own durable queue."""
-    queue = f"integrations-test-{uuid.uuid4().hex[:8]}"
+    """integrations/consumer.py: plain pika, the integration broker user, its own queue."""
+    from services.chassis.config import amqp_uri
+
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    queue = f"integration.{name}"
+    command = [
+        sys.executable,
+        str(ROOT / "integrations" / "consumer.py"),
+        "--amqp-uri",
+        amqp_uri(platform.config, "integration"),
+        "--name",
+        name,
+    ]
     consumer = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "integrations" / "consumer.py"),
-            "--amqp-uri",
-            platform.config["amqp"]["uri"],
-            "--queue",
-            queue,
-            "--count",
-            "6",
-        ],
+        [*command, "--count", "6"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -211,8 +213,9 @@ def test_an_outside_consumer_receives_the_order_and_billing_events(shop, platfor
         "billing.payment_succeeded",
         "billing.receipt_issued",
     }, (types, err)
-    with Connection(platform.config["amqp"]["uri"]) as connection:
-        connection.channel().queue_delete(queue)
+    deleted = subprocess.run([*command, "--delete"], capture_output=True, text=True, timeout=60)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not _queue_exists(platform, queue)
 
 
 def _queue_exists(platform, queue):

@@ -199,9 +199,9 @@ class Listener:
 
 
 @pytest.fixture
-def listener(container_factory, auth_config):
+def listener(container_factory, service_config):
     Listener.received = []
-    container = container_factory(Listener, auth_config)
+    container = container_factory(Listener, service_config(Listener.name))
     container.start()
     return container
 
@@ -298,7 +298,7 @@ def test_client_validation_and_conflicts(auth):
         call(auth, "get_client", unique_id("ghost"))
 
 
-def test_concurrent_creates_of_one_client_yield_one(auth, auth_config):
+def test_concurrent_creates_of_one_client_yield_one(auth, auth_config, service_config):
     payload = {
         "client_id": unique_id("race"),
         "name": "Race",
@@ -306,7 +306,7 @@ def test_concurrent_creates_of_one_client_yield_one(auth, auth_config):
         "grant_types": ["password"],
         "scopes": ["profile"],
     }
-    with ClusterRpcProxy(auth_config, timeout=10) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=10) as cluster:
         replies = [cluster.auth.create_client.call_async(payload) for _ in range(5)]
         outcomes = []
         for reply in replies:
@@ -473,7 +473,7 @@ def test_a_token_may_join_only_its_own_live_family(auth):
     assert caught.value.message == "the token family was revoked"
 
 
-def test_a_forged_issue_token_on_the_broker_grants_no_admin_scope(auth, auth_config):
+def test_a_forged_issue_token_on_the_broker_grants_no_admin_scope(auth, service_config):
     """Issue 9, item 1: anyone on the broker once got admin scopes by naming the
     roles; now the roles come from the users service, whatever the caller says."""
     client = new_client(auth)
@@ -485,7 +485,7 @@ def test_a_forged_issue_token_on_the_broker_grants_no_admin_scope(auth, auth_con
         "user": {"id": customer["id"], "roles": ["admin"]},
         "include_refresh_token": True,
     }
-    with ClusterRpcProxy(auth_config, timeout=10) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=10) as cluster:
         with pytest.raises(ValidationError) as caught:
             cluster.auth.issue_token(forged)
         assert set(caught.value.details) == {"user.roles"}
@@ -495,7 +495,7 @@ def test_a_forged_issue_token_on_the_broker_grants_no_admin_scope(auth, auth_con
     assert decode(auth, response["access_token"]).claims["scope"] == "profile"
 
 
-def test_a_forged_rotation_cannot_name_roles(auth, auth_config):
+def test_a_forged_rotation_cannot_name_roles(auth, service_config):
     client = new_client(auth)
     first = issue(auth, client, user_ref("customer"))
     forged = {
@@ -504,7 +504,7 @@ def test_a_forged_rotation_cannot_name_roles(auth, auth_config):
         "scope": None,
         "roles": ["admin"],
     }
-    with ClusterRpcProxy(auth_config, timeout=10) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=10) as cluster:
         with pytest.raises(ValidationError) as caught:
             cluster.auth.rotate_refresh_token(forged)
         assert set(caught.value.details) == {"roles"}
@@ -633,7 +633,9 @@ def test_reuse_of_a_rotated_token_revokes_the_whole_family(auth, listener, redis
     }
 
 
-def test_concurrent_rotations_of_one_token_let_exactly_one_through(auth, auth_config):
+def test_concurrent_rotations_of_one_token_let_exactly_one_through(
+    auth, auth_config, service_config
+):
     client = new_client(auth)
     first = issue(auth, client)
     family_id = call(auth, "get_refresh_token", first["refresh_token"])["family_id"]
@@ -642,7 +644,7 @@ def test_concurrent_rotations_of_one_token_let_exactly_one_through(auth, auth_co
         "refresh_token": first["refresh_token"],
         "scope": None,
     }
-    with ClusterRpcProxy(auth_config, timeout=20) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=20) as cluster:
         replies = [cluster.auth.rotate_refresh_token.call_async(request) for _ in range(10)]
         successes, refusals = [], []
         for reply in replies:
@@ -764,7 +766,9 @@ def test_revoke_access_token_writes_the_key_for_its_remaining_life(auth, redis_c
     assert set(caught.value.details) == {"jti", "expires_at", "client_id"}
 
 
-def test_a_redis_outage_does_not_undo_a_revocation(container_factory, auth_config, caplog):
+def test_a_redis_outage_does_not_undo_a_revocation(
+    container_factory, auth_config, service_config, caplog
+):
     broken = copy.deepcopy(auth_config)
     # Nothing listens on port 1.
     broken["AGORA"]["redis"]["url"] = "redis://127.0.0.1:1/0"
@@ -877,10 +881,10 @@ def test_redemption_requests_are_validated(auth):
     assert redeem(auth, client, code)["client_id"] == client["client_id"]
 
 
-def test_concurrent_redemptions_let_exactly_one_through(auth, auth_config):
+def test_concurrent_redemptions_let_exactly_one_through(auth, service_config):
     client = new_client(auth)
     code = new_code(auth, client)["code"]
-    with ClusterRpcProxy(auth_config, timeout=20) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=20) as cluster:
         request = {
             "client_id": client["client_id"],
             "code": code,
@@ -1052,7 +1056,9 @@ def test_a_key_stored_with_the_old_kdf_is_re_encrypted_when_first_used(
     assert key_encryption.key_derivation(stored).name == "scrypt"
 
 
-def test_two_services_racing_for_the_first_key_create_one(container_factory, auth_config):
+def test_two_services_racing_for_the_first_key_create_one(
+    container_factory, auth_config, service_config
+):
     # Two containers (separate key caches, like two processes) on one queue, and
     # an empty key table: every call races to create the first key.
     first = container_factory(AuthService, auth_config)
@@ -1060,7 +1066,7 @@ def test_two_services_racing_for_the_first_key_create_one(container_factory, aut
     first.start()
     second.start()
     sql(first, "DELETE FROM signing_keys")
-    with ClusterRpcProxy(auth_config, timeout=30) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=30) as cluster:
         replies = [cluster.auth.jwks.call_async() for _ in range(10)]
         results = [reply.result() for reply in replies]
     assert sql(first, "SELECT count(*) FROM signing_keys").scalar() == 1
@@ -1073,8 +1079,8 @@ def test_two_services_racing_for_the_first_key_create_one(container_factory, aut
     assert decode(second, issue(second, client)["access_token"]).header["kid"] == kid
 
 
-def test_concurrent_rotations_leave_one_current_key(auth, auth_config):
-    with ClusterRpcProxy(auth_config, timeout=30) as cluster:
+def test_concurrent_rotations_leave_one_current_key(auth, auth_config, service_config):
+    with ClusterRpcProxy(service_config("tests"), timeout=30) as cluster:
         replies = [cluster.auth.rotate_signing_key.call_async() for _ in range(3)]
         kids = [reply.result()["kid"] for reply in replies]
     current = [k for k in call(auth, "signing_keys") if k["current"]]
@@ -1086,9 +1092,9 @@ def test_concurrent_rotations_leave_one_current_key(auth, auth_config):
 # --- over real RPC ---------------------------------------------------------------------------
 
 
-def test_errors_cross_rpc_as_their_own_class(auth, auth_config):
+def test_errors_cross_rpc_as_their_own_class(auth, auth_config, service_config):
     client = new_client(auth)
-    with ClusterRpcProxy(auth_config, timeout=10) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=10) as cluster:
         with pytest.raises(InvalidGrant) as caught:
             cluster.auth.redeem_authorization_code(
                 {

@@ -684,7 +684,7 @@ def test_a_refunded_payment_cannot_be_disputed(billing, publish):
 
 
 def test_errors_cross_rpc_intact(billing, service_config):
-    settings = service_config("billing")
+    settings = service_config("tests")
     with ClusterRpcProxy({"AMQP_URI": settings["AMQP_URI"], "SERIALIZER": "json"}) as rpc:
         with pytest.raises(NotFound):
             rpc.billing.get_payment(str(uuid.uuid4()))

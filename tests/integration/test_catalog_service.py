@@ -74,7 +74,7 @@ def test_concurrent_duplicate_skus_one_wins(catalog, service_config):
     """The race the pre-check cannot see: the unique index decides, the losers get Conflict."""
     sku = token("SKU-").upper()
     payload = {"sku": sku, "name": "Race", "price": {"amount": 1, "currency": "EUR"}}
-    config = service_config("catalog")
+    config = service_config("tests")
     with ClusterRpcProxy({"AMQP_URI": config["AMQP_URI"], "SERIALIZER": "json"}) as rpc:
         replies = [rpc.catalog.create_product.call_async(payload) for _ in range(4)]
         outcomes = []
@@ -98,7 +98,7 @@ def test_bad_payload_names_the_fields(catalog):
 
 
 def test_errors_cross_rpc_intact(catalog, service_config):
-    config = service_config("catalog")
+    config = service_config("tests")
     with ClusterRpcProxy({"AMQP_URI": config["AMQP_URI"], "SERIALIZER": "json"}) as rpc:
         with pytest.raises(ValidationError) as info:
             rpc.catalog.create_product({"name": "no sku"})
@@ -176,7 +176,7 @@ def test_update_rejects_sku_empty_and_unknown(catalog):
 
 
 def test_update_publishes_product_updated(catalog, container_factory, service_config):
-    listener = container_factory(Listener, service_config("catalog"))
+    listener = container_factory(Listener, service_config(Listener.name))
     listener.start()
     product = create(catalog)
     Listener.received.clear()

@@ -44,8 +44,10 @@ SETTINGS = {
 
 @pytest.fixture
 def client(config, rabbit_vhost):
+    # The pool against a test service: as the operator, since the gateway's broker
+    # user may call only the platform's methods (agora/broker.py RPC_CALLS).
     tracer = Tracer("gateway", {**config["tracing"], "sample_rate": 0.0})
-    rpc_client = RpcClient(nameko_config(config, "gateway"), SETTINGS, tracer)
+    rpc_client = RpcClient(nameko_config(config, "gw_client"), SETTINGS, tracer)
     yield rpc_client
     rpc_client.close()
 
@@ -122,7 +124,7 @@ def test_a_stopped_service_fails_fast(client, echo):
 def test_requests_to_a_stopped_service_expire_in_the_broker(client, echo, config):
     assert client.call("gw_echo", "echo", "up") == "up"
     echo.stop()
-    proxy = PooledProxy(nameko_config(config, "gateway"), timeout=0.3)
+    proxy = PooledProxy(nameko_config(config, "gw_client"), timeout=0.3)
     try:
         with pytest.raises(RpcTimeout):
             proxy.call("gw_echo", "echo", ("never run",), {}, {})

@@ -133,7 +133,7 @@ class Listener:
 def listener(container_factory, service_config):
     Listener.sent.clear()
     Listener.failed.clear()
-    container = container_factory(Listener, service_config("notifications"))
+    container = container_factory(Listener, service_config(Listener.name))
     container.start()
     return Listener
 

@@ -113,7 +113,7 @@ def catalog(start_service):
 
 @pytest.fixture
 def listener(container_factory, service_config):
-    container = container_factory(OrdersListener, service_config("orders"))
+    container = container_factory(OrdersListener, service_config(OrdersListener.name))
     container.start()
     return container
 
@@ -141,7 +141,7 @@ def orders(start_orders):
 
 @pytest.fixture
 def amqp(service_config):
-    return {"AMQP_URI": service_config("orders")["AMQP_URI"], "SERIALIZER": "json"}
+    return {"AMQP_URI": service_config("tests")["AMQP_URI"], "SERIALIZER": "json"}
 
 
 @pytest.fixture

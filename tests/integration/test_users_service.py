@@ -69,7 +69,7 @@ def test_concurrent_registrations_of_one_email_yield_one_user(users, service_con
     # five calls in flight at once, so several pass the existence check and the
     # unique index has to decide.
     payload = {"email": unique_email("race"), "password": PASSWORD}
-    with ClusterRpcProxy(service_config("users"), timeout=10) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=10) as cluster:
         replies = [cluster.users.register.call_async(payload) for _ in range(5)]
         outcomes = []
         for reply in replies:
@@ -89,7 +89,7 @@ def test_register_bad_payload_names_the_fields(users):
 
 def test_register_publishes_user_registered(users, container_factory, service_config):
     Listener.received = []
-    listener = container_factory(Listener, service_config("users"))
+    listener = container_factory(Listener, service_config(Listener.name))
     listener.start()
     email = unique_email("event")
 
@@ -246,7 +246,7 @@ def test_set_roles(users):
 
 def test_errors_cross_rpc_as_their_own_class(users, service_config):
     email = unique_email("rpc")
-    with ClusterRpcProxy(service_config("users"), timeout=10) as cluster:
+    with ClusterRpcProxy(service_config("tests"), timeout=10) as cluster:
         created = cluster.users.register({"email": email, "password": PASSWORD})
         assert created["email"] == email.lower()
         with pytest.raises(Conflict) as caught:

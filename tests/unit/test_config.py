@@ -1,6 +1,12 @@
 import pytest
 
-from services.chassis.config import ConfigError, deep_merge, load_config, nameko_config
+from services.chassis.config import (
+    ConfigError,
+    amqp_uri,
+    deep_merge,
+    load_config,
+    nameko_config,
+)
 
 
 def base_env(**extra):
@@ -63,4 +69,39 @@ def test_nameko_config_points_each_service_at_its_own_database():
     config = load_config(base_env())
     users = nameko_config(config, "users")
     assert users["DB_URIS"] == {"users:Base": config["postgres"]["url"] + "/agora_users"}
-    assert users["AMQP_URI"] == config["amqp"]["uri"]
+    # Its own broker user, not the operator's (issue 9, item 1).
+    assert users["AMQP_URI"] == "amqp://agora-users:agora-users-broker-dev@127.0.0.1:5672/agora"
+    assert "passwords" not in users["AGORA"]["amqp"]
+
+
+def test_each_principal_connects_as_its_own_broker_user():
+    config = load_config(
+        base_env(
+            AGORA_BROKER_USER_PREFIX="x-",
+            AGORA_INTEGRATION_BROKER_PASSWORD="p@ss/w:rd",
+            AGORA_AMQP_VHOST="v",
+        )
+    )
+    assert (
+        amqp_uri(config, "integration") == "amqp://x-integration:p%40ss%2Fw%3Ard@127.0.0.1:5672/v"
+    )
+    assert amqp_uri(config, "gateway").startswith("amqp://x-gateway:agora-gateway-broker-dev@")
+    # Operator tools and test services use amqp.uri as it is.
+    assert amqp_uri(config, "agora-cli") == amqp_uri(config) == config["amqp"]["uri"]
+
+
+def test_production_needs_only_the_own_broker_password():
+    env = {
+        "AGORA_ENV": "production",
+        "AGORA_AMQP_URI": "amqp://rabbitmq:5672/agora",
+        "AGORA_PG_URL": "postgresql://db",
+        "AGORA_REDIS_URL": "redis://redis",
+        "AGORA_AUTH_ISSUER": "https://agora.example",
+        "AGORA_AUTH_KEY_PASSPHRASE": "x" * 20,
+        "AGORA_BROKER_CATALOG_PASSWORD": "catalog-secret",
+    }
+    config = load_config(env)
+    assert amqp_uri(config, "catalog") == "amqp://agora-catalog:catalog-secret@rabbitmq:5672/agora"
+    with pytest.raises(ConfigError) as excinfo:
+        amqp_uri(config, "billing")
+    assert excinfo.value.key == "amqp.passwords.billing"
