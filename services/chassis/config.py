@@ -228,6 +228,7 @@ SCHEMA = _section(
                     {
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
+                        "cursor_key": _KEY,
                         "cache": _section(
                             {
                                 "enabled": {"type": "boolean"},
@@ -255,6 +256,7 @@ SCHEMA = _section(
                     {
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
+                        "cursor_key": _KEY,
                         "saga_timeout": _POSITIVE_INT,
                         "sweep_interval": _NUMBER,
                         "max_lines": _POSITIVE_INT,
@@ -275,6 +277,7 @@ SCHEMA = _section(
                     {
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
+                        "cursor_key": _KEY,
                         "smtp": _section(
                             {
                                 "host": _STRING,
