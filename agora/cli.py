@@ -349,7 +349,11 @@ COMMANDS = {
     "asyncapi": cmd_asyncapi,
 }
 
-PROCESS_OF = {"service": lambda args: args.name, "gateway": lambda args: "gateway"}
+PROCESS_OF = {
+    "service": lambda args: args.name,
+    "gateway": lambda args: "gateway",
+    "migrate": lambda args: "migrate",
+}
 
 
 def main(argv=None):

@@ -370,10 +370,15 @@ GATEWAY_SETTINGS = ("environment", "amqp", "redis", "tracing", "logging", "gatew
 
 
 def settings_paths(process):
-    """The key paths ``process`` may read: ``"gateway"``, a service's name, or any
+    """The key paths ``process`` may read: ``"gateway"``, a service's name,
+    ``"migrate"`` (the admin role and every service role's password), or any
     other name (a test service, the CLI's RPC client), which gets the shared ones."""
     if process == "gateway":
         return GATEWAY_SETTINGS
+    if process == "migrate":
+        services = SCHEMA["properties"]["services"]["properties"]
+        roles = tuple(f"services.{name}.database_password" for name in services)
+        return SHARED_SETTINGS + ("postgres.admin",) + roles
     return SHARED_SETTINGS + _ALSO_READS.get(process, ()) + (f"services.{process}",)
 
 

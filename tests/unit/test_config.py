@@ -69,6 +69,7 @@ def test_nameko_config_points_each_service_at_its_own_database_as_its_own_role()
 
 
 SERVICES = ("users", "auth", "catalog", "inventory", "orders", "billing", "notifications")
+CURSOR_SIGNERS = ("catalog", "orders", "notifications")
 # A value only one process may see, for each secret in the tree.
 SECRET_ENV = {
     "AGORA_AUTH_KEY_PASSPHRASE": "secret-auth-key-passphrase",
@@ -76,6 +77,7 @@ SECRET_ENV = {
     "AGORA_SMS_TOKEN": "secret-sms-token",
     "AGORA_PG_PASSWORD": "secret-postgres-admin-password",
     **{f"AGORA_{s.upper()}_DB_PASSWORD": f"secret-{s}-db-password" for s in SERVICES},
+    **{f"AGORA_{s.upper()}_CURSOR_KEY": f"secret-{s}-cursor-key" for s in CURSOR_SIGNERS},
 }
 OWNER = {
     "AGORA_AUTH_KEY_PASSPHRASE": "auth",
@@ -83,6 +85,7 @@ OWNER = {
     "AGORA_SMS_TOKEN": "notifications",
     "AGORA_PG_PASSWORD": None,  # the migrations' admin role: no running process
     **{f"AGORA_{s.upper()}_DB_PASSWORD": s for s in SERVICES},
+    **{f"AGORA_{s.upper()}_CURSOR_KEY": s for s in CURSOR_SIGNERS},
 }
 
 
@@ -120,7 +123,10 @@ def test_a_process_needs_only_its_own_secrets_in_its_environment():
     # No service's secret is set: the gateway and catalog still start, and each
     # service asks for its own (and only its own) missing secret.
     assert load_config(PRODUCTION, process="gateway")["auth"]["issuer"] == "https://api.example.com"
-    catalog = load_config({**PRODUCTION, "AGORA_CATALOG_DB_PASSWORD": "pw"}, process="catalog")
+    catalog = load_config(
+        {**PRODUCTION, "AGORA_CATALOG_DB_PASSWORD": "pw", "AGORA_CATALOG_CURSOR_KEY": "k" * 32},
+        process="catalog",
+    )
     assert catalog["services"]["catalog"]["database_password"] == "pw"
     with pytest.raises(ConfigError) as excinfo:
         load_config(PRODUCTION, process="auth")
@@ -147,3 +153,18 @@ def test_postgres_url_carries_no_credentials():
     with pytest.raises(ConfigError) as excinfo:
         load_config(base_env(AGORA_PG_HOST="admin:pw@db"))
     assert excinfo.value.key == "postgres.url"
+
+
+def test_migrations_need_the_admin_role_and_the_service_roles_only():
+    env = {
+        **PRODUCTION,
+        "AGORA_PG_ADMIN_USER": "admin",
+        "AGORA_PG_ADMIN_PASSWORD": "admin-pw",
+        **{f"AGORA_{s.upper()}_DB_PASSWORD": f"{s}-pw" for s in SERVICES},
+    }
+    # No signing-key passphrase, SMTP or cursor key in the migration job's environment.
+    config = load_config(env, process="migrate")
+    assert config["postgres"]["admin"] == {"user": "admin", "password": "admin-pw"}
+    assert {s: v for s, v in config["services"].items()} == {
+        s: {"database_password": f"{s}-pw"} for s in SERVICES
+    }
