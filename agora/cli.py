@@ -34,7 +34,7 @@ from services.chassis.config import (  # noqa: E402
     load_config,
     nameko_config,
 )
-from services.chassis.files import private_folder, write_private  # noqa: E402
+from services.chassis.files import UnsafeStateFolder, private_folder, write_private  # noqa: E402
 from services.chassis.logs import logging_config  # noqa: E402
 
 SERVICES = {
@@ -375,6 +375,8 @@ def main(argv=None):
         COMMANDS[args.command](config, args)
     except ConfigError as exc:
         fail(str(exc), 2)
+    except UnsafeStateFolder as exc:
+        fail(f"agora: refusing to write state: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -11,6 +11,7 @@ or the new one, never half of it.
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -35,8 +36,22 @@ def write_private(path, text, mode=0o600):
     return path
 
 
+class UnsafeStateFolder(Exception):
+    """The state folder is a symlink or someone else's: nothing is written there."""
+
+
 def private_folder(path):
-    """``path`` (and missing parents) as a folder only its owner can enter."""
+    """``path`` (and missing parents) as a folder only its owner can enter.
+
+    A folder planted as a symlink (to a place someone else can read) or owned by
+    another user is refused rather than written into."""
     path = Path(path)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise UnsafeStateFolder(f"{path} is not a plain folder")
+    if info.st_uid != os.getuid():
+        raise UnsafeStateFolder(f"{path} belongs to another user")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700, follow_symlinks=False)
     return path

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from services.chassis.config import load_config
-from services.chassis.files import write_private
+from services.chassis.files import UnsafeStateFolder, private_folder, write_private
 
 
 def test_a_state_file_is_private(tmp_path):
@@ -86,3 +86,21 @@ def test_agora_service_renders_only_that_service_settings(tmp_path, monkeypatch)
     assert "key_passphrase" not in text and "smtp" not in text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_state_folder_planted_as_a_symlink_is_refused(tmp_path):
+    readable_by_others = tmp_path / "shared"
+    readable_by_others.mkdir(mode=0o755)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "agora").symlink_to(readable_by_others, target_is_directory=True)
+    with pytest.raises(UnsafeStateFolder):
+        private_folder(tmp_path / "run" / "agora")
+    assert list(readable_by_others.iterdir()) == []
+
+
+def test_an_existing_state_folder_is_made_private(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    assert private_folder(folder) == folder
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
