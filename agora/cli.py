@@ -37,6 +37,7 @@ from services.chassis.config import (  # noqa: E402
     load_config,
     nameko_config,
 )
+from services.chassis.files import UnsafeStateFolder, private_folder, write_private  # noqa: E402
 from services.chassis.logs import logging_config  # noqa: E402
 
 SERVICES = {
@@ -60,29 +61,26 @@ def fail(message, code=1):
     sys.exit(code)
 
 
-def config_or_exit():
+def config_or_exit(process=None):
     try:
-        return load_config()
+        return load_config(process=process)
     except ConfigError as exc:
         fail(str(exc), 2)
 
 
 def render_nameko_config(config, service):
-    """Write the validated config for ``nameko run``/``nameko shell`` (0600: it holds secrets)."""
+    """Write the validated config for ``nameko run``/``nameko shell`` (0600: it holds
+    secrets): only what ``service`` reads (services.chassis.config.settings_paths)."""
     settings = nameko_config(config, service)
     settings["LOGGING"] = logging_config(service, config["logging"]["level"])
     return write_state_file(config, f"{service}.yaml", yaml.safe_dump(settings, sort_keys=False))
 
 
 def write_state_file(config, name, text):
-    """A private file under .agora/run/<vhost>/ (mode 0600: it may hold secrets)."""
-    folder = state_dir() / "run" / amqp_vhost(config).replace("/", "_")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    return path
+    """A private file under .agora/run/<vhost>/ (mode 0600: it may hold secrets),
+    created afresh without following a symlink (services.chassis.files)."""
+    folder = private_folder(state_dir() / "run" / amqp_vhost(config).replace("/", "_"))
+    return write_private(folder / name, text)
 
 
 def cmd_check(config, args):
@@ -418,6 +416,12 @@ COMMANDS = {
     "broker-definitions": cmd_broker_definitions,
 }
 
+PROCESS_OF = {
+    "service": lambda args: args.name,
+    "gateway": lambda args: "gateway",
+    "migrate": lambda args: "migrate",
+}
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="agora", description=__doc__.split("\n")[0])
@@ -441,11 +445,15 @@ def main(argv=None):
         if name == "broker-definitions":
             command.add_argument("--with-operator", action="store_true")
     args = parser.parse_args(argv)
-    config = config_or_exit()
+    # A service or the gateway resolves only the settings it reads (and needs
+    # only those secrets in its environment); the other commands, the whole tree.
+    config = config_or_exit(PROCESS_OF.get(args.command, lambda args: None)(args))
     try:
         COMMANDS[args.command](config, args)
     except ConfigError as exc:
         fail(str(exc), 2)
+    except UnsafeStateFolder as exc:
+        fail(f"agora: refusing to write state: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -30,6 +30,7 @@ from agora.infra import delete_vhost, ensure_vhost, preflight
 from agora.platform import Platform, free_port, platform_env
 from bench.load import run, summary
 from services.chassis.config import load_config
+from services.chassis.files import write_private
 from services.chassis.migrations import drop_database, upgrade
 from services.chassis.redis import make_client
 
@@ -190,17 +191,19 @@ def main():
         }
     )
     overlay = os.path.join(env["AGORA_STATE_DIR"], "bench.yaml")
-    with open(overlay, "w") as fh:
-        groups = (
-            "read",
-            "write",
-            "oauth",
-            "token_per_ip",
-            "login_failures_per_ip",
-            "login_failures_per_account",
-        )
-        fh.write("gateway:\n  rate_limits:\n    groups:\n")
-        fh.writelines(f"      {group}: 100000000/minute\n" for group in groups)
+    groups = (
+        "read",
+        "write",
+        "oauth",
+        "token_per_ip",
+        "login_failures_per_ip",
+        "login_failures_per_account",
+    )
+    write_private(
+        overlay,
+        "gateway:\n  rate_limits:\n    groups:\n"
+        + "".join(f"      {group}: 100000000/minute\n" for group in groups),
+    )
     env["AGORA_CONFIG"] = overlay
     os.environ.update(env)
     config = load_config()

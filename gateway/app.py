@@ -14,7 +14,7 @@ from gateway.limits import init_limits
 from gateway.openapi import init_openapi
 from gateway.rpc import RpcClient
 from gateway.tracing import init_tracing
-from services.chassis.config import load_config, nameko_config
+from services.chassis.config import load_config, nameko_config, settings_for
 from services.chassis.logs import setup_logging
 from services.chassis.redis import make_client
 from services.chassis.tracing import Tracer
@@ -23,7 +23,8 @@ SERVICES = ("users", "auth", "catalog", "inventory", "orders", "billing", "notif
 
 
 def create_app(config=None):
-    config = config or load_config()
+    # Only what the gateway reads: no database, no service's settings or secrets.
+    config = settings_for(config, "gateway") if config else load_config(process="gateway")
     setup_logging("gateway", config["logging"]["level"])
     gateway = config["gateway"]
     auth = config["auth"]

@@ -79,27 +79,42 @@ def like_pattern(q):
     return f"%{escaped}%"
 
 
-# --- list cursors ------------------------------------------------------------
+# --- list cursors and which pages are cached ----------------------------------
 # A cursor is the position after which the next page starts (the last seq
-# shown), opaque and signed: see services.chassis.cursors. Key and version are
-# those cursors were always issued with, so none already issued stops working.
-_CURSOR = cursors.Cursor(b"agora.catalog.cursor.v1", "1")
+# shown) and whether it continues the canonical chain (the listing with the
+# default limit and no ``q``, from its first page), opaque and signed with the
+# service's cursor key: see services.chassis.cursors. Only canonical pages are
+# cached, so the cache holds at most one entry per page of the public listing
+# whatever limits, queries and cursors clients send (those are served from the
+# database, under the gateway's rate limits). Version 2 added the chain flag.
+_CANONICAL, _OTHER = "c", "o"
 
 
-def encode_cursor(seq):
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise ValueError("seq must be a non-negative integer")
-    return _CURSOR.encode(str(seq))
+class ListingCursors:
+    """The cursors of ``list_products``, signed with ``key`` (bytes)."""
+
+    def __init__(self, key: bytes):
+        self.cursor = cursors.Cursor(key, "2")
+
+    def encode(self, seq, canonical=False):
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise ValueError("seq must be a non-negative integer")
+        return self.cursor.encode(str(seq), _CANONICAL if canonical else _OTHER)
+
+    def decode(self, cursor):
+        """``(seq, canonical)`` of ``cursor``; ValidationError ``{"cursor": "is invalid"}``
+        otherwise."""
+        seq, chain = self.cursor.decode(cursor, 2)
+        if not seq.isdigit() or chain not in (_CANONICAL, _OTHER):
+            raise cursors.invalid_cursor()
+        return int(seq), chain == _CANONICAL
+
+    def page(self, rows, limit, seq_of, canonical=False):
+        """Split ``limit + 1`` fetched rows into the page and its ``next_cursor``."""
+        return cursors.split_page(rows, limit, lambda last: self.encode(seq_of(last), canonical))
 
 
-def decode_cursor(cursor):
-    """The seq encoded in ``cursor``; ValidationError ``{"cursor": "is invalid"}`` otherwise."""
-    (seq,) = _CURSOR.decode(cursor, 1)
-    if not seq.isdigit():
-        raise cursors.invalid_cursor()
-    return int(seq)
-
-
-def page(rows, limit, seq_of):
-    """Split ``limit + 1`` fetched rows into the page and its ``next_cursor``."""
-    return cursors.split_page(rows, limit, lambda last: encode_cursor(seq_of(last)))
+def is_canonical_page(limit, q, cursor_canonical):
+    """True for the pages the catalog caches: the default limit, no ``q``, and the
+    first page or a cursor issued by a canonical page."""
+    return limit == LIMIT_DEFAULT and q is None and cursor_canonical

@@ -1,7 +1,5 @@
 """The catalog service: products, their prices, and a cached public listing."""
 
-import hashlib
-import json
 import logging
 
 import redis as redis_lib
@@ -17,6 +15,7 @@ from services.catalog.models import (
     find_product,
 )
 from services.catalog.schemas import EVENTS, LIST_QUERY, PRODUCT_CREATE, PRODUCT_UPDATE
+from services.chassis import cursors
 from services.chassis.cache import Cache
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, NotFound
@@ -96,19 +95,28 @@ class CatalogService(AgoraService):
         arguments = {"limit": limit, "cursor": cursor, "q": q}
         validate(LIST_QUERY, {k: v for k, v in arguments.items() if v is not None})
         limit = domain.LIMIT_DEFAULT if limit is None else limit
-        after = domain.decode_cursor(cursor) if cursor is not None else 0
+        listing = self._cursors()
+        after, chained = listing.decode(cursor) if cursor is not None else (0, True)
         q = (q or "").strip() or None
+        canonical = domain.is_canonical_page(limit, q, chained)
 
         def load():
             rows = active_products_after(self.db.session, after, limit + 1, q)
-            items, next_cursor = domain.page(rows, limit, lambda row: row.seq)
+            items, next_cursor = listing.page(rows, limit, lambda row: row.seq, canonical)
             return {"items": [domain.product_view(r) for r in items], "next_cursor": next_cursor}
 
-        digest = hashlib.sha256(json.dumps([limit, after, q]).encode()).hexdigest()[:32]
-        return self._cache().get_or_load(f"page:{digest}", load, depends_on=[COLLECTION])
+        if not canonical:
+            return load()
+        return self._cache().get_or_load(f"page:{after}", load, depends_on=[COLLECTION])
+
+    def _settings(self):
+        return self.config["AGORA"]["services"]["catalog"]
+
+    def _cursors(self):
+        return domain.ListingCursors(cursors.signing_key(self._settings()["cursor_key"]))
 
     def _cache(self):
-        settings = self.config["AGORA"]["services"]["catalog"]["cache"]
+        settings = self._settings()["cache"]
         return Cache.from_settings(self.cache, self.cache.key("catalog", ""), settings)
 
     def _invalidate_after_commit(self, *generations):

@@ -119,8 +119,13 @@ _ARGON2 = _section(
         "time_cost": _POSITIVE_INT,
         "memory_cost": {"type": "integer", "minimum": 8},
         "parallelism": _POSITIVE_INT,
+        "max_concurrent": _POSITIVE_INT,
     }
 )
+# A service's own database role's password (the role is named like its database).
+_DB_PASSWORD = {"type": "string"}
+# Keys that sign something (cursors): long enough not to be guessed.
+_KEY = {"type": "string", "minLength": 16}
 
 SCHEMA = _section(
     {
@@ -134,10 +139,12 @@ SCHEMA = _section(
         ),
         "postgres": _section(
             {
-                "url": {"type": "string", "pattern": "^postgresql(\\+psycopg2)?://"},
+                # The server only: credentials are the admin's (below) or a service role's.
+                "url": {"type": "string", "pattern": "^postgresql(\\+psycopg2)?://[^@/?#]+/?$"},
                 "database_prefix": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*$"},
                 "pool_size": _POSITIVE_INT,
                 "connect_timeout": _NUMBER,
+                "admin": _section({"user": _STRING, "password": {"type": "string"}}),
             }
         ),
         "redis": _section(
@@ -226,12 +233,14 @@ SCHEMA = _section(
                 "users": _section(
                     {
                         "max_workers": _POSITIVE_INT,
+                        "database_password": _DB_PASSWORD,
                         "password_hash": _ARGON2,
                     }
                 ),
                 "auth": _section(
                     {
                         "max_workers": _POSITIVE_INT,
+                        "database_password": _DB_PASSWORD,
                         "key_passphrase": {"type": "string", "minLength": 16},
                         "key_size": {"enum": [2048, 3072, 4096]},
                         "client_secret_hash": _ARGON2,
@@ -241,6 +250,8 @@ SCHEMA = _section(
                 "catalog": _section(
                     {
                         "max_workers": _POSITIVE_INT,
+                        "database_password": _DB_PASSWORD,
+                        "cursor_key": _KEY,
                         "cache": _section(
                             {
                                 "enabled": {"type": "boolean"},
@@ -255,6 +266,7 @@ SCHEMA = _section(
                 "inventory": _section(
                     {
                         "max_workers": _POSITIVE_INT,
+                        "database_password": _DB_PASSWORD,
                         "reservation_ttl": _POSITIVE_INT,
                         "expiry_interval": _NUMBER,
                         "default_warehouse": {
@@ -266,6 +278,8 @@ SCHEMA = _section(
                 "orders": _section(
                     {
                         "max_workers": _POSITIVE_INT,
+                        "database_password": _DB_PASSWORD,
+                        "cursor_key": _KEY,
                         "saga_timeout": _POSITIVE_INT,
                         "sweep_interval": _NUMBER,
                         "max_lines": _POSITIVE_INT,
@@ -275,6 +289,7 @@ SCHEMA = _section(
                 "billing": _section(
                     {
                         "max_workers": _POSITIVE_INT,
+                        "database_password": _DB_PASSWORD,
                         "provider": {"enum": ["simulated"]},
                         "provider_timeout": _NUMBER,
                         "charge_attempts": _POSITIVE_INT,
@@ -284,6 +299,8 @@ SCHEMA = _section(
                 "notifications": _section(
                     {
                         "max_workers": _POSITIVE_INT,
+                        "database_password": _DB_PASSWORD,
+                        "cursor_key": _KEY,
                         "smtp": _section(
                             {
                                 "host": _STRING,
@@ -345,8 +362,111 @@ def _error_key(error):
     return path or "<root>", error.message
 
 
-def validate(config):
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+# --- what each process reads (least privilege) ----------------------------------
+#
+# One rule: a process is given, and its config is resolved and validated for,
+# only the key paths below. Secrets live in ``services.<name>`` (that service's
+# own: its database password, the auth signing-key passphrase, SMTP and SMS
+# credentials, cursor keys) or in ``postgres.admin`` (migrations only), so no
+# process sees another's secrets, and ``${VAR}`` references outside its view are
+# never resolved: a secret another process owns need not even be in its
+# environment. ``agora migrate`` and the operator tools load the whole tree.
+
+SHARED_SETTINGS = (
+    "environment",
+    # The broker's address; each principal adds its own password (settings_paths).
+    "amqp.uri",
+    "amqp.user_prefix",
+    "postgres.url",
+    "postgres.database_prefix",
+    "postgres.pool_size",
+    "postgres.connect_timeout",
+    "redis",
+    "tracing",
+    "logging",
+    "events",
+    # The timeout of a service's own RPC calls to other services.
+    "gateway.rpc.timeout",
+)
+# Shared sections a service reads beyond SHARED_SETTINGS and its services.<name>.
+_ALSO_READS = {"auth": ("auth",)}
+# The gateway: no database, no events, no service's settings or secrets.
+GATEWAY_SETTINGS = (
+    "environment",
+    "amqp.uri",
+    "amqp.user_prefix",
+    "amqp.passwords.gateway",
+    "redis",
+    "tracing",
+    "logging",
+    "gateway",
+    "auth",
+)
+
+
+def settings_paths(process):
+    """The key paths ``process`` may read: ``"gateway"``, a service's name,
+    ``"migrate"`` (the admin role and every service role's password), or any
+    other name (a test service, the CLI's RPC client), which gets the shared ones."""
+    if process == "gateway":
+        return GATEWAY_SETTINGS
+    if process == "migrate":
+        services = SCHEMA["properties"]["services"]["properties"]
+        roles = tuple(f"services.{name}.database_password" for name in services)
+        return SHARED_SETTINGS + ("postgres.admin",) + roles
+    own = (f"services.{process}",)
+    if process in BROKER_PRINCIPALS:
+        own += (f"amqp.passwords.{process}",)
+    return SHARED_SETTINGS + _ALSO_READS.get(process, ()) + own
+
+
+def project(tree, paths):
+    """A copy of ``tree`` holding only the dotted key ``paths`` that exist in it."""
+    projected = {}
+    for path in paths:
+        *parents, leaf = path.split(".")
+        source, target = tree, projected
+        for key in parents:
+            source = source.get(key) if isinstance(source, dict) else None
+            if not isinstance(source, dict):
+                break
+            target = target.setdefault(key, {})
+        else:
+            if isinstance(source, dict) and leaf in source:
+                target[leaf] = copy.deepcopy(source[leaf])
+    return projected
+
+
+def _project_schema(schema, paths):
+    """SCHEMA narrowed to ``paths``: a section requires only the keys kept."""
+    trie = {}
+    for path in paths:
+        node = trie
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if node is True:
+                break
+        else:
+            node[leaf] = True
+
+    def narrow(node, subschema):
+        if node is True:
+            return subschema
+        properties = {k: narrow(v, subschema["properties"][k]) for k, v in node.items()}
+        required = [k for k in subschema.get("required", ()) if k in properties]
+        return {**subschema, "properties": properties, "required": required}
+
+    return narrow(trie, schema)
+
+
+def settings_for(config, process):
+    """The part of a loaded ``config`` that ``process`` is given (see settings_paths)."""
+    return project(config, settings_paths(process))
+
+
+def validate(config, schema=None):
+    validator = jsonschema.Draft202012Validator(SCHEMA if schema is None else schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         key, message = _error_key(errors[0])
@@ -354,8 +474,9 @@ def validate(config):
     return config
 
 
-def load_config(env=None, config_dir=None):
-    """Return the validated configuration as a plain dict."""
+def load_config(env=None, config_dir=None, process=None):
+    """Return the validated configuration as a plain dict: the whole tree, or with
+    ``process`` only what that process reads (:func:`settings_paths`)."""
     env = dict(os.environ if env is None else env)
     config_dir = Path(config_dir or CONFIG_DIR)
     environment = env.get("AGORA_ENV", "development")
@@ -369,7 +490,10 @@ def load_config(env=None, config_dir=None):
     merged = {}
     for layer in layers:
         merged = deep_merge(merged, _read_yaml(layer))
-    return validate(_substitute(merged, "", env))
+    if process is None:
+        return validate(_substitute(merged, "", env))
+    paths = settings_paths(process)
+    return validate(_substitute(project(merged, paths), "", env), _project_schema(SCHEMA, paths))
 
 
 def amqp_vhost(config):
@@ -400,21 +524,36 @@ def amqp_uri(config, principal=None):
     return urlunsplit(parts._replace(netloc=f"{credentials}@{address}"))
 
 
+def database_name(config, service):
+    """A service's database, and its own PostgreSQL role: ``<database_prefix><service>``."""
+    return f"{config['postgres']['database_prefix']}{service}"
+
+
 def database_url(config, service):
-    """The SQLAlchemy URL of one service's own database."""
-    pg = config["postgres"]
-    return f"{pg['url'].rstrip('/')}/{pg['database_prefix']}{service}"
+    """The SQLAlchemy URL of one service's own database, as its own role (the
+    password from ``services.<service>.database_password``, none if unset)."""
+    name = database_name(config, service)
+    password = (config.get("services") or {}).get(service, {}).get("database_password")
+    credentials = quote(name, safe="")
+    if password:
+        credentials += ":" + quote(password, safe="")
+    scheme, server = config["postgres"]["url"].rstrip("/").split("://", 1)
+    return f"{scheme}://{credentials}@{server}/{name}"
 
 
 def nameko_config(config, service):
-    """The dict a Nameko container for ``service`` runs with."""
-    settings = config["services"].get(service, {})
+    """The dict a Nameko container for ``service`` runs with: its own settings
+    only, and of the broker settings only its own URI (its user and password)."""
+    settings = settings_for(config, service)
+    own = settings.get("services", {}).get(service, {})
     uri = amqp_uri(config, service)
-    return {
+    settings["amqp"] = {"uri": uri}
+    nameko = {
         "AMQP_URI": uri,
-        "max_workers": settings.get("max_workers", 10),
-        "DB_URIS": {f"{service}:Base": database_url(config, service)},
+        "max_workers": own.get("max_workers", 10),
         "SERIALIZER": "json",
-        # Its own broker credentials only, not every principal's password.
-        "AGORA": {**config, "amqp": {"uri": uri}},
+        "AGORA": settings,
     }
+    if "postgres" in settings:
+        nameko["DB_URIS"] = {f"{service}:Base": database_url(settings, service)}
+    return nameko

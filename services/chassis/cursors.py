@@ -4,8 +4,9 @@ A cursor is the position after which the next page starts: a few text fields
 behind a version, with a short MAC, base64url-encoded without padding:
 ``base64url("<version>.<field>....<mac>")``. The MAC is there so that garbage
 or an edited cursor is refused with a clear error instead of paging from an odd
-place. Its key is no secret: a cursor reveals nothing private, and forging one
-only lets a client start a listing it may read anyway at another position.
+place, and so that a service can trust what it signed (the catalog caches only
+pages whose cursor it issued from a cached page): its key is a per-service
+secret from config (``services.<name>.cursor_key``, see :func:`signing_key`).
 
 Every way a cursor can be wrong is the same ValidationError
 ``{"cursor": "is invalid"}``.
@@ -28,6 +29,11 @@ _SEPARATOR = "."
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 # Microseconds since the epoch: ASCII digits, at most 20 (year 9999 needs 18).
 _MICROS = re.compile(r"[0-9]{1,20}")
+
+
+def signing_key(secret: str) -> bytes:
+    """The MAC key of a configured ``cursor_key`` (any length; BLAKE2b takes 64 bytes at most)."""
+    return hashlib.sha256(b"agora.cursor-key." + secret.encode()).digest()
 
 
 def invalid_cursor():

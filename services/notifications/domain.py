@@ -269,20 +269,10 @@ def parse_user_id(value):
 
 
 # A cursor is the (created_at, id) of the last row shown, newest first. It is
-# opaque and signed (see services.chassis.cursors); the key is no secret: the
-# listing is per user and the user id is checked. Key, version and the UUID's
-# hex spelling are those cursors were always issued with.
-_CURSOR = cursors.TimeIdCursor(b"agora.notifications.cursor.v1", "1", hex_ids=True)
+# opaque and signed with the service's cursor key (services.chassis.cursors).
 
 
-def encode_cursor(created_at, row_id):
-    return _CURSOR.encode(created_at, row_id)
-
-
-def decode_cursor(cursor):
-    """``(created_at, id)`` from ``cursor``; ValidationError ``{"cursor": "is invalid"}``."""
-    return _CURSOR.decode(cursor)
-
-
-# Split ``limit + 1`` fetched rows (newest first) into the page and its ``next_cursor``.
-page = _CURSOR.page
+def listing_cursors(key: bytes):
+    """The cursors of ``list_notifications``, signed with ``key``: ``.decode(cursor)``
+    gives ``(created_at, id)``, ``.page(rows, limit)`` the page and its ``next_cursor``."""
+    return cursors.TimeIdCursor(key, "1", hex_ids=True)

@@ -27,6 +27,7 @@ from eventlet.event import Event
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider, Entrypoint
 
+from services.chassis import cursors
 from services.chassis.db import Database
 from services.chassis.errors import NotFound, Unavailable
 from services.chassis.messaging import (
@@ -372,7 +373,9 @@ class NotificationsService(AgoraService):
         )
         uid = domain.parse_user_id(user_id)
         limit = domain.LIMIT_DEFAULT if limit is None else limit
-        after = domain.decode_cursor(cursor) if cursor is not None else None
+        settings = self.config["AGORA"]["services"]["notifications"]
+        listing = domain.listing_cursors(cursors.signing_key(settings["cursor_key"]))
+        after = listing.decode(cursor) if cursor is not None else None
         rows = models.user_notifications(self.db.session, uid, after, limit + 1)
-        items, next_cursor = domain.page(rows, limit)
+        items, next_cursor = listing.page(rows, limit)
         return {"items": [domain.notification_view(r) for r in items], "next_cursor": next_cursor}

@@ -471,19 +471,10 @@ def order_view(order, lines, history):
 LIMIT_DEFAULT = 20
 LIMIT_MAX = 100
 CURSOR_MAX = cursors.CURSOR_MAX
-# The key, version and hyphenated UUID are those cursors were always issued
-# with, so none already issued stops working.
-_CURSOR = cursors.TimeIdCursor(b"agora.orders.cursor.v1", "1")
 
 
-def encode_cursor(created_at, order_id):
-    return _CURSOR.encode(created_at, order_id)
-
-
-def decode_cursor(cursor):
-    """``(created_at, order_id)`` of ``cursor``; ValidationError on ``cursor`` otherwise."""
-    return _CURSOR.decode(cursor)
-
-
-# Split ``limit + 1`` fetched orders into the page and its ``next_cursor``.
-page = _CURSOR.page
+def listing_cursors(key: bytes):
+    """The cursors of ``list_orders``, signed with the service's cursor key
+    (``services.orders.cursor_key``): ``.decode(cursor)`` gives
+    ``(created_at, order_id)``, ``.page(rows, limit)`` the page and its ``next_cursor``."""
+    return cursors.TimeIdCursor(key, "1")

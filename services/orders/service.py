@@ -14,6 +14,7 @@ from nameko.dependency_providers import Config
 from nameko.exceptions import RemoteError, UnknownService
 from sqlalchemy.exc import IntegrityError
 
+from services.chassis import cursors
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, NotFound, Unavailable, ValidationError
 from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
@@ -140,9 +141,10 @@ class OrdersService(AgoraService):
         arguments = {"user_id": user_id, "limit": limit, "cursor": cursor, "status": status}
         _check(((LIST_QUERY, {k: v for k, v in arguments.items() if v is not None}),))
         limit = domain.LIMIT_DEFAULT if limit is None else limit
-        after = domain.decode_cursor(cursor) if cursor is not None else None
+        listing = domain.listing_cursors(cursors.signing_key(self._settings()["cursor_key"]))
+        after = listing.decode(cursor) if cursor is not None else None
         rows = orders_of(self.db.session, uuid.UUID(user_id), limit + 1, after, status)
-        items, next_cursor = domain.page(rows, limit)
+        items, next_cursor = listing.page(rows, limit)
         return {"items": self._views(items), "next_cursor": next_cursor}
 
     @rpc

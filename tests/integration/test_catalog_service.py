@@ -239,24 +239,81 @@ def test_list_rejects_bad_arguments(catalog):
     assert info.value.details == {"cursor": "is invalid"}
 
 
-def test_list_page_cache_is_invalidated_by_create_and_update(catalog):
+def page_keys(redis_client):
+    """The catalog's cached list pages in Redis (values and fill locks)."""
+    pattern = redis_client.key("catalog", "") + "*page:*"
+    return set(redis_client.scan_iter(match=pattern, count=1000))
+
+
+def canonical_chain(catalog):
+    """Every page of the public listing (default limit, no q), first to last."""
+    pages, cursor = [], None
+    while True:
+        page = call(catalog, "list_products", cursor=cursor)
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+def test_the_canonical_listing_is_cached_and_invalidated_by_create_and_update(
+    catalog, redis_client
+):
     tag = token("inv")
     first = create(catalog, name=f"First {tag}")
-    assert [p["id"] for p in call(catalog, "list_products", q=tag)["items"]] == [first["id"]]
-    # The same page again is served from the cache ...
-    assert call(catalog, "list_products", q=tag)["items"] == [first]
+    pages = canonical_chain(catalog)
+    assert first in pages[-1]["items"]
+    cached = page_keys(redis_client)
+    assert len([k for k in cached if ":v:page:" in k]) >= len(pages)
+    # The same chain again is served from the cache: no new entry.
+    assert canonical_chain(catalog) == pages
+    assert page_keys(redis_client) == cached
 
     second = create(catalog, name=f"Second {tag}")
-    page = call(catalog, "list_products", q=tag)
-    assert [p["id"] for p in page["items"]] == [first["id"], second["id"]]
+    ids = [p["id"] for page in canonical_chain(catalog) for p in page["items"]]
+    assert ids[-2:] == [first["id"], second["id"]]
 
     call(catalog, "update_product", first["id"], {"name": f"First renamed {tag}"})
-    page = call(catalog, "list_products", q=tag)
-    assert page["items"][0]["name"] == f"First renamed {tag}"
+    items = [p for page in canonical_chain(catalog) for p in page["items"]]
+    assert next(p for p in items if p["id"] == first["id"])["name"] == f"First renamed {tag}"
 
     call(catalog, "update_product", second["id"], {"active": False})
-    page = call(catalog, "list_products", q=tag)
-    assert [p["id"] for p in page["items"]] == [first["id"]]
+    ids = [p["id"] for page in canonical_chain(catalog) for p in page["items"]]
+    assert second["id"] not in ids and first["id"] in ids
+
+
+def test_other_queries_limits_and_cursors_create_no_cache_entries(catalog, redis_client):
+    tag = token("nc")
+    made = [create(catalog, name=f"Uncached {i} {tag}") for i in range(3)]
+    call(catalog, "list_products")  # the canonical first page may be cached
+    before = page_keys(redis_client)
+
+    for n in range(5):
+        call(catalog, "list_products", q=token("random"))
+        call(catalog, "list_products", limit=1 + n)
+    filtered = call(catalog, "list_products", q=tag, limit=1)
+    assert [p["id"] for p in filtered["items"]] == [made[0]["id"]]
+    # A cursor from a non-canonical listing continues it, uncached, even with
+    # the default limit and no q.
+    second = call(catalog, "list_products", cursor=filtered["next_cursor"])
+    assert second["items"] and second["next_cursor"] != filtered["next_cursor"]
+    chained = call(catalog, "list_products", q=tag, cursor=filtered["next_cursor"])
+    assert [p["id"] for p in chained["items"]] == [m["id"] for m in made[1:]]
+
+    assert page_keys(redis_client) == before
+
+
+def test_a_cursor_signed_with_another_key_is_refused(catalog):
+    from services.catalog.domain import ListingCursors
+    from services.chassis.cursors import signing_key
+
+    create(catalog)
+    forged = ListingCursors(signing_key("not-this-deployment-key")).encode(0, canonical=True)
+    with pytest.raises(ValidationError) as info:
+        call(catalog, "list_products", cursor=forged)
+    assert info.value.details == {"cursor": "is invalid"}
+    genuine = call(catalog, "list_products", limit=1)["next_cursor"]
+    assert call(catalog, "list_products", cursor=genuine)["items"]
 
 
 def test_reads_survive_redis_being_down(catalog, redis_client):

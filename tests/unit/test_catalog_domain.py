@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from services.catalog import domain, schemas
+from services.chassis import cursors
 from services.chassis.errors import ValidationError
 from services.chassis.schemas import validate
 
@@ -161,12 +162,17 @@ def test_like_pattern_escapes_wildcards():
 # --- cursors -----------------------------------------------------------------
 
 
+KEY = cursors.signing_key("unit-test-catalog-cursor-key")
+LISTING = domain.ListingCursors(KEY)
+
+
 @pytest.mark.parametrize("seq", [0, 1, 42, 2**62])
-def test_cursor_round_trip(seq):
-    cursor = domain.encode_cursor(seq)
+@pytest.mark.parametrize("canonical", [True, False])
+def test_cursor_round_trip(seq, canonical):
+    cursor = LISTING.encode(seq, canonical)
     assert isinstance(cursor, str) and "=" not in cursor
     assert set(cursor) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    assert domain.decode_cursor(cursor) == seq
+    assert LISTING.decode(cursor) == (seq, canonical)
 
 
 def _reencode(text):
@@ -174,14 +180,15 @@ def _reencode(text):
 
 
 def _tampered():
-    cursor = domain.encode_cursor(10)
+    cursor = LISTING.encode(10)
     raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    version, seq, mac = raw.split(".")
+    version, seq, chain, mac = raw.split(".")
     return [
-        _reencode(f"{version}.11.{mac}"),  # another position, old MAC
-        _reencode(f"2.{seq}.{mac}"),  # unknown version
-        _reencode(f"{version}.-1.{mac}"),
-        _reencode(f"{version}.{seq}"),  # MAC removed
+        _reencode(f"{version}.11.{chain}.{mac}"),  # another position, old MAC
+        _reencode(f"{version}.{seq}.c.{mac}"),  # made canonical, old MAC
+        _reencode(f"1.{seq}.{chain}.{mac}"),  # unknown version
+        _reencode(f"{version}.-1.{chain}.{mac}"),
+        _reencode(f"{version}.{seq}.{chain}"),  # MAC removed
         cursor[:-2],  # truncated
         cursor + "A",
         "not a cursor!",
@@ -194,14 +201,41 @@ def _tampered():
 @pytest.mark.parametrize("cursor", _tampered() + [None, 12])
 def test_tampered_or_garbage_cursors_are_rejected(cursor):
     with pytest.raises(ValidationError) as info:
-        domain.decode_cursor(cursor)
+        LISTING.decode(cursor)
     assert info.value.details == {"cursor": "is invalid"}
+
+
+def test_a_cursor_signed_with_another_key_is_refused():
+    # The key is a secret from config: the development default, or the old public
+    # constant, signs nothing this catalog accepts.
+    for other in ("agora-development-catalog-cursor-key", "another-deployment-key!"):
+        forged = domain.ListingCursors(cursors.signing_key(other)).encode(10, canonical=True)
+        with pytest.raises(ValidationError) as info:
+            LISTING.decode(forged)
+        assert info.value.details == {"cursor": "is invalid"}
+    old_constant = cursors.Cursor(b"agora.catalog.cursor.v1", "2").encode("10", "c")
+    with pytest.raises(ValidationError):
+        LISTING.decode(old_constant)
 
 
 def test_page_sets_next_cursor_only_when_more_rows_exist():
     rows = [types.SimpleNamespace(seq=s) for s in (3, 5, 9)]
-    items, next_cursor = domain.page(rows, 2, lambda r: r.seq)
+    items, next_cursor = LISTING.page(rows, 2, lambda r: r.seq, canonical=True)
     assert [r.seq for r in items] == [3, 5]
-    assert domain.decode_cursor(next_cursor) == 5
-    items, next_cursor = domain.page(rows, 3, lambda r: r.seq)
+    assert LISTING.decode(next_cursor) == (5, True)
+    items, next_cursor = LISTING.page(rows, 3, lambda r: r.seq)
     assert len(items) == 3 and next_cursor is None
+
+
+@pytest.mark.parametrize(
+    "limit, q, chained, cached",
+    [
+        (domain.LIMIT_DEFAULT, None, True, True),
+        (domain.LIMIT_DEFAULT, None, False, False),  # a cursor from another listing
+        (domain.LIMIT_DEFAULT, "mug", True, False),
+        (domain.LIMIT_DEFAULT - 1, None, True, False),
+        (1, None, True, False),
+    ],
+)
+def test_only_canonical_pages_are_cached(limit, q, chained, cached):
+    assert domain.is_canonical_page(limit, q, chained) is cached

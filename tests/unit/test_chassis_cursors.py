@@ -15,6 +15,7 @@ from services.chassis.cursors import (
     from_micros,
     invalid_cursor,
     micros,
+    signing_key,
     split_page,
 )
 from services.chassis.errors import ValidationError
@@ -245,40 +246,64 @@ def test_time_id_refuses_tampering():
 # --- the services' cursors --------------------------------------------------------
 
 
-# Issued before the services' cursor code moved to the chassis: each service
-# must still read them, and still write the same position the same way.
-@pytest.mark.parametrize(
-    "domain, position, cursor",
-    [
-        (catalog, (0,), "MS4wLjBlODhlYjM5YzIzMmNhMDc"),
-        (catalog, (42,), "MS40Mi5kMzBkZGFjZmUxMWMzNWQ1"),
-        (
-            orders,  # hyphenated UUID
-            (MOMENT, ROW_ID),
-            "MS4xNzE0NTY0ODAwMTIzNDU2LjEyMzQ1Njc4LTEyMzQtNTY3OC0xMjM0LTU2NzgxMjM0NTY3OC4y"
-            "MzlkMDBhZTA3Yjg3YzYy",
-        ),
-        (
-            notifications,  # UUID as 32 hex digits
-            (MOMENT, ROW_ID),
-            "MS4xNzE0NTY0ODAwMTIzNDU2LjEyMzQ1Njc4MTIzNDU2NzgxMjM0NTY3ODEyMzQ1Njc4LmEwNzZk"
-            "NGNmNTI0OWJlZWY",
-        ),
-    ],
-)
-def test_cursors_the_services_already_issued_stay_valid(domain, position, cursor):
-    decoded = domain.decode_cursor(cursor)
-    assert (decoded if isinstance(decoded, tuple) else (decoded,)) == position
-    assert domain.encode_cursor(*position) == cursor
+# Issued with the public constant keys the services used before their keys came
+# from config (issue 9, item 12): refused now, as anything not signed with the
+# deployment's own secret is. (Until then this test asserted they stayed valid.)
+OLD_PUBLIC_CURSORS = [
+    ("catalog", "MS4wLjBlODhlYjM5YzIzMmNhMDc"),
+    (
+        "orders",
+        "MS4xNzE0NTY0ODAwMTIzNDU2LjEyMzQ1Njc4LTEyMzQtNTY3OC0xMjM0LTU2NzgxMjM0NTY3OC4y"
+        "MzlkMDBhZTA3Yjg3YzYy",
+    ),
+    (
+        "notifications",
+        "MS4xNzE0NTY0ODAwMTIzNDU2LjEyMzQ1Njc4MTIzNDU2NzgxMjM0NTY3ODEyMzQ1Njc4LmEwNzZk"
+        "NGNmNTI0OWJlZWY",
+    ),
+]
+
+
+def listing(service, secret="a-deployment-secret-cursor-key"):
+    domain = {"catalog": catalog, "orders": orders, "notifications": notifications}[service]
+    make = domain.ListingCursors if service == "catalog" else domain.listing_cursors
+    return make(signing_key(secret))
+
+
+@pytest.mark.parametrize("service, cursor", OLD_PUBLIC_CURSORS)
+def test_cursors_signed_with_the_old_public_keys_are_refused(service, cursor):
+    refused(listing(service).decode, cursor)
+
+
+def test_a_service_reads_only_cursors_signed_with_its_configured_key():
+    ours, theirs = listing("orders"), listing("orders", "another-deployment-secret")
+    cursor = ours.encode(MOMENT, ROW_ID)
+    assert ours.decode(cursor) == (MOMENT, ROW_ID)
+    refused(theirs.decode, cursor)
+    page = listing("catalog").encode(42, canonical=True)
+    assert listing("catalog").decode(page) == (42, True)
+    refused(listing("catalog", "another-deployment-secret").decode, page)
 
 
 def test_each_service_signs_with_its_own_key():
+    from services.chassis.config import load_config
+
+    services = load_config({"AGORA_ENV": "development"})["services"]
+    keys = {name: services[name]["cursor_key"] for name in ("catalog", "orders", "notifications")}
+    assert len(set(keys.values())) == 3
     moment_id = (MOMENT, ROW_ID)
-    refused(notifications.decode_cursor, orders.encode_cursor(*moment_id))
-    refused(orders.decode_cursor, notifications.encode_cursor(*moment_id))
-    refused(catalog.decode_cursor, Cursor(b"agora.orders.cursor.v1", "1").encode("5"))
+    orders_listing = listing("orders", keys["orders"])
+    notifications_listing = listing("notifications", keys["notifications"])
+    refused(notifications_listing.decode, orders_listing.encode(*moment_id))
+    refused(orders_listing.decode, notifications_listing.encode(*moment_id))
     for domain in (catalog, orders, notifications):
         assert domain.CURSOR_MAX == CURSOR_MAX
+
+
+def test_the_signing_key_fits_blake2b_whatever_the_configured_length():
+    for secret in ("x" * 16, "y" * 500):
+        assert len(signing_key(secret)) == 32
+    assert signing_key("one-secret-value") != signing_key("two-secret-value")
 
 
 def test_split_page_gives_a_cursor_only_when_a_row_is_left_over():

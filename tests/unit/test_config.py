@@ -65,10 +65,12 @@ def test_deep_merge_keeps_siblings():
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
 
 
-def test_nameko_config_points_each_service_at_its_own_database():
-    config = load_config(base_env())
+def test_nameko_config_points_each_service_at_its_own_database_as_its_own_role():
+    config = load_config(base_env(AGORA_USERS_DB_PASSWORD="s3cret/p@ss"))
     users = nameko_config(config, "users")
-    assert users["DB_URIS"] == {"users:Base": config["postgres"]["url"] + "/agora_users"}
+    assert users["DB_URIS"] == {
+        "users:Base": "postgresql+psycopg2://agora_users:s3cret%2Fp%40ss@127.0.0.1:5432/agora_users"
+    }
     # Its own broker user, not the operator's (issue 9, item 1).
     assert users["AMQP_URI"] == "amqp://agora-users:agora-users-broker-dev@127.0.0.1:5672/agora"
     assert "passwords" not in users["AGORA"]["amqp"]
@@ -100,8 +102,123 @@ def test_production_needs_only_the_own_broker_password():
         "AGORA_AUTH_KEY_PASSPHRASE": "x" * 20,
         "AGORA_BROKER_CATALOG_PASSWORD": "catalog-secret",
     }
-    config = load_config(env)
+    env["AGORA_CATALOG_DB_PASSWORD"] = "catalog-db-secret"
+    env["AGORA_CATALOG_CURSOR_KEY"] = "catalog-cursor-secret"
+    config = load_config(env, process="catalog")
     assert amqp_uri(config, "catalog") == "amqp://agora-catalog:catalog-secret@rabbitmq:5672/agora"
+    assert nameko_config(config, "catalog")["AGORA"]["amqp"] == {
+        "uri": "amqp://agora-catalog:catalog-secret@rabbitmq:5672/agora"
+    }
+    # Another principal's password is not even in this process's view.
+    assert set(config["amqp"]["passwords"]) == {"catalog"}
     with pytest.raises(ConfigError) as excinfo:
-        amqp_uri(config, "billing")
-    assert excinfo.value.key == "amqp.passwords.billing"
+        amqp_uri(
+            load_config({**env, "AGORA_BROKER_CATALOG_PASSWORD": ""}, process="catalog"), "catalog"
+        )
+    assert excinfo.value.key == "amqp.passwords.catalog"
+
+
+SERVICES = ("users", "auth", "catalog", "inventory", "orders", "billing", "notifications")
+CURSOR_SIGNERS = ("catalog", "orders", "notifications")
+# A value only one process may see, for each secret in the tree.
+SECRET_ENV = {
+    "AGORA_AUTH_KEY_PASSPHRASE": "secret-auth-key-passphrase",
+    "AGORA_SMTP_PASSWORD": "secret-smtp-password",
+    "AGORA_SMS_TOKEN": "secret-sms-token",
+    "AGORA_PG_PASSWORD": "secret-postgres-admin-password",
+    **{f"AGORA_{s.upper()}_DB_PASSWORD": f"secret-{s}-db-password" for s in SERVICES},
+    **{f"AGORA_{s.upper()}_CURSOR_KEY": f"secret-{s}-cursor-key" for s in CURSOR_SIGNERS},
+    **{f"AGORA_BROKER_{s.upper()}_PASSWORD": f"secret-{s}-broker" for s in (*SERVICES, "gateway")},
+    "AGORA_INTEGRATION_BROKER_PASSWORD": "secret-integration-broker",
+}
+OWNER = {
+    "AGORA_AUTH_KEY_PASSPHRASE": "auth",
+    "AGORA_SMTP_PASSWORD": "notifications",
+    "AGORA_SMS_TOKEN": "notifications",
+    "AGORA_PG_PASSWORD": None,  # the migrations' admin role: no running process
+    **{f"AGORA_{s.upper()}_DB_PASSWORD": s for s in SERVICES},
+    **{f"AGORA_{s.upper()}_CURSOR_KEY": s for s in CURSOR_SIGNERS},
+    **{f"AGORA_BROKER_{s.upper()}_PASSWORD": s for s in (*SERVICES, "gateway")},
+    "AGORA_INTEGRATION_BROKER_PASSWORD": None,  # outside consumers, not a platform process
+}
+
+
+@pytest.mark.parametrize("process", (*SERVICES, "gateway", "agora-cli"))
+def test_each_process_is_given_only_its_own_secrets(process):
+    config = load_config(base_env(**SECRET_ENV))
+    given = repr(nameko_config(config, process))
+    for name, value in SECRET_ENV.items():
+        if OWNER[name] == process:
+            assert value in given, name
+        else:
+            assert value not in given, f"{process} is given {name}"
+
+
+def test_a_service_sees_its_own_section_and_the_shared_ones_only():
+    settings = nameko_config(load_config(base_env()), "catalog")["AGORA"]
+    assert set(settings["services"]) == {"catalog"}
+    assert "admin" not in settings["postgres"]
+    assert "demo" not in settings and "auth" not in settings
+    assert set(settings["gateway"]) == {"rpc"} and set(settings["gateway"]["rpc"]) == {"timeout"}
+    auth = nameko_config(load_config(base_env()), "auth")["AGORA"]
+    assert set(auth["services"]) == {"auth"} and auth["auth"]["audience"] == "agora-api"
+
+
+PRODUCTION = {
+    "AGORA_ENV": "production",
+    "AGORA_AMQP_URI": "amqp://gateway:pw@rabbit:5672/agora",
+    "AGORA_REDIS_URL": "redis://redis:6379/0",
+    "AGORA_PG_URL": "postgresql+psycopg2://postgres:5432",
+    "AGORA_AUTH_ISSUER": "https://api.example.com",
+}
+
+
+def test_a_process_needs_only_its_own_secrets_in_its_environment():
+    # No service's secret is set: the gateway and catalog still start, and each
+    # service asks for its own (and only its own) missing secret.
+    assert load_config(PRODUCTION, process="gateway")["auth"]["issuer"] == "https://api.example.com"
+    catalog = load_config(
+        {**PRODUCTION, "AGORA_CATALOG_DB_PASSWORD": "pw", "AGORA_CATALOG_CURSOR_KEY": "k" * 32},
+        process="catalog",
+    )
+    assert catalog["services"]["catalog"]["database_password"] == "pw"
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(PRODUCTION, process="auth")
+    assert excinfo.value.key == "services.auth.database_password"
+    with pytest.raises(ConfigError) as excinfo:
+        load_config({**PRODUCTION, "AGORA_AUTH_DB_PASSWORD": "pw"}, process="auth")
+    assert excinfo.value.key == "services.auth.key_passphrase"
+    # The whole tree (agora migrate) needs the admin role too.
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(PRODUCTION)
+    assert excinfo.value.key.startswith("postgres.admin")
+
+
+def test_a_process_view_is_still_validated():
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(base_env(AGORA_GATEWAY_PORT="not-a-port"), process="gateway")
+    assert excinfo.value.key == "gateway.port"
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(base_env(AGORA_MAX_CONCURRENT_HASHES="0"), process="users")
+    assert excinfo.value.key == "services.users.password_hash.max_concurrent"
+
+
+def test_postgres_url_carries_no_credentials():
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(base_env(AGORA_PG_HOST="admin:pw@db"))
+    assert excinfo.value.key == "postgres.url"
+
+
+def test_migrations_need_the_admin_role_and_the_service_roles_only():
+    env = {
+        **PRODUCTION,
+        "AGORA_PG_ADMIN_USER": "admin",
+        "AGORA_PG_ADMIN_PASSWORD": "admin-pw",
+        **{f"AGORA_{s.upper()}_DB_PASSWORD": f"{s}-pw" for s in SERVICES},
+    }
+    # No signing-key passphrase, SMTP or cursor key in the migration job's environment.
+    config = load_config(env, process="migrate")
+    assert config["postgres"]["admin"] == {"user": "admin", "password": "admin-pw"}
+    assert {s: v for s, v in config["services"].items()} == {
+        s: {"database_password": f"{s}-pw"} for s in SERVICES
+    }

@@ -1,5 +1,6 @@
 """The deployment files stay valid and in step with the code (checked offline)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,48 @@ def test_kubernetes_runs_every_service_and_overlays_name_real_deployments():
             assert (K8S / "overlays" / overlay / resource / "kustomization.yaml").exists()
         for replica in kustomization.get("replicas", []):
             assert replica["name"] in deployments
+
+
+def _secret_names(container):
+    from_env = {e["secretRef"]["name"] for e in container.get("envFrom", ()) if "secretRef" in e}
+    keys = {
+        (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container.get("env", ())
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    return from_env, keys
+
+
+def test_kubernetes_gives_each_process_only_its_own_secrets():
+    manifests = {
+        m["metadata"]["name"]: m for m in _base_manifests() if m["kind"] in ("Deployment", "Job")
+    }
+    own = {f"agora-{name}" for name in SERVICES}
+    for name in SERVICES:
+        container = manifests[f"agora-{name}"]["spec"]["template"]["spec"]["containers"][0]
+        from_env, keys = _secret_names(container)
+        assert from_env == {"agora-secrets", f"agora-{name}"}, name
+        assert not keys
+    gateway = manifests["agora-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    assert _secret_names(gateway) == ({"agora-secrets"}, set())
+    # Migrations: the admin role, and of each service's secret its role password only.
+    migrate = manifests["agora-migrate"]["spec"]["template"]["spec"]["containers"][0]
+    from_env, keys = _secret_names(migrate)
+    assert from_env == {"agora-secrets", "agora-migrate"} and not from_env & own
+    assert keys == {(f"agora-{n}", f"AGORA_{n.upper()}_DB_PASSWORD") for n in SERVICES}
+
+
+def test_compose_gives_each_process_only_its_own_secrets():
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    secret = re.compile(r"AGORA_(\w+)_DB_PASSWORD|AGORA_PG_PASSWORD|AGORA_AUTH_KEY_PASSPHRASE")
+    for name in (*SERVICES, "gateway"):
+        environment = compose[name].get("environment", {})
+        found = {key for key in environment if secret.fullmatch(key)}
+        expected = {f"AGORA_{name.upper()}_DB_PASSWORD"} if name in SERVICES else set()
+        if name == "auth":
+            expected.add("AGORA_AUTH_KEY_PASSPHRASE")
+        assert found == expected, name
+    migrate = compose["migrate"]["environment"]
+    assert "AGORA_PG_PASSWORD" in migrate and "AGORA_AUTH_KEY_PASSPHRASE" not in migrate
+    for name in SERVICES:
+        assert f"AGORA_{name.upper()}_DB_PASSWORD" in migrate
