@@ -105,10 +105,11 @@ def test_kubernetes_gives_each_process_only_its_own_secrets():
     for name in SERVICES:
         container = manifests[f"agora-{name}"]["spec"]["template"]["spec"]["containers"][0]
         from_env, keys = _secret_names(container)
-        assert from_env == {"agora-secrets", f"agora-{name}"}, name
+        # Shared addresses, its own secrets, its own broker password.
+        assert from_env == {"agora-secrets", f"agora-{name}", f"agora-broker-{name}"}, name
         assert not keys
     gateway = manifests["agora-gateway"]["spec"]["template"]["spec"]["containers"][0]
-    assert _secret_names(gateway) == ({"agora-secrets"}, set())
+    assert _secret_names(gateway) == ({"agora-secrets", "agora-broker-gateway"}, set())
     # Migrations: the admin role, and of each service's secret its role password only.
     migrate = manifests["agora-migrate"]["spec"]["template"]["spec"]["containers"][0]
     from_env, keys = _secret_names(migrate)
@@ -118,11 +119,16 @@ def test_kubernetes_gives_each_process_only_its_own_secrets():
 
 def test_compose_gives_each_process_only_its_own_secrets():
     compose = yaml.safe_load(COMPOSE.read_text())["services"]
-    secret = re.compile(r"AGORA_(\w+)_DB_PASSWORD|AGORA_PG_PASSWORD|AGORA_AUTH_KEY_PASSPHRASE")
+    secret = re.compile(
+        r"AGORA_(\w+)_DB_PASSWORD|AGORA_PG_PASSWORD|AGORA_AUTH_KEY_PASSPHRASE"
+        r"|AGORA_BROKER_(\w+)_PASSWORD|AGORA_AMQP_PASSWORD"
+    )
     for name in (*SERVICES, "gateway"):
         environment = compose[name].get("environment", {})
         found = {key for key in environment if secret.fullmatch(key)}
-        expected = {f"AGORA_{name.upper()}_DB_PASSWORD"} if name in SERVICES else set()
+        expected = {f"AGORA_BROKER_{name.upper()}_PASSWORD"}
+        if name in SERVICES:
+            expected.add(f"AGORA_{name.upper()}_DB_PASSWORD")
         if name == "auth":
             expected.add("AGORA_AUTH_KEY_PASSPHRASE")
         assert found == expected, name
