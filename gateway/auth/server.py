@@ -8,8 +8,6 @@ in the auth service in one transaction each, so two racing requests can never
 both succeed.
 """
 
-import re
-
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
@@ -27,7 +25,7 @@ from flask import current_app, g
 from gateway.auth.tokens import TokenError, unverified_header
 from services.auth.schemas import CLIENT_ID, SCOPES
 from services.chassis.errors import InvalidCredentials, InvalidGrant, NotFound, ValidationError
-from services.chassis.schemas import is_uuid
+from services.chassis.schemas import is_uuid, pattern_matches
 
 CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post"]
 ANY_CLIENT_METHODS = CONFIDENTIAL_METHODS + ["none"]
@@ -37,11 +35,8 @@ def _rpc():
     return current_app.extensions["agora.rpc"]
 
 
-_CLIENT_ID = re.compile(CLIENT_ID["pattern"])
-
-
 def _valid_client_id(client_id):
-    return isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id) is not None
+    return isinstance(client_id, str) and pattern_matches(CLIENT_ID["pattern"], client_id)
 
 
 class Client(ClientMixin):

@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import jsonschema
 import yaml
+
+from services.chassis.schemas import linear_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = Path(os.environ.get("AGORA_CONFIG_DIR", ROOT / "config"))
@@ -88,7 +89,7 @@ _STRING = {"type": "string", "minLength": 1}
 
 _RATE_LIMIT = {
     "type": "string",
-    "pattern": r"^\s*\d+\s*(/|per)\s*\d*\s*[a-z]+(\s*;\s*\d+\s*(/|per)\s*\d*\s*[a-z]+)*\s*$",
+    "pattern": r"^ *[0-9]+ *(/|per) *[0-9]* *[a-z]+( *; *[0-9]+ *(/|per) *[0-9]* *[a-z]+)* *$",
 }
 
 
@@ -323,7 +324,7 @@ def _error_key(error):
 
 
 def validate(config):
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    validator = linear_validator(SCHEMA)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         key, message = _error_key(errors[0])
