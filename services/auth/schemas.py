@@ -52,9 +52,10 @@ SCOPES = {
     "inventory:write": "Set stock levels",
     "billing:admin": "Refund payments and handle disputes",
     "users:admin": "Read and manage every user",
+    "ops:read": "Read the platform's health report (every service)",
 }
 CUSTOMER_SCOPES = ("profile", "orders:read", "orders:write")
-ADMIN_SCOPES = ("catalog:write", "inventory:write", "billing:admin", "users:admin")
+ADMIN_SCOPES = ("catalog:write", "inventory:write", "billing:admin", "users:admin", "ops:read")
 ROLE_SCOPES = {
     "customer": CUSTOMER_SCOPES,
     "admin": CUSTOMER_SCOPES + ADMIN_SCOPES,

@@ -154,6 +154,8 @@ SCHEMA = _section(
                     }
                 ),
                 "readiness_timeout": _NUMBER,
+                "readiness_cache_ttl": _NUMBER,
+                "health_report_ttl": _NUMBER,
                 "max_body_bytes": _POSITIVE_INT,
                 "trusted_proxies": {"type": "array", "items": _STRING},
                 "rate_limits": _section(
