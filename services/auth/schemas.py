@@ -41,7 +41,7 @@ Revocations reach the gateway through Redis, under the shared key prefix:
 token they name would still be accepted; the gateway checks both per request.
 """
 
-from services.chassis.schemas import UUID_PATTERN, obj
+from services.chassis.schemas import SPACE_OR_CONTROL, UUID_PATTERN, obj
 
 # Every scope the platform knows, with what it grants (also the OpenAPI text).
 SCOPES = {
@@ -97,7 +97,7 @@ SCOPE_STRING = {"type": ["string", "null"], "maxLength": 1000}  # space-separate
 REDIRECT_URI = {
     "type": "string",
     "maxLength": 2000,
-    "pattern": "^(https://|http://(localhost|127\\.0\\.0\\.1)(:[0-9]+)?/)[^#\\s]*$",
+    "pattern": rf"^(https://|http://(localhost|127\.0\.0\.1)(:[0-9]+)?/)[^#{SPACE_OR_CONTROL}]*$",
     "x-message": "must be an https URL, or http on localhost, without a fragment",
 }
 _ROLES = {"type": "array", "items": {"type": "string"}}

@@ -24,10 +24,13 @@ from services.chassis.errors import ValidationError
 # (beyond the C0 and C1 controls, which every set below excludes as a range).
 # Literal characters, not \u escapes: RE2 has no \u.
 _UNICODE_SPACES = "\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-# The same set in Python, RE2 and ECMAScript: no "@", no white space, no
-# control characters (C0, DEL, C1, which with the space and NBSP are
-# \x00-\x20 and \x7f-\xa0) and no byte-order mark.
-_EMAIL_PART = rf"[^@\x00-\x20\x7f-\xa0{_UNICODE_SPACES}]+"
+# Inside a character class: every white space and control character (C0, DEL,
+# C1, which with the space and NBSP are \x00-\x20 and \x7f-\xa0) and the
+# byte-order mark. The same set in Python, RE2 and ECMAScript; "[^...]" of it
+# is what "\S" means nowhere consistently.
+SPACE_OR_CONTROL = rf"\x00-\x20\x7f-\xa0{_UNICODE_SPACES}"
+# No "@", no white space, no control characters and no byte-order mark.
+_EMAIL_PART = rf"[^@{SPACE_OR_CONTROL}]+"
 EMAIL_PATTERN = rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # SKUs are stored exactly as given: lower case is rejected (with a message that
@@ -169,33 +172,47 @@ def _field(error):
     return path or "body", messages.get(error.validator, error.message)
 
 
-def _nul_fields(value, path=""):
-    """Paths of strings holding NUL, which PostgreSQL text cannot store."""
+_NUL = "must not contain NUL characters"
+_SURROGATE = "must be Unicode text (a lone surrogate, \\ud800-\\udfff, is not)"
+
+
+def _text_problem(text):
+    if "\x00" in text:
+        return _NUL
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE
+    return None
+
+
+def _bad_text(value, path=""):
+    """{path: problem} of strings that PostgreSQL text cannot store (NUL) or
+    that are not text at all (a lone surrogate, which JSON can escape)."""
     if isinstance(value, str):
-        return [path or "body"] if "\x00" in value else []
+        problem = _text_problem(value)
+        return {path or "body": problem} if problem else {}
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
         items = enumerate(value)
     else:
-        return []
-    found = []
+        return {}
+    found = {}
     for key, item in items:
-        found += _nul_fields(item, f"{path}.{key}" if path else str(key))
+        found.update(_bad_text(item, f"{path}.{key}" if path else str(key)))
     return found
 
 
 def validate(schema, payload, message="invalid request"):
     """Return ``payload`` if it matches ``schema``; otherwise raise ValidationError
     whose ``details`` map each offending field path to what is wrong. Strings
-    may not contain NUL characters."""
+    may not contain NUL characters or lone surrogates."""
     errors = list(_validator(schema).iter_errors(payload))
     if not errors:
-        nul = _nul_fields(payload)
-        if nul:
-            raise ValidationError(
-                message, {field: "must not contain NUL characters" for field in nul}
-            )
+        bad = _bad_text(payload)
+        if bad:
+            raise ValidationError(message, bad)
         return payload
     details = {}
     for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
@@ -204,4 +221,17 @@ def validate(schema, payload, message="invalid request"):
     raise ValidationError(message, details)
 
 
-__all__ = ["validate", "obj", "is_uuid", "EMAIL_PATTERN", "UUID_PATTERN", "jsonschema"]
+__all__ = [
+    "validate",
+    "obj",
+    "is_uuid",
+    "compile_pattern",
+    "pattern_matches",
+    "linear_validator",
+    "LinearValidator",
+    "EMAIL_PATTERN",
+    "UUID_PATTERN",
+    "SKU_PATTERN",
+    "IDEMPOTENCY_KEY_PATTERN",
+    "jsonschema",
+]
