@@ -4,9 +4,6 @@ tests and benchmarks, which also stop and restart single services."""
 import os
 import socket
 import sys
-import time
-
-import requests
 
 from agora.cli import SERVICES, gateway_argv, wait_for_http, wait_for_services
 from agora.supervisor import Child, ProcessSpec
@@ -48,13 +45,11 @@ class Platform:
         for child in reversed(list(self.children.values())):
             child.stop()
 
-    def wait_ready(self, expect=200, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            response = requests.get(self.base_url + "/readyz", timeout=10)
-            if response.status_code == expect or time.monotonic() > deadline:
-                return response
-            time.sleep(0.2)
+    def wait_ready(self, timeout=60.0):
+        """Until every service answers health() and the gateway's /readyz is 200
+        (/readyz alone says only that the gateway reaches RabbitMQ and Redis)."""
+        wait_for_services(self.config, SERVICES, timeout=timeout)
+        wait_for_http(self.base_url + "/readyz", timeout=timeout)
 
 
 def platform_env(extra):

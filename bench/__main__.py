@@ -268,7 +268,7 @@ def main():
         platform.stop("catalog")
         platform.env = {**env, "AGORA_CATALOG_CACHE_ENABLED": "false"}
         platform.start("catalog")
-        platform.wait_ready(200, timeout=60)
+        platform.wait_ready(timeout=60)
         results.append(
             run(
                 "RPC path, uncached: GET /v1/products/{id}",

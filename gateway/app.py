@@ -4,7 +4,8 @@ import atexit
 
 from flask import Flask
 
-from gateway.api import health, inventory, notifications, orders, payments, products, users
+from gateway.api import inventory, notifications, orders, payments, products, users
+from gateway.api.health import init_health
 from gateway.auth import guard
 from gateway.auth import views as oauth
 from gateway.auth.server import AgoraAuthorizationServer
@@ -54,7 +55,7 @@ def create_app(config=None):
     init_tracing(app, tracer)
     register_error_handlers(app)
     guard.init_identify(app)
-    app.register_blueprint(health.bp)
+    init_health(app)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(products.bp)

@@ -183,6 +183,18 @@ class InstanceCheck:
             self._channel = self._connection.channel()
         return self._channel
 
+    def ping(self):
+        """Raise unless RabbitMQ answers a round trip now (a passive declare of
+        Nameko's RPC exchange on this check's long-lived connection)."""
+        with self._lock:
+            try:
+                self._open_channel().exchange_declare("nameko-rpc", "topic", passive=True)
+            except NotFound:
+                self._channel = None  # it answered: no service has declared it yet
+            except Exception:
+                self.close()
+                raise
+
     def close(self):
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
@@ -318,6 +330,10 @@ class RpcClient:
             raise ServiceUnavailable(service, f"transport error: {exc.__class__.__name__}") from exc
         finally:
             self.pool.release(proxy, broken=broken)
+
+    def ping_broker(self):
+        """Raise unless RabbitMQ answers now (no service is called)."""
+        self.instances.ping()
 
     def probe(self, services, timeout):
         """Call every service's ``health()`` at once on a fresh connection; no breakers.

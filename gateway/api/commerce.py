@@ -1,20 +1,15 @@
 """Request helpers shared by the commerce routes (orders, inventory, payments,
-notifications): the caller's user id, UUID path ids, query strings, and the
-``Idempotency-Key`` header."""
-
-import re
+notifications): the caller's user id, UUID path ids and the ``Idempotency-Key``
+header. Query strings: ``gateway.api.query_args``."""
 
 from flask import request
 
 from gateway.auth.principal import current_principal
 from gateway.errors import ApiError
-from services.chassis.schemas import UUID_PATTERN, obj, validate
+from services.chassis.schemas import UUID_PATTERN, obj, pattern_matches
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
-# fullmatch, not match: "$" also matches before a final newline ("<uuid>%0A").
-_UUID = re.compile(UUID_PATTERN)
 
 
 def user_id_or_403():
@@ -35,7 +30,7 @@ def user_id_or_403():
 
 def uuid_or_404(value, what):
     """``value`` if it is a canonical (lower-case) UUID; otherwise ``what`` is not found."""
-    if not _UUID.fullmatch(value):
+    if not pattern_matches(UUID_PATTERN, value):
         raise ApiError(404, "not_found", f"{what} not found")
     return value
 
@@ -54,8 +49,7 @@ def idempotency_key(schema, required):
             "(e.g. a UUID) and the same key when you retry",
             {IDEMPOTENCY_HEADER: "is required"},
         )
-    # fullmatch, not a JSON Schema check: there "$" also matches before a final newline.
-    if not re.fullmatch(schema["pattern"], value):
+    if not pattern_matches(schema["pattern"], value):
         raise ApiError(
             400,
             "validation_error",
@@ -71,31 +65,3 @@ def without_user_id(list_query):
     properties = {k: v for k, v in list_query["properties"].items() if k != "user_id"}
     required = [name for name in list_query.get("required", ()) if name != "user_id"]
     return obj(properties, required=required)
-
-
-def query_args(schema):
-    """The query string as a dict validated against ``schema`` (an object schema):
-    each parameter at most once, integer parameters converted first."""
-    query = {}
-    properties = schema.get("properties", {})
-    for key in request.args:
-        values = request.args.getlist(key)
-        if len(values) > 1:
-            raise ApiError(400, "validation_error", "invalid query", {key: "must be given once"})
-        value = values[0]
-        if _is_integer_schema(properties.get(key)):
-            # Plain ASCII digits only: int() would also take " 7", "1_0" or "٣".
-            if not _INTEGER.fullmatch(value):
-                raise ApiError(
-                    400, "validation_error", "invalid query", {key: "must be an integer"}
-                )
-            value = int(value)
-        query[key] = value
-    return validate(schema, query, "invalid query")
-
-
-def _is_integer_schema(schema):
-    if not isinstance(schema, dict):
-        return False
-    kind = schema.get("type")
-    return kind == "integer" or (isinstance(kind, list) and "integer" in kind)

@@ -5,25 +5,22 @@ setting it needs ``inventory:write``. A malformed SKU answers 404, as an
 unknown one does.
 """
 
-import re
-
 from flask import Blueprint, jsonify
 
 from gateway.api import json_body, rpc
 from gateway.auth.guard import requires
 from gateway.errors import ApiError
 from gateway.openapi import operation
+from services.chassis.schemas import pattern_matches
 from services.inventory.schemas import SKU, STOCK, STOCK_SET
 
 bp = Blueprint("inventory", __name__, url_prefix="/v1/inventory")
 
 SKU_PARAM = {"sku": SKU}
-# fullmatch, not match: "$" also matches before a final newline ("SKU%0A").
-_SKU = re.compile(SKU["pattern"])
 
 
 def _sku_or_404(sku):
-    if not _SKU.fullmatch(sku):
+    if not pattern_matches(SKU["pattern"], sku):  # RE2: "SKU%0A" is refused
         raise ApiError(404, "not_found", "no stock is known for this SKU")
     return sku
 

@@ -6,8 +6,8 @@ Reading them is part of your profile (``profile``); a token without a user
 
 from flask import Blueprint, jsonify
 
-from gateway.api import rpc
-from gateway.api.commerce import query_args, user_id_or_403, without_user_id
+from gateway.api import query_args, rpc
+from gateway.api.commerce import user_id_or_403, without_user_id
 from gateway.auth.guard import requires
 from gateway.openapi import operation
 from services.notifications.schemas import LIST_QUERY, NOTIFICATION_PAGE

@@ -17,12 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Blueprint, jsonify
 from py_zipkin.storage import get_default_tracer, set_default_tracer
 
-from gateway.api import json_body, rpc
+from gateway.api import json_body, query_args, rpc
 from gateway.api.commerce import (
     IDEMPOTENCY_HEADER,
     REPLAYED_HEADER,
     idempotency_key,
-    query_args,
     user_id_or_403,
     uuid_or_404,
     without_user_id,

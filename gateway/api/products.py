@@ -1,8 +1,8 @@
 """/v1/products"""
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
-from gateway.api import created, json_body, rpc
+from gateway.api import created, json_body, query_args, rpc
 from gateway.auth.guard import requires
 from gateway.errors import ApiError
 from gateway.openapi import operation
@@ -13,28 +13,11 @@ from services.catalog.schemas import (
     PRODUCT_PAGE,
     PRODUCT_UPDATE,
 )
-from services.chassis.schemas import UUID_PATTERN, is_uuid, validate
+from services.chassis.schemas import UUID_PATTERN, is_uuid
 
 bp = Blueprint("products", __name__, url_prefix="/v1/products")
 
 PRODUCT_ID = {"product_id": {"type": "string", "pattern": UUID_PATTERN}}
-
-
-def _list_query():
-    query = {}
-    for key in request.args:
-        values = request.args.getlist(key)
-        if len(values) > 1:
-            raise ApiError(400, "validation_error", "invalid query", {key: "must be given once"})
-        query[key] = values[0]
-    if "limit" in query:
-        try:
-            query["limit"] = int(query["limit"])
-        except ValueError:
-            raise ApiError(
-                400, "validation_error", "invalid query", {"limit": "must be an integer"}
-            ) from None
-    return validate(LIST_QUERY, query, "invalid query")
 
 
 def _product_id(product_id):
@@ -51,7 +34,7 @@ def _product_id(product_id):
     responses={200: PRODUCT_PAGE},
 )
 def list_products():
-    query = _list_query()
+    query = query_args(LIST_QUERY)
     return jsonify(rpc().call("catalog", "list_products", **query))
 
 

@@ -8,8 +8,6 @@ in the auth service in one transaction each, so two racing requests can never
 both succeed.
 """
 
-import re
-
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
@@ -36,7 +34,7 @@ from services.auth.schemas import (
     redirect_uri_allowed,
 )
 from services.chassis.errors import InvalidCredentials, InvalidGrant, NotFound, ValidationError
-from services.chassis.schemas import is_uuid
+from services.chassis.schemas import is_uuid, pattern_matches
 
 CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post"]
 ANY_CLIENT_METHODS = CONFIDENTIAL_METHODS + ["none"]
@@ -46,12 +44,8 @@ def _rpc():
     return current_app.extensions["agora.rpc"]
 
 
-_CLIENT_ID = re.compile(CLIENT_ID["pattern"])
-_CODE_VERIFIER = re.compile(CODE_VERIFIER["pattern"])
-
-
 def _valid_client_id(client_id):
-    return isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id) is not None
+    return isinstance(client_id, str) and pattern_matches(CLIENT_ID["pattern"], client_id)
 
 
 class Client(ClientMixin):
@@ -333,7 +327,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         verifier = form.get("code_verifier")
         if not verifier:
             raise InvalidRequestError("Missing 'code_verifier': PKCE is required")
-        if not isinstance(verifier, str) or _CODE_VERIFIER.fullmatch(verifier) is None:
+        if not isinstance(verifier, str) or not pattern_matches(CODE_VERIFIER["pattern"], verifier):
             raise InvalidRequestError("Invalid 'code_verifier'")
         request = {
             "client_id": client.client_id,

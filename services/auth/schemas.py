@@ -51,7 +51,7 @@ The auth database records every revocation; the service rebuilds these keys
 from it at start and every ``services.auth.denylist_sync_interval`` seconds.
 """
 
-from services.chassis.schemas import UUID_PATTERN, obj
+from services.chassis.schemas import SPACE_OR_CONTROL, UUID_PATTERN, obj
 
 # Every scope the platform knows, with what it grants (also the OpenAPI text).
 SCOPES = {
@@ -62,9 +62,10 @@ SCOPES = {
     "inventory:write": "Set stock levels",
     "billing:admin": "Refund payments and handle disputes",
     "users:admin": "Read and manage every user",
+    "ops:read": "Read the platform's health report (every service)",
 }
 CUSTOMER_SCOPES = ("profile", "orders:read", "orders:write")
-ADMIN_SCOPES = ("catalog:write", "inventory:write", "billing:admin", "users:admin")
+ADMIN_SCOPES = ("catalog:write", "inventory:write", "billing:admin", "users:admin", "ops:read")
 # RFC 9700 2.4: the password grant is kept for first-party customer logins only;
 # every admin scope needs the authorization code flow with PKCE.
 PASSWORD_GRANT_SCOPES = CUSTOMER_SCOPES
@@ -135,7 +136,7 @@ SCOPE_STRING = {"type": ["string", "null"], "maxLength": 1000}  # space-separate
 REDIRECT_URI = {
     "type": "string",
     "maxLength": 2000,
-    "pattern": "^(https://|http://(localhost|127\\.0\\.0\\.1)(:[0-9]+)?/)[^#\\s]*$",
+    "pattern": rf"^(https://|http://(localhost|127\.0\.0\.1)(:[0-9]+)?/)[^#{SPACE_OR_CONTROL}]*$",
     "x-message": "must be an https URL, or http on localhost, without a fragment",
 }
 

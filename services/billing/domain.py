@@ -17,9 +17,6 @@ CURRENCY_PATTERN = values.CURRENCY_PATTERN
 CURRENCY_MESSAGE = values.CURRENCY_MESSAGE
 MAX_AMOUNT = values.MAX_AMOUNT
 REASON_MAX = 500
-# What the gateway's Idempotency-Key header may hold: 1-255 printable ASCII characters.
-IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
-IDEMPOTENCY_KEY_MESSAGE = "must be 1-255 printable ASCII characters"
 
 # --- statuses ----------------------------------------------------------------
 

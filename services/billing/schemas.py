@@ -5,7 +5,12 @@ effects and imports nothing but the chassis schema helpers and the pure domain.
 """
 
 from services.billing import domain
-from services.chassis.schemas import UUID_PATTERN, obj
+from services.chassis.schemas import (
+    IDEMPOTENCY_KEY_MESSAGE,
+    IDEMPOTENCY_KEY_PATTERN,
+    UUID_PATTERN,
+    obj,
+)
 
 _TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
 _UUID = {"type": "string", "pattern": UUID_PATTERN}
@@ -60,8 +65,8 @@ DISPUTE_RESOLUTION = obj({"outcome": {"enum": list(domain.OUTCOMES)}}, required=
 # refund_payment's idempotency_key: the gateway's Idempotency-Key header.
 IDEMPOTENCY_KEY = {
     "type": "string",
-    "pattern": domain.IDEMPOTENCY_KEY_PATTERN,
-    "x-message": domain.IDEMPOTENCY_KEY_MESSAGE,
+    "pattern": IDEMPOTENCY_KEY_PATTERN,
+    "x-message": IDEMPOTENCY_KEY_MESSAGE,
 }
 REFUND_KEY = obj({"idempotency_key": IDEMPOTENCY_KEY})
 

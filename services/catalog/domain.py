@@ -9,10 +9,6 @@ import uuid
 from services.chassis import cursors, values
 from services.chassis.values import Money, isoformat_utc, parse_uuid, utcnow
 
-# SKUs are stored exactly as given: lower case is rejected (with a message that
-# says so), not silently upper-cased, so a client never sees its SKU change.
-SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,63}$"
-SKU_MESSAGE = "must be 2-64 characters of A-Z, 0-9 and '-' (upper case), not starting with '-'"
 # Money and its bounds are the chassis's, shared with orders and billing.
 CURRENCY_PATTERN = values.CURRENCY_PATTERN
 CURRENCY_MESSAGE = values.CURRENCY_MESSAGE

@@ -5,14 +5,14 @@ effects and imports nothing but the chassis schema helpers and the pure domain.
 """
 
 from services.catalog import domain
-from services.chassis.schemas import UUID_PATTERN, obj
+from services.chassis.schemas import SKU_MESSAGE, SKU_PATTERN, UUID_PATTERN, obj
 
 _TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
 
 SKU = {
     "type": "string",
-    "pattern": domain.SKU_PATTERN,
-    "x-message": domain.SKU_MESSAGE,
+    "pattern": SKU_PATTERN,
+    "x-message": SKU_MESSAGE,
 }
 NAME = {"type": "string", "minLength": 1, "maxLength": domain.NAME_MAX}
 DESCRIPTION = {"type": "string", "maxLength": domain.DESCRIPTION_MAX}

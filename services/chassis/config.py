@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-import jsonschema
 import yaml
+
+from services.chassis.schemas import linear_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = Path(os.environ.get("AGORA_CONFIG_DIR", ROOT / "config"))
@@ -102,7 +103,7 @@ _STRING = {"type": "string", "minLength": 1}
 
 _RATE_LIMIT = {
     "type": "string",
-    "pattern": r"^\s*\d+\s*(/|per)\s*\d*\s*[a-z]+(\s*;\s*\d+\s*(/|per)\s*\d*\s*[a-z]+)*\s*$",
+    "pattern": r"^ *[0-9]+ *(/|per) *[0-9]* *[a-z]+( *; *[0-9]+ *(/|per) *[0-9]* *[a-z]+)* *$",
 }
 
 
@@ -180,6 +181,8 @@ SCHEMA = _section(
                     }
                 ),
                 "readiness_timeout": _NUMBER,
+                "readiness_cache_ttl": _NUMBER,
+                "health_report_ttl": _NUMBER,
                 "max_body_bytes": _POSITIVE_INT,
                 "trusted_proxies": {"type": "array", "items": _STRING},
                 "rate_limits": _section(
@@ -466,7 +469,7 @@ def settings_for(config, process):
 
 
 def validate(config, schema=None):
-    validator = jsonschema.Draft202012Validator(SCHEMA if schema is None else schema)
+    validator = linear_validator(SCHEMA if schema is None else schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         key, message = _error_key(errors[0])

@@ -1,20 +1,119 @@
 """Contracts as JSON Schema (draft 2020-12): one definition validates RPC
 arguments in the service, request bodies in the gateway, and (later) feeds the
-OpenAPI and AsyncAPI documents."""
+OpenAPI and AsyncAPI documents.
 
+Every contract pattern is matched by RE2, a linear-time engine: no pattern can
+backtrack, whatever the input (a pattern RE2 cannot compile, such as a
+lookahead, is refused when its schema is first used). Patterns are written in
+the syntax RE2, Python's ``re`` and ECMAScript (OpenAPI clients) read alike:
+``$`` is the end of the text in RE2 and ECMAScript (Python's ``re`` would also
+let it match before a final newline: never match a contract pattern with it),
+and no ``\\s`` (white space differs between the three engines: spell the set).
+"""
+
+import functools
 import re
 
 import jsonschema
+import re2
 from jsonschema import Draft202012Validator, FormatChecker
 
 from services.chassis.errors import ValidationError
 
-# The same set in Python and in ECMAScript (OpenAPI clients): no "@", no white
-# space, no control characters (C0, DEL, C1) and no byte-order mark.
-_EMAIL_PART = r"[^@\s\x00-\x1f\x7f-\x9f\ufeff]+"
+# White space as Python's str.isspace() and ECMAScript's \s see it, spelled out
+# (beyond the C0 and C1 controls, which every set below excludes as a range).
+# Literal characters, not \u escapes: RE2 has no \u.
+_UNICODE_SPACES = "\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# Inside a character class: every white space and control character (C0, DEL,
+# C1, which with the space and NBSP are \x00-\x20 and \x7f-\xa0) and the
+# byte-order mark. The same set in Python, RE2 and ECMAScript; "[^...]" of it
+# is what "\S" means nowhere consistently.
+SPACE_OR_CONTROL = rf"\x00-\x20\x7f-\xa0{_UNICODE_SPACES}"
+# No "@", no white space, no control characters and no byte-order mark.
+_EMAIL_PART = rf"[^@{SPACE_OR_CONTROL}]+"
 EMAIL_PATTERN = rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-_UUID = re.compile(UUID_PATTERN)
+# SKUs are stored exactly as given: lower case is rejected (with a message that
+# says so), not silently upper-cased, so a client never sees its SKU change.
+# The catalog owns SKUs; inventory, its table check and its migration use this.
+SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,63}$"
+SKU_MESSAGE = "must be 2-64 characters of A-Z, 0-9 and '-' (upper case), not starting with '-'"
+# What an Idempotency-Key header (orders, billing refunds) may hold. "$" is the
+# end of the text here (RE2): "key\n" is refused.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
+IDEMPOTENCY_KEY_MESSAGE = "must be 1-255 printable ASCII characters"
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a bad pattern raises; RE2 need not also print it
+
+
+@functools.cache
+def compile_pattern(pattern):
+    """``pattern`` compiled by RE2 (matching takes time linear in the input).
+
+    Raises ValueError for a pattern RE2 cannot run in linear time (lookaround,
+    backreferences) or that it cannot parse (``\\Z``, ``\\u``)."""
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as exc:
+        raise ValueError(f"contract pattern {pattern!r} is not RE2 syntax: {exc}") from None
+
+
+def pattern_matches(pattern, text):
+    """JSON Schema's (ECMAScript's) test: ``pattern`` found in ``text``, in linear time.
+
+    A string with a lone surrogate is not text and matches nothing."""
+    try:
+        return compile_pattern(pattern).search(text) is not None
+    except UnicodeEncodeError:
+        return False
+
+
+def _pattern(validator, pattern, instance, schema):
+    if not validator.is_type(instance, "string"):
+        return
+    limit = schema.get("maxLength")
+    if isinstance(limit, int) and len(instance) > limit:
+        return  # maxLength says what is wrong; the pattern never sees oversized input
+    if not pattern_matches(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _no_pattern_properties(validator, patterns, instance, schema):
+    # jsonschema matches these with Python's re: contracts may not use them.
+    raise ValueError("patternProperties is not allowed in a contract (matched without RE2)")
+
+
+# Draft 2020-12 with every "pattern" matched by RE2.
+LinearValidator = jsonschema.validators.extend(
+    Draft202012Validator,
+    {"pattern": _pattern, "patternProperties": _no_pattern_properties},
+)
+
+
+def schema_patterns(schema):
+    """Every ``pattern`` in ``schema`` (nested anywhere), each once, in order found."""
+    found, stack = [], [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str) and node["pattern"] not in found:
+                found.append(node["pattern"])
+            if "patternProperties" in node:
+                raise ValueError("patternProperties is not allowed in a contract")
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list | tuple):
+            stack.extend(reversed(node))
+    return found
+
+
+def linear_validator(schema, **options):
+    """A validator of ``schema`` whose patterns all compile with RE2 (checked now)."""
+    Draft202012Validator.check_schema(schema)
+    for pattern in schema_patterns(schema):
+        compile_pattern(pattern)
+    return LinearValidator(schema, **options)
+
 
 _validators = {}
 
@@ -25,7 +124,7 @@ def _type_names(types):
 
 
 def is_uuid(value):
-    return isinstance(value, str) and bool(_UUID.fullmatch(value))
+    return isinstance(value, str) and pattern_matches(UUID_PATTERN, value)
 
 
 def obj(properties, required=(), **extra):
@@ -43,8 +142,7 @@ def _validator(schema):
     key = id(schema)
     validator = _validators.get(key)
     if validator is None:
-        Draft202012Validator.check_schema(schema)
-        validator = Draft202012Validator(schema, format_checker=FormatChecker())
+        validator = linear_validator(schema, format_checker=FormatChecker())
         _validators[key] = validator
     return validator
 
@@ -74,33 +172,47 @@ def _field(error):
     return path or "body", messages.get(error.validator, error.message)
 
 
-def _nul_fields(value, path=""):
-    """Paths of strings holding NUL, which PostgreSQL text cannot store."""
+_NUL = "must not contain NUL characters"
+_SURROGATE = "must be Unicode text (a lone surrogate, \\ud800-\\udfff, is not)"
+
+
+def _text_problem(text):
+    if "\x00" in text:
+        return _NUL
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE
+    return None
+
+
+def _bad_text(value, path=""):
+    """{path: problem} of strings that PostgreSQL text cannot store (NUL) or
+    that are not text at all (a lone surrogate, which JSON can escape)."""
     if isinstance(value, str):
-        return [path or "body"] if "\x00" in value else []
+        problem = _text_problem(value)
+        return {path or "body": problem} if problem else {}
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
         items = enumerate(value)
     else:
-        return []
-    found = []
+        return {}
+    found = {}
     for key, item in items:
-        found += _nul_fields(item, f"{path}.{key}" if path else str(key))
+        found.update(_bad_text(item, f"{path}.{key}" if path else str(key)))
     return found
 
 
 def validate(schema, payload, message="invalid request"):
     """Return ``payload`` if it matches ``schema``; otherwise raise ValidationError
     whose ``details`` map each offending field path to what is wrong. Strings
-    may not contain NUL characters."""
+    may not contain NUL characters or lone surrogates."""
     errors = list(_validator(schema).iter_errors(payload))
     if not errors:
-        nul = _nul_fields(payload)
-        if nul:
-            raise ValidationError(
-                message, {field: "must not contain NUL characters" for field in nul}
-            )
+        bad = _bad_text(payload)
+        if bad:
+            raise ValidationError(message, bad)
         return payload
     details = {}
     for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
@@ -109,4 +221,17 @@ def validate(schema, payload, message="invalid request"):
     raise ValidationError(message, details)
 
 
-__all__ = ["validate", "obj", "is_uuid", "EMAIL_PATTERN", "UUID_PATTERN", "jsonschema"]
+__all__ = [
+    "validate",
+    "obj",
+    "is_uuid",
+    "compile_pattern",
+    "pattern_matches",
+    "linear_validator",
+    "LinearValidator",
+    "EMAIL_PATTERN",
+    "UUID_PATTERN",
+    "SKU_PATTERN",
+    "IDEMPOTENCY_KEY_PATTERN",
+    "jsonschema",
+]

@@ -25,6 +25,16 @@ def isoformat_utc(moment):
     return text.replace("+00:00", "Z")
 
 
+def whole(value):
+    """``value`` as an int if it is a float with no fraction, else unchanged.
+
+    JSON Schema's "integer" accepts 1.0 (and 1e3), and JSON parsers give those
+    as floats: every service reads a schema-valid integer through this."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def parse_uuid(value):
     """The UUID named by ``value`` (any accepted spelling), or None if it is not one."""
     if not isinstance(value, str):
@@ -52,11 +62,7 @@ class Money:
 
     @classmethod
     def from_dict(cls, money):
-        amount = money["amount"]
-        # JSON Schema's "integer" accepts 1.0 (and 1e3): keep such values whole.
-        if isinstance(amount, float) and amount.is_integer():
-            amount = int(amount)
-        return cls(amount, money["currency"])
+        return cls(whole(money["amount"]), money["currency"])
 
     def to_dict(self):
         return {"amount": self.amount, "currency": self.currency}

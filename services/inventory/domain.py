@@ -12,11 +12,8 @@ import uuid
 from dataclasses import dataclass
 
 from services.chassis.errors import Conflict, ValidationError
-from services.chassis.values import isoformat_utc
+from services.chassis.values import isoformat_utc, whole
 
-# The catalog's SKU rule, restated (services share contracts, not code).
-SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,63}$"
-SKU_MESSAGE = "must be 2-64 characters of A-Z, 0-9 and '-' (upper case), not starting with '-'"
 WAREHOUSE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
 WAREHOUSE_MESSAGE = (
     "must be 1-32 characters of a-z, 0-9 and '-' (lower case), not starting with '-'"
@@ -49,13 +46,6 @@ RESTORE_RESERVED = "restore_reserved"  # active: reserved -= q
 RESTOCK = "restock"  # committed: the stock left on_hand, it comes back: on_hand += q
 
 EXPIRY_BATCH = 100
-
-
-def whole(value):
-    """JSON Schema's "integer" accepts 1.0: keep such values as ints."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 # --- reservations --------------------------------------------------------------

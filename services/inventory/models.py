@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.chassis.events import event_tables
+from services.chassis.schemas import SKU_PATTERN
 from services.inventory import domain
 
 
@@ -45,7 +46,7 @@ class StockLevel(Base):
     __tablename__ = "stock_levels"
     __table_args__ = (
         CheckConstraint("reserved >= 0 AND on_hand >= reserved", name="ck_stock_levels_quantities"),
-        CheckConstraint(f"sku ~ '{domain.SKU_PATTERN}'", name="ck_stock_levels_sku"),
+        CheckConstraint(f"sku ~ '{SKU_PATTERN}'", name="ck_stock_levels_sku"),
         CheckConstraint(
             f"warehouse ~ '{domain.WAREHOUSE_PATTERN}'", name="ck_stock_levels_warehouse"
         ),

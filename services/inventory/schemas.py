@@ -4,7 +4,7 @@ Imported by the gateway to validate request bodies, so this module has no side
 effects and imports nothing but the chassis schema helpers and the pure domain.
 """
 
-from services.chassis.schemas import UUID_PATTERN, obj
+from services.chassis.schemas import SKU_MESSAGE, SKU_PATTERN, UUID_PATTERN, obj
 from services.inventory import domain
 
 _TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
@@ -12,7 +12,7 @@ _ID = {"type": "string", "pattern": UUID_PATTERN}
 _COUNT = {"type": "integer", "minimum": 0}
 _POSITIVE = {"type": "integer", "minimum": 1}
 
-SKU = {"type": "string", "pattern": domain.SKU_PATTERN, "x-message": domain.SKU_MESSAGE}
+SKU = {"type": "string", "pattern": SKU_PATTERN, "x-message": SKU_MESSAGE}
 WAREHOUSE = {
     "type": "string",
     "pattern": domain.WAREHOUSE_PATTERN,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from services.chassis import cursors, values
 from services.chassis.errors import ValidationError
-from services.chassis.values import isoformat_utc
+from services.chassis.values import isoformat_utc, whole
 
 # --- statuses and the status machine -----------------------------------------
 
@@ -288,10 +288,6 @@ def created_payload(order, deadline_at):
 
 MAX_AMOUNT = values.MAX_AMOUNT  # minor units, as for catalog prices: also the largest order total
 TOKEN_MAX = 200
-# Not "$": Python's re (which jsonschema uses) lets "$" match before a final
-# newline; "(?![\s\S])" is the end of the string in Python and ECMAScript alike.
-IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,255}(?![\s\S])"
-IDEMPOTENCY_KEY_MESSAGE = "must be 1-255 printable ASCII characters"
 CURRENCY_PATTERN = values.CURRENCY_PATTERN
 
 
@@ -321,7 +317,7 @@ def canonical_request(payload):
     """The payload in one form: whole-number quantities, nothing else."""
     return {
         "items": [
-            {"product_id": item["product_id"], "quantity": int(item["quantity"])}
+            {"product_id": item["product_id"], "quantity": whole(item["quantity"])}
             for item in payload["items"]
         ],
         "payment": {"token": payload["payment"]["token"]},
@@ -352,7 +348,7 @@ def price_lines(items, products):
         if not product.get("active"):
             details[f"items.{index}.product_id"] = "is not available"
             continue
-        quantity = int(item["quantity"])
+        quantity = whole(item["quantity"])
         price = product["price"]
         lines.append(
             {

@@ -6,7 +6,12 @@ The configured bounds (``services.orders.max_lines`` and ``max_quantity``) are
 checked by the service on top of these.
 """
 
-from services.chassis.schemas import UUID_PATTERN, obj
+from services.chassis.schemas import (
+    IDEMPOTENCY_KEY_MESSAGE,
+    IDEMPOTENCY_KEY_PATTERN,
+    UUID_PATTERN,
+    obj,
+)
 from services.orders import domain
 
 _TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
@@ -70,8 +75,8 @@ ORDER_CREATE = obj(
 
 IDEMPOTENCY_KEY = {
     "type": "string",
-    "pattern": domain.IDEMPOTENCY_KEY_PATTERN,
-    "x-message": domain.IDEMPOTENCY_KEY_MESSAGE,
+    "pattern": IDEMPOTENCY_KEY_PATTERN,
+    "x-message": IDEMPOTENCY_KEY_MESSAGE,
 }
 
 # create_order's other arguments (the caller's identity and the Idempotency-Key header).

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from services.chassis.errors import Conflict, ValidationError
-from services.chassis.schemas import validate
+from services.chassis.schemas import SKU_MESSAGE, validate
 from services.inventory import domain, schemas
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
@@ -290,7 +290,7 @@ def test_sku_pattern_refuses(sku):
 
 
 def test_sku_message_says_upper_case():
-    assert details(schemas.SKU_ARGS, {"sku": "abc"}) == {"sku": domain.SKU_MESSAGE}
+    assert details(schemas.SKU_ARGS, {"sku": "abc"}) == {"sku": SKU_MESSAGE}
 
 
 @pytest.mark.parametrize("warehouse", ["main", "a", "eu-west-1", "0" + "a" * 31])

@@ -264,6 +264,10 @@ def test_automatic_error_responses(document):
     # Probes are not rate limited and call no service through the breakers.
     assert statuses("GET", "/healthz") == {"200"}
     assert statuses("GET", "/readyz") == {"200", "503"}
+    # The deep health report is an admin read: token, scope, rate limit; no breakers.
+    assert statuses("GET", "/v1/ops/health") == {"200", "401", "403", "429"}
+    health = op(document, "GET", "/v1/ops/health")
+    assert {"oauth2": ["ops:read"]} in health["security"]
     # The OAuth endpoints answer errors in the RFC 6749 form.
     token = op(document, "POST", "/oauth/token")["responses"]
     for status in ("400", "401", "429", "503"):

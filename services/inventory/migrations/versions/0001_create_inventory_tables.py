@@ -9,13 +9,13 @@ import sqlalchemy as sa
 from alembic import op
 
 from services.chassis.events import create_event_tables, drop_event_tables
+from services.chassis.schemas import SKU_PATTERN
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
-SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,63}$"
 WAREHOUSE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
 
 
