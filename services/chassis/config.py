@@ -205,6 +205,13 @@ SCHEMA = _section(
                     {
                         "max_workers": _POSITIVE_INT,
                         "password_hash": _ARGON2,
+                        "verification": _section(
+                            {
+                                "email_ttl": _POSITIVE_INT,
+                                "phone_ttl": _POSITIVE_INT,
+                                "phone_max_attempts": _POSITIVE_INT,
+                            }
+                        ),
                     }
                 ),
                 "auth": _section(
@@ -284,6 +291,8 @@ SCHEMA = _section(
                         "max_attempts": _POSITIVE_INT,
                         "backoff_base": _NUMBER,
                         "backoff_max": _NUMBER,
+                        "max_per_recipient_per_hour": _POSITIVE_INT,
+                        "verify_email_url": {"type": "string", "pattern": "^https?://[^?#]+$"},
                     }
                 ),
             }
@@ -322,12 +331,26 @@ def _error_key(error):
     return path or "<root>", error.message
 
 
+# Rules that depend on the environment, beyond what SCHEMA says of each value.
+_SMTP_SECURITY = "services.notifications.smtp.security"
+
+
+def _check_environment(config):
+    if config["environment"] != "production":
+        return
+    security = config["services"]["notifications"]["smtp"]["security"]
+    if security not in ("starttls", "tls"):
+        # Mail holds verification links and order details: never in clear text.
+        raise ConfigError(_SMTP_SECURITY, f"must be starttls or tls in production, not {security}")
+
+
 def validate(config):
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         key, message = _error_key(errors[0])
         raise ConfigError(key, message)
+    _check_environment(config)
     return config
 
 

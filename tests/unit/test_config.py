@@ -64,3 +64,37 @@ def test_nameko_config_points_each_service_at_its_own_database():
     users = nameko_config(config, "users")
     assert users["DB_URIS"] == {"users:Base": config["postgres"]["url"] + "/agora_users"}
     assert users["AMQP_URI"] == config["amqp"]["uri"]
+
+
+PRODUCTION = {
+    "AGORA_ENV": "production",
+    "AGORA_AMQP_URI": "amqps://agora:secret@mq.example.com/agora",
+    "AGORA_PG_URL": "postgresql://agora:secret@db.example.com",
+    "AGORA_REDIS_URL": "rediss://cache.example.com/0",
+    "AGORA_AUTH_ISSUER": "https://api.example.com",
+    "AGORA_AUTH_KEY_PASSPHRASE": "a-long-production-passphrase",
+}
+
+
+def test_production_requires_encrypted_smtp():
+    config = load_config(PRODUCTION)
+    assert config["services"]["notifications"]["smtp"]["security"] == "starttls"
+    for security in ("starttls", "tls"):
+        env = {**PRODUCTION, "AGORA_SMTP_SECURITY": security}
+        assert load_config(env)["services"]["notifications"]["smtp"]["security"] == security
+    with pytest.raises(ConfigError) as excinfo:
+        load_config({**PRODUCTION, "AGORA_SMTP_SECURITY": "none"})
+    message = str(excinfo.value)
+    assert excinfo.value.key == "services.notifications.smtp.security"
+    assert "starttls or tls" in message and "\n" not in message
+
+
+def test_development_may_mail_in_clear_text_to_a_local_server():
+    config = load_config(base_env(AGORA_SMTP_SECURITY="none"))
+    assert config["services"]["notifications"]["smtp"]["security"] == "none"
+
+
+def test_verification_links_point_at_the_public_gateway():
+    config = load_config(PRODUCTION)
+    url = config["services"]["notifications"]["verify_email_url"]
+    assert url == "https://api.example.com/v1/users/verify-email"
