@@ -50,9 +50,18 @@ SERVICE_CLASSES = SERVICES
 RPC_CALLS = {
     "auth": {"users": ("get_roles",)},
     "orders": {"catalog": ("get_product",)},
-    "notifications": {"users": ("get_user",)},
+    "notifications": {"users": ("get_user", "issue_verification")},
     "gateway": {
-        "users": ("authenticate", "get_user", "register", "set_roles", "update_profile"),
+        "users": (
+            "authenticate",
+            "get_user",
+            "register",
+            "request_email_verification",
+            "set_roles",
+            "update_profile",
+            "verify_email",
+            "verify_phone",
+        ),
         "auth": (
             "create_authorization_code",
             "get_client",

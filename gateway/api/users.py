@@ -1,4 +1,5 @@
-"""/v1/users: registration, the caller's own profile, and user administration.
+"""/v1/users: registration, the caller's own profile, contact verification,
+and user administration.
 
 Object-level access: a user reaches only their own record; anyone else's id
 answers 404 (not 403), so ids cannot be probed. ``users:admin`` reaches all.
@@ -6,14 +7,23 @@ answers 404 (not 403), so ids cannot be probed. ``users:admin`` reaches all.
 
 from flask import Blueprint, jsonify
 
-from gateway.api import created, json_body, rpc
+from gateway.api import created, json_body, query_args, rpc
 from gateway.auth.guard import check_scopes, requires
 from gateway.auth.principal import current_principal
 from gateway.errors import ApiError
+from gateway.limits import group
 from gateway.openapi import operation
 from services.chassis.errors import NotFound
 from services.chassis.schemas import UUID_PATTERN, is_uuid
-from services.users.schemas import PROFILE_UPDATE, REGISTER_REQUEST, SET_ROLES_REQUEST, USER
+from services.users.schemas import (
+    EMAIL_VERIFICATION_REQUEST,
+    EMAIL_VERIFIED,
+    PHONE_VERIFICATION_REQUEST,
+    PROFILE_UPDATE,
+    REGISTER_REQUEST,
+    SET_ROLES_REQUEST,
+    USER,
+)
 
 bp = Blueprint("users", __name__, url_prefix="/v1/users")
 
@@ -87,6 +97,56 @@ def update_me():
     user_id = _own_user_id()
     changes = json_body(PROFILE_UPDATE)
     return jsonify(_user_or_404(rpc().call, "users", "update_profile", user_id, changes))
+
+
+@bp.get("/verify-email")
+@operation(
+    "Confirm your email address (the link mailed at registration)",
+    description="Public: the link's single-use token is the proof. Until the address is "
+    "confirmed, nothing but this link is mailed to it. An invalid, used or expired token "
+    "is a 400; POST /v1/users/me/email-verification mails a new link.",
+    tags=("users",),
+    query=EMAIL_VERIFICATION_REQUEST,
+    responses={200: EMAIL_VERIFIED},
+)
+@group("write")  # it changes state: the tighter per-address limit
+def verify_email():
+    query = query_args(EMAIL_VERIFICATION_REQUEST)
+    return jsonify(rpc().call("users", "verify_email", query["token"]))
+
+
+@bp.post("/me/email-verification")
+@operation(
+    "Mail a new email verification link",
+    description="Only while your address is not confirmed; an earlier link stops working.",
+    tags=("users",),
+    responses={202: USER},
+    errors=(404,),
+)
+@requires("profile")
+def resend_email_verification():
+    user_id = _own_user_id()
+    user = _user_or_404(rpc().call, "users", "request_email_verification", user_id)
+    response = jsonify(user)
+    response.status_code = 202
+    return response
+
+
+@bp.post("/me/phone-verification")
+@operation(
+    "Confirm your phone number with the code texted to it",
+    description="The six-digit code texted when the phone was set (PATCH /v1/users/me with "
+    "the same unconfirmed number texts a new one). A few wrong tries void the code.",
+    tags=("users",),
+    body=PHONE_VERIFICATION_REQUEST,
+    responses={200: USER},
+    errors=(404,),
+)
+@requires("profile")
+def verify_phone():
+    user_id = _own_user_id()
+    payload = json_body(PHONE_VERIFICATION_REQUEST)
+    return jsonify(_user_or_404(rpc().call, "users", "verify_phone", user_id, payload["code"]))
 
 
 @bp.get("/<user_id>")

@@ -238,6 +238,13 @@ SCHEMA = _section(
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "password_hash": _ARGON2,
+                        "verification": _section(
+                            {
+                                "email_ttl": _POSITIVE_INT,
+                                "phone_ttl": _POSITIVE_INT,
+                                "phone_max_attempts": _POSITIVE_INT,
+                            }
+                        ),
                     }
                 ),
                 "auth": _section(
@@ -327,6 +334,8 @@ SCHEMA = _section(
                         "max_attempts": _POSITIVE_INT,
                         "backoff_base": _NUMBER,
                         "backoff_max": _NUMBER,
+                        "max_per_recipient_per_hour": _POSITIVE_INT,
+                        "verify_email_url": {"type": "string", "pattern": "^https?://[^?#]+$"},
                     }
                 ),
             }
@@ -468,12 +477,29 @@ def settings_for(config, process):
     return project(config, settings_paths(process))
 
 
+# Rules that depend on the environment, beyond what SCHEMA says of each value.
+_SMTP_SECURITY = "services.notifications.smtp.security"
+
+
+def _check_environment(config):
+    if config.get("environment") != "production":
+        return
+    smtp = config.get("services", {}).get("notifications", {}).get("smtp")
+    if smtp is None:  # a process that is not given the notifications settings
+        return
+    security = smtp["security"]
+    if security not in ("starttls", "tls"):
+        # Mail holds verification links and order details: never in clear text.
+        raise ConfigError(_SMTP_SECURITY, f"must be starttls or tls in production, not {security}")
+
+
 def validate(config, schema=None):
     validator = linear_validator(SCHEMA if schema is None else schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         key, message = _error_key(errors[0])
         raise ConfigError(key, message)
+    _check_environment(config)
     return config
 
 

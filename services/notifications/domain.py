@@ -20,7 +20,13 @@ CHANNELS = (EMAIL, SMS)
 QUEUED = "queued"
 SENT = "sent"
 FAILED = "failed"
-STATUSES = (QUEUED, SENT, FAILED)
+# Recorded, never sent: the contact is not proven (``UNVERIFIED``), or the
+# recipient had their hourly share already (``OVER_CAP``). Neither is retried.
+SKIPPED = "skipped"
+SUPPRESSED = "suppressed"
+STATUSES = (QUEUED, SENT, FAILED, SKIPPED, SUPPRESSED)
+UNVERIFIED = "unverified"
+OVER_CAP = "over the hourly cap for this recipient"
 
 # (source service, event name) -> template. One row per channel is recorded per event.
 TEMPLATE_FOR_EVENT = {
@@ -32,7 +38,20 @@ TEMPLATE_FOR_EVENT = {
     ("billing", "refund_issued"): "refund_issued",
     ("billing", "receipt_issued"): "receipt",
 }
-TEMPLATES = tuple(TEMPLATE_FOR_EVENT.values())
+# (users event) -> template and the channel it proves. Sent before the contact is
+# verified (that is their point); the only messages that are.
+EMAIL_VERIFICATION = "email_verification"
+PHONE_VERIFICATION = "phone_verification"
+VERIFICATION_FOR_EVENT = {
+    ("users", "email_verification_requested"): (EMAIL_VERIFICATION, "email"),
+    ("users", "phone_verification_requested"): (PHONE_VERIFICATION, "phone"),
+}
+VERIFICATION_TEMPLATES = (EMAIL_VERIFICATION, PHONE_VERIFICATION)
+TEMPLATES = tuple(TEMPLATE_FOR_EVENT.values()) + VERIFICATION_TEMPLATES
+# Events that make an email only, never a text message.
+EMAIL_ONLY = frozenset({"order_rejected"})
+# What a sent verification's stored body becomes: the secret is not kept.
+SCRUBBED_BODY = "(the verification secret is not kept once the message is sent)"
 
 LIMIT_DEFAULT = 20
 LIMIT_MAX = 100
@@ -46,11 +65,16 @@ USER_NOT_FOUND = "user not found"
 
 @dataclass(frozen=True)
 class Contact:
-    """Where a user can be reached; ``phone`` is None unless the user record has one."""
+    """Where a user can be reached; ``phone`` is None unless the user record has one.
+
+    Only a verified address or number gets anything but its verification message.
+    """
 
     email: str
     phone: str | None = None
     name: str | None = None
+    email_verified: bool = False
+    phone_verified: bool = False
 
 
 def _clean(value):
@@ -63,6 +87,8 @@ def contact_from_user(user):
         email=_clean(user.get("email")) or "",
         phone=_clean(user.get("phone")),
         name=_clean(user.get("name")),
+        email_verified=user.get("email_verified") is True,
+        phone_verified=user.get("phone_verified") is True,
     )
 
 
@@ -139,8 +165,10 @@ def notification_rows(event, template, rendered, contact, sms_enabled, now):
 
     * the user is unknown (``contact`` None): one email row, already failed, so
       the event leaves a trace instead of vanishing;
-    * otherwise an email row, and an SMS row when the user has a phone and an
-      SMS provider is configured. Both are queued and due now.
+    * otherwise an email row, and an SMS row when the user has a phone, an SMS
+      provider is configured and the event is not email-only (a rejected
+      order). A row to a verified contact is queued and due now; one to an
+      unverified contact is recorded ``skipped`` (``unverified``), never sent.
     """
     event_id, user_id = event_ids(event)
     base = {
@@ -168,9 +196,10 @@ def notification_rows(event, template, rendered, contact, sms_enabled, now):
             }
         ]
     queued = {**base, "status": QUEUED, "next_attempt_at": now, "last_error": None}
+    skipped = {**base, "status": SKIPPED, "next_attempt_at": None, "last_error": UNVERIFIED}
     rows = [
         {
-            **queued,
+            **(queued if contact.email_verified else skipped),
             "id": uuid.uuid4(),
             "channel": EMAIL,
             "recipient": contact.email,
@@ -178,10 +207,10 @@ def notification_rows(event, template, rendered, contact, sms_enabled, now):
             "body": rendered.body,
         }
     ]
-    if sms_enabled and contact.phone:
+    if sms_enabled and contact.phone and template not in EMAIL_ONLY:
         rows.append(
             {
-                **queued,
+                **(queued if contact.phone_verified else skipped),
                 "id": uuid.uuid4(),
                 "channel": SMS,
                 "recipient": contact.phone,
@@ -189,6 +218,64 @@ def notification_rows(event, template, rendered, contact, sms_enabled, now):
                 "body": rendered.sms,
             }
         )
+    return rows
+
+
+def verification_row(event, template, issued, rendered, sms_enabled, now):
+    """The one row of a verification message (``issued`` from users' issue_verification).
+
+    Queued whatever the contact's state (proving it is the point). A phone code
+    with no SMS provider configured fails at once: it cannot be delivered.
+    """
+    event_id, user_id = event_ids(event)
+    sms = issued["channel"] == "phone"
+    row = {
+        "id": uuid.uuid4(),
+        "user_id": user_id,
+        "template": template,
+        "event_id": event_id,
+        "event_type": str(event.get("type") or ""),
+        "channel": SMS if sms else EMAIL,
+        "recipient": issued["recipient"],
+        "subject": None if sms else rendered.subject,
+        "body": rendered.sms if sms else rendered.body,
+        "attempts": 0,
+        "sent_at": None,
+        "created_at": now,
+        "updated_at": now,
+        "status": QUEUED,
+        "next_attempt_at": now,
+        "last_error": None,
+    }
+    if sms and not sms_enabled:
+        row.update(status=FAILED, next_attempt_at=None, last_error="no SMS provider configured")
+    return row
+
+
+# --- the per-recipient cap ---------------------------------------------------
+
+
+def recipient_key(channel, recipient):
+    """One recipient, however its address is spelled: ``(channel, address)``."""
+    return channel, recipient.strip().lower()
+
+
+def apply_cap(rows, recent, cap):
+    """Suppress the queued rows beyond ``cap`` messages per recipient per hour.
+
+    ``recent`` maps ``recipient_key`` to the messages that recipient got (or
+    has queued) in the past hour; it is updated with the rows kept, so several
+    rows to one recipient count one by one. Rows that are not queued (skipped,
+    failed) are not messages and count for nothing. Returns the rows, changed.
+    """
+    for row in rows:
+        if row["status"] != QUEUED:
+            continue
+        key = recipient_key(row["channel"], row["recipient"])
+        if recent.get(key, 0) >= cap:
+            row.update(status=SUPPRESSED, next_attempt_at=None, last_error=OVER_CAP)
+        else:
+            recent[key] = recent.get(key, 0) + 1
     return rows
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     exists,
+    func,
     select,
     text,
     tuple_,
@@ -42,10 +43,15 @@ class Notification(Base):
         # One notification per event and channel, however often the event arrives.
         UniqueConstraint("event_id", "channel", name=EVENT_CHANNEL_CONSTRAINT),
         CheckConstraint("channel IN ('email', 'sms')", name="ck_notifications_channel"),
-        CheckConstraint("status IN ('queued', 'sent', 'failed')", name="ck_notifications_status"),
+        CheckConstraint(
+            "status IN ('queued', 'sent', 'failed', 'skipped', 'suppressed')",
+            name="ck_notifications_status",
+        ),
         CheckConstraint("attempts >= 0", name="ck_notifications_attempts"),
         # list_notifications: a user's rows newest first, keyset on (created_at, id).
         Index("ix_notifications_user_created", "user_id", "created_at", "id"),
+        # The per-recipient cap: one recipient's recent rows.
+        Index("ix_notifications_recipient_created", "channel", "recipient", "created_at"),
         # The sender: queued rows by due time.
         Index(
             "ix_notifications_due",
@@ -91,6 +97,40 @@ def insert_notifications(session, rows):
         .returning(Notification.id)
     )
     return list(session.scalars(statement))
+
+
+# Rows that are (or were going to be) messages to their recipient.
+_COUNTED = (domain.QUEUED, domain.SENT, domain.FAILED)
+
+
+def recent_per_recipient(session, keys, since):
+    """``{recipient_key: rows since ``since``}`` for the ``(channel, recipient)`` keys.
+
+    Takes a transaction-scoped advisory lock per recipient first (in one order,
+    so two handlers cannot deadlock): until this transaction ends, no other
+    handler counts or adds messages to them, so the cap holds under concurrency.
+    """
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    for channel, recipient in keys:
+        session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtext(f"notify:{channel}:{recipient}")))
+        )
+    counts = {key: 0 for key in keys}
+    # Recipients are stored as users normalizes them (emails lowercased).
+    rows = session.execute(
+        select(Notification.channel, Notification.recipient, func.count())
+        .where(
+            tuple_(Notification.channel, Notification.recipient).in_(keys),
+            Notification.created_at >= since,
+            Notification.status.in_(_COUNTED),
+        )
+        .group_by(Notification.channel, Notification.recipient)
+    )
+    for channel, recipient, count in rows:
+        counts[(channel, recipient)] = count
+    return counts
 
 
 def get_notifications(session, ids):
@@ -143,12 +183,14 @@ def exhausted_due(session, now, max_attempts, limit):
     )
 
 
-def record_outcome(session, notification_id, attempts, outcome, now):
+def record_outcome(session, notification_id, attempts, outcome, now, scrub=False):
     """Store a try's outcome if the row is still the one this sender claimed.
 
     False if it is not (still queued with the same attempt count): another sender
     took it over after the claim margin, and its outcome counts instead.
+    ``scrub`` replaces the body (a verification secret) once it is final.
     """
+    extra = {"body": domain.SCRUBBED_BODY} if scrub and outcome.status != domain.QUEUED else {}
     result = session.execute(
         update(Notification)
         .where(
@@ -162,6 +204,7 @@ def record_outcome(session, notification_id, attempts, outcome, now):
             last_error=outcome.last_error,
             sent_at=outcome.sent_at,
             updated_at=now,
+            **extra,
         )
         .execution_options(synchronize_session=False)
     )

@@ -229,6 +229,14 @@ class NotificationsService(AgoraService):
     def on_receipt_issued(self, event):
         self._record("receipt", event)
 
+    @event_handler("users", "email_verification_requested")
+    def on_email_verification_requested(self, event):
+        self._record_verification("email_verification_requested", event)
+
+    @event_handler("users", "phone_verification_requested")
+    def on_phone_verification_requested(self, event):
+        self._record_verification("phone_verification_requested", event)
+
     @broadcast_handler("users", "profile_updated")
     def on_profile_updated(self, event):
         """A user's name or phone changed: this instance forgets their contact."""
@@ -244,9 +252,64 @@ class NotificationsService(AgoraService):
             return  # a redelivery: the unique (event, channel) key holds anyway
         contact = self._contact(str(user_id))
         rendered = templates.render(template, event["data"], contact.name if contact else None)
+        now = utcnow()
         rows = domain.notification_rows(
-            event, template, rendered, contact, self.channels.sms.enabled, utcnow()
+            event, template, rendered, contact, self.channels.sms.enabled, now
         )
+        self._insert(rows, now)
+
+    def _record_verification(self, name, event):
+        """Ask users for a fresh secret and queue the one message that carries it.
+
+        The secret never travels in the event (see users' schemas); users hands it
+        over this RPC, and replaces it at each call, so a redelivered event only
+        makes the newest message the one that works.
+        """
+        event_id, user_id = domain.event_ids(event)
+        session = self.db.session
+        if models.event_recorded(session, event_id):
+            return
+        template, channel = domain.VERIFICATION_FOR_EVENT[("users", name)]
+        try:
+            with eventlet.Timeout(self.users_timeout, Unavailable("users did not answer")):
+                issued = self.users.issue_verification(str(user_id), channel)
+        except NotFound:
+            log.warning("verification for unknown user %s not sent", user_id)
+            return
+        if issued is None:
+            return  # proven meanwhile, or the phone was removed: nothing to send
+        settings = self.config["AGORA"]["services"]["notifications"]
+        data = {"expires_at": issued["expires_at"]}
+        if channel == "email":
+            data["link"] = f"{settings['verify_email_url']}?token={issued['secret']}"
+        else:
+            data["code"] = issued["secret"]
+        rendered = templates.render(template, data, issued.get("name"))
+        now = utcnow()
+        row = domain.verification_row(
+            event, template, issued, rendered, self.channels.sms.enabled, now
+        )
+        self._insert([row], now)
+
+    def _insert(self, rows, now):
+        """Insert an event's rows, capped per recipient; wake the sender if any is due."""
+        session = self.db.session
+        settings = self.config["AGORA"]["services"]["notifications"]
+        queued = [r for r in rows if r["status"] == domain.QUEUED]
+        recent = models.recent_per_recipient(
+            session,
+            [domain.recipient_key(r["channel"], r["recipient"]) for r in queued],
+            now - datetime.timedelta(hours=1),
+        )
+        domain.apply_cap(rows, recent, settings["max_per_recipient_per_hour"])
+        for row in rows:
+            if row["status"] == domain.SUPPRESSED:
+                log.warning(
+                    "notification %s to a %s recipient suppressed: %s",
+                    row["id"],
+                    row["channel"],
+                    domain.OVER_CAP,
+                )
         inserted = set(models.insert_notifications(session, rows))
         for row in rows:
             if row["id"] in inserted and row["status"] == domain.FAILED:
@@ -323,7 +386,10 @@ class NotificationsService(AgoraService):
             settings["backoff_max"],
             permanent=permanent,
         )
-        if not models.record_outcome(self.db.session, note["id"], note["attempts"], outcome, now):
+        scrub = note["template"] in domain.VERIFICATION_TEMPLATES
+        if not models.record_outcome(
+            self.db.session, note["id"], note["attempts"], outcome, now, scrub=scrub
+        ):
             return  # taken over by another sender after the claim margin
         if outcome.status == domain.SENT:
             self.dispatch("notification_sent", _note_event(note))

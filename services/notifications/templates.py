@@ -135,6 +135,30 @@ Total paid: $amount
 """,
         "Agora: receipt $number for order $order_ref, $amount paid.",
     ),
+    # Sent before anything else may be: the contact is proven by answering it.
+    "email_verification": _texts(
+        "Confirm your email address for Agora",
+        """$greeting
+
+please confirm that this is your email address by opening this link:
+
+$link
+
+The link works once, until $expires_at. Until you confirm, we send nothing
+else to this address. If you did not create an Agora account, ignore this
+message.
+""",
+        "Agora: confirm your email address: $link",
+    ),
+    "phone_verification": _texts(
+        "Your Agora verification code",
+        """$greeting
+
+your verification code is $code (valid until $expires_at).
+""",
+        "Agora: your verification code is $code. It expires at $expires_at. "
+        "If you did not ask for it, ignore this message.",
+    ),
 }
 
 _CANCEL_REASONS = {
@@ -212,6 +236,9 @@ def _context(data, name):
         "shortages": format_shortages(data.get("shortages")),
         "total": format_money(data["total"]) if data.get("total") else "",
         "amount": format_money(data["amount"]) if data.get("amount") else "",
+        "link": one_line(data.get("link")),
+        "code": one_line(data.get("code")),
+        "expires_at": format_timestamp(data.get("expires_at", "")),
     }
     reason = data.get("reason")
     context["why"] = _CANCEL_REASONS.get(reason, f" ({one_line(reason)})" if reason else "")

@@ -67,6 +67,8 @@ def serialize_user(user):
         "phone": user.phone,
         "address": ({field: address.get(field) for field in ADDRESS_FIELDS} if address else None),
         "roles": list(user.roles or []),
+        "email_verified": user.email_verified_at is not None,
+        "phone_verified": user.phone is not None and user.phone_verified_at is not None,
         "created_at": isoformat_utc(user.created_at),
         "updated_at": isoformat_utc(user.updated_at),
     }

@@ -78,10 +78,65 @@ USER = obj(
             "type": ["object", "null"],
         },
         "roles": {"type": "array", "items": {"type": "string", "enum": list(ROLES)}},
+        # Proven by the link mailed at registration; until then nothing else is mailed.
+        "email_verified": {"type": "boolean"},
+        # Proven by the code texted when the phone was set; changing it un-verifies it.
+        "phone_verified": {"type": "boolean"},
         "created_at": _TIMESTAMP,
         "updated_at": _TIMESTAMP,
     },
-    required=("id", "email", "name", "phone", "address", "roles", "created_at", "updated_at"),
+    required=(
+        "id",
+        "email",
+        "name",
+        "phone",
+        "address",
+        "roles",
+        "email_verified",
+        "phone_verified",
+        "created_at",
+        "updated_at",
+    ),
+)
+
+# The token of an email verification link (``GET /v1/users/verify-email?token=``).
+EMAIL_TOKEN = {
+    "type": "string",
+    "minLength": 16,
+    "maxLength": 128,
+    "pattern": "^[A-Za-z0-9_-]+$",
+    "x-message": "must be the token of a verification link",
+}
+EMAIL_VERIFICATION_REQUEST = obj({"token": EMAIL_TOKEN}, required=("token",))
+# What confirming a link answers: no profile data, only what the link proved.
+EMAIL_VERIFIED = obj(
+    {"email": {"type": "string", "maxLength": 254}, "email_verified": {"const": True}},
+    required=("email", "email_verified"),
+)
+
+# The six-digit code texted to a new phone number.
+PHONE_VERIFICATION_REQUEST = obj(
+    {
+        "code": {
+            "type": "string",
+            "pattern": "^[0-9]{6}$",
+            "x-message": "must be the six-digit code sent by text message",
+        }
+    },
+    required=("code",),
+)
+
+# issue_verification (internal, for notifications): the secret to send, once.
+VERIFICATION_CHANNEL = {"type": "string", "enum": ["email", "phone"]}
+ISSUED_VERIFICATION = obj(
+    {
+        "channel": VERIFICATION_CHANNEL,
+        "recipient": {"type": "string"},
+        "name": {"type": ["string", "null"]},
+        "secret": {"type": "string"},
+        "expires_at": _TIMESTAMP,
+    },
+    required=("channel", "recipient", "name", "secret", "expires_at"),
 )
 
 # ``get_roles(user_id)``: what the auth service asks before it grants scopes
@@ -100,6 +155,10 @@ __all__ = [
     "REGISTER_REQUEST",
     "PROFILE_UPDATE",
     "SET_ROLES_REQUEST",
+    "EMAIL_VERIFICATION_REQUEST",
+    "EMAIL_VERIFIED",
+    "PHONE_VERIFICATION_REQUEST",
+    "ISSUED_VERIFICATION",
     "ADDRESS",
     "PHONE",
     "ROLES",
@@ -116,7 +175,21 @@ EVENTS = {
     },
     "profile_updated": {
         "version": 1,
-        "summary": "A user changed their name, phone number or address",
+        "summary": "A user changed their name, phone number or address, "
+        "or verified their email address or phone number",
+        "payload": obj({"user_id": _ID}, ("user_id",)),
+    },
+    # No secret travels in these: notifications asks users for it over RPC
+    # (issue_verification), so it is never in an outbox, a dead letter or
+    # in front of an outside consumer of the public events.
+    "email_verification_requested": {
+        "version": 1,
+        "summary": "A user's email address needs proving: notifications mails them a link",
+        "payload": obj({"user_id": _ID}, ("user_id",)),
+    },
+    "phone_verification_requested": {
+        "version": 1,
+        "summary": "A user's phone number needs proving: notifications texts them a code",
         "payload": obj({"user_id": _ID}, ("user_id",)),
     },
 }

@@ -1,8 +1,10 @@
 """Helpers for the commerce end-to-end tests: customers, products with stock,
 orders placed through the gateway, and the databases' own view of the outcome."""
 
+import re
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import create_engine, text
@@ -10,6 +12,35 @@ from sqlalchemy import create_engine, text
 from services.chassis.config import database_url
 
 TERMINAL = {"confirmed", "rejected", "cancelled", "expired"}
+VERIFY_SUBJECT = "Confirm your email address for Agora"
+_LINK = re.compile(r"https?://\S+/v1/users/verify-email\?token=\S+")
+_CODE = re.compile(r"verification code is ([0-9]{6})")
+
+
+def verification_link(smtp, email, timeout=20.0):
+    """The link of the newest verification mail to ``email``, from the real SMTP sink."""
+    mails = smtp.wait_for(lambda m: m["Subject"] == VERIFY_SUBJECT, timeout=timeout, to=email)
+    return _LINK.search(mails[-1].get_content()).group(0)
+
+
+def verification_code(sms, phone, timeout=20.0):
+    """The code of the newest verification text to ``phone``, from the real SMS sink."""
+    deadline = time.monotonic() + timeout
+    while True:
+        codes = [
+            match.group(1)
+            for request in list(sms.requests)
+            if request["json"]["to"] == phone and (match := _CODE.search(request["json"]["body"]))
+        ]
+        if codes:
+            return codes[-1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no verification code texted to {phone} within {timeout}s")
+        time.sleep(0.05)
+
+
+def is_verification_text(body):
+    return _CODE.search(body) is not None
 
 
 def bearer(token):
@@ -61,6 +92,31 @@ class Shop:
         )
         assert token.status_code == 200, token.text
         return email, token.json()["access_token"]
+
+    def verified_customer(self, smtp):
+        """A new customer who opened the link mailed to them, so they get order mail."""
+        email, token = self.customer()
+        self.verify_email(smtp, email)
+        return email, token
+
+    def verify_email(self, smtp, email):
+        """Open the verification link mailed to ``email``, as its owner would (through
+        this gateway: the link names the configured public URL)."""
+        link = urlsplit(verification_link(smtp, email))
+        response = self.http.get(f"{self.base}{link.path}?{link.query}", timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def verify_phone(self, sms, token, phone):
+        """Enter the code texted to ``phone``; returns the profile."""
+        response = self.http.post(
+            f"{self.base}/v1/users/me/phone-verification",
+            json={"code": verification_code(sms, phone)},
+            headers=bearer(token),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
 
     # --- catalog and stock -------------------------------------------------------
 

@@ -67,6 +67,15 @@ OPERATION_CHECKS = [
         }
         for name in ("GET /v1/products", "GET /v1/orders", "GET /v1/notifications")
     ),
+    # A verification token or code is a secret the document cannot know: a
+    # made-up one is refused (400), as is a code when none is pending.
+    *(
+        {
+            "include-name": name,
+            "checks": {"positive_data_acceptance": {"expected-statuses": _POSITIVE + [400]}},
+        }
+        for name in ("GET /v1/users/verify-email", "POST /v1/users/me/phone-verification")
+    ),
     # An order naming a product the catalog does not have, or one product on two
     # lines, is refused (400): the document cannot list the catalog.
     {

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.e2e.commerce import PoliteSession, bearer
+from tests.e2e.commerce import PoliteSession, bearer, is_verification_text
 from tests.e2e.conftest import SAGA_TIMEOUT
 from tests.support.polling import wait_until
 
@@ -18,15 +18,19 @@ pytestmark = pytest.mark.e2e
 
 def emails(smtp, to, order_id, expected, timeout=20.0):
     """Wait for ``expected`` emails to ``to`` mentioning the order; return them."""
-    smtp.wait_for(expected, timeout=timeout, to=to)
-    return [m for m in smtp.messages(to=to) if order_id in m.get_content()]
+
+    def found():
+        mails = [m for m in smtp.messages(to=to) if order_id in m.get_content()]
+        return len(mails) >= expected and mails
+
+    return wait_until(found, timeout, f"{expected} emails about order {order_id}")
 
 
 # --- the happy path ------------------------------------------------------------
 
 
 def test_an_order_is_reserved_charged_and_confirmed(shop, smtp, ledgers):
-    email, token = shop.customer()
+    email, token = shop.verified_customer(smtp)
     product = shop.product(stock=10, price=1250)
     response = shop.place(token, [(product["id"], 2)])
     assert response.status_code == 202, response.text
@@ -50,8 +54,7 @@ def test_an_order_is_reserved_charged_and_confirmed(shop, smtp, ledgers):
     assert ledgers.charges_per_order([order["id"]]) == {order["id"]: 1}
 
     # The confirmation and the receipt, by email.
-    smtp.wait_for(2, to=email, timeout=20)
-    subjects = sorted(m["Subject"] for m in smtp.messages(to=email))
+    subjects = sorted(m["Subject"] for m in emails(smtp, email, order["id"], 2))
     assert any("is confirmed" in s for s in subjects), subjects
     assert any(s.startswith("Receipt ") for s in subjects), subjects
     listed = requests.get(
@@ -62,7 +65,7 @@ def test_an_order_is_reserved_charged_and_confirmed(shop, smtp, ledgers):
 
 
 def test_a_customer_who_gives_a_phone_number_gets_text_messages_too(shop, smtp, sms):
-    email, token = shop.customer()
+    email, token = shop.verified_customer(smtp)
     me = f"{shop.base}/v1/users/me"
     refused = requests.patch(
         me, json={"phone": "0151 1234 5678"}, headers=bearer(token), timeout=10
@@ -72,13 +75,26 @@ def test_a_customer_who_gives_a_phone_number_gets_text_messages_too(shop, smtp, 
     phone = f"+49151{uuid.uuid4().int % 10**8:08d}"
     profile = requests.patch(me, json={"phone": phone}, headers=bearer(token), timeout=10)
     assert profile.status_code == 200 and profile.json()["phone"] == phone
+    assert profile.json()["phone_verified"] is False
+    # The code texted to the new number: a wrong one is refused, the right one proves it.
+    wrong = requests.post(
+        f"{me}/phone-verification", json={"code": "000000"}, headers=bearer(token), timeout=10
+    )
+    if wrong.status_code != 200:  # one in a million: the code was 000000
+        assert wrong.status_code == 400, wrong.text
+        assert set(wrong.json()["error"]["details"]) == {"code"}
+    assert shop.verify_phone(sms, token, phone)["phone_verified"] is True
 
     product = shop.product(stock=5)
     order = shop.place(token, [(product["id"], 1)]).json()
     shop.wait_for(token, order["id"], {"confirmed"})
 
     def texts():
-        return [r["json"] for r in list(sms.requests) if r["json"]["to"] == phone]
+        return [
+            r["json"]
+            for r in list(sms.requests)
+            if r["json"]["to"] == phone and not is_verification_text(r["json"]["body"])
+        ]
 
     sent = wait_until(lambda: len(texts()) >= 2 and texts(), 20, "the order's text messages")
     reference = order["id"][:8].upper()
@@ -86,7 +102,7 @@ def test_a_customer_who_gives_a_phone_number_gets_text_messages_too(shop, smtp, 
     assert len(bodies) == 2, bodies
     assert bodies[0] == f"Agora: order {reference} is confirmed. Total EUR 10.00.", bodies
     assert bodies[1].startswith("Agora: receipt R-") and f"order {reference}" in bodies[1]
-    smtp.wait_for(2, to=email, timeout=20)
+    emails(smtp, email, order["id"], 2)
     listed = requests.get(
         f"{shop.base}/v1/notifications", headers=bearer(token), timeout=10
     ).json()["items"]
@@ -149,7 +165,7 @@ def test_bad_orders_get_a_clear_error(shop):
 
 
 def test_out_of_stock_is_rejected_and_nothing_is_charged(shop, smtp, ledgers):
-    email, token = shop.customer()
+    email, token = shop.verified_customer(smtp)
     product = shop.product(stock=1)
     order = shop.place(token, [(product["id"], 2)]).json()
     view = shop.wait_for(token, order["id"])
@@ -165,7 +181,7 @@ def test_out_of_stock_is_rejected_and_nothing_is_charged(shop, smtp, ledgers):
     [("tok_chargeDeclined", "card_declined"), ("tok_processingError", "processing_error")],
 )
 def test_a_failed_payment_releases_the_stock_and_cancels(shop, smtp, ledgers, platform, card, code):
-    email, token = shop.customer()
+    email, token = shop.verified_customer(smtp)
     product = shop.product(stock=3)
     order = shop.place(token, [(product["id"], 2)], card=card).json()
     view = shop.wait_for(token, order["id"])
@@ -197,7 +213,7 @@ def test_a_payment_that_times_out_fails_and_cancels(shop, ledgers):
 
 
 def test_cancelling_a_confirmed_order_refunds_and_restocks(shop, smtp):
-    email, token = shop.customer()
+    email, token = shop.verified_customer(smtp)
     product = shop.product(stock=4, price=700)
     order = shop.place(token, [(product["id"], 3)]).json()
     shop.wait_for(token, order["id"], {"confirmed"})
@@ -328,7 +344,7 @@ def test_two_hundred_orders_for_fifty_in_stock(shop, smtp, ledgers):
     """200 customers order the last 50 units at once: exactly 50 are confirmed,
     150 rejected, never below zero, 50 charges, 50 confirmation emails."""
     product = shop.product(stock=50, price=300)
-    customers = [shop.customer() for _ in range(20)]  # ten orders each
+    customers = [shop.verified_customer(smtp) for _ in range(20)]  # ten orders each
 
     def place(n):
         email, token = customers[n % len(customers)]

@@ -8,6 +8,7 @@ service's own events.
 
 import copy
 import datetime
+import re
 import uuid
 
 import pytest
@@ -138,13 +139,20 @@ def listener(container_factory, service_config):
     return Listener
 
 
-def register(users, name="Ada", phone=None):
-    """A user of the real users service, with ``phone`` (or none) on their record."""
+def register(users, name="Ada", phone=None, verified=True):
+    """A user of the real users service, with ``phone`` (or none) on their record.
+
+    ``verified``: their email and phone count as proven (users' trusted
+    ``mark_verified``, as the demo seed does), so order events reach them.
+    Register before starting the notifications container: the verification
+    requests registration emits then find nothing left to prove, and send nothing.
+    """
     email = f"n-{uuid.uuid4().hex[:12]}@example.com"
     payload = {"email": email, "password": PASSWORD, "name": name}
     if phone is not None:
         payload["phone"] = phone
-    return call(users, "register", payload)
+    user = call(users, "register", payload)
+    return call(users, "mark_verified", user["id"]) if verified else user
 
 
 def money(amount):
@@ -224,8 +232,8 @@ def page_of(container, user_id, **kwargs):
 
 
 def test_every_template_is_mailed_for_its_event(start_notifications, smtp, users, publish):
-    service = start_notifications(smtp.port)
     user = register(users, name="Ada")
+    service = start_notifications(smtp.port)
     order_id = str(uuid.uuid4())
     for template in ORDER_SOURCES:
         publish(template, event_data(template, user["id"], order_id))
@@ -271,8 +279,8 @@ def test_every_template_is_mailed_for_its_event(start_notifications, smtp, users
 
 
 def test_sent_notification_is_announced(start_notifications, smtp, users, publish, listener):
-    start_notifications(smtp.port)
     user = register(users)
+    start_notifications(smtp.port)
     envelope = publish("receipt", event_data("receipt", user["id"]))
     smtp.wait_for(1, to=user["email"])
     (event,) = wait_until(lambda: Listener.of(Listener.sent, user["id"]), what="sent event")
@@ -291,8 +299,8 @@ def test_sent_notification_is_announced(start_notifications, smtp, users, publis
 def test_a_duplicated_event_makes_one_notification(
     start_notifications, smtp, users, publish, engine
 ):
-    start_notifications(smtp.port)
     user = register(users)
+    start_notifications(smtp.port)
     data = event_data("order_confirmed", user["id"])
     envelope = publish("order_confirmed", data)
     publish("order_confirmed", data, envelope=envelope)  # redelivered as is
@@ -319,9 +327,9 @@ def test_smtp_down_retries_with_backoff_until_the_server_is_up(
 ):
     server = SmtpServer(port=free_port())  # not started yet
     try:
+        user = register(users)
         start_notifications(server.port, max_attempts=20)
         settings = {"base": 0.2, "cap": 2.0}
-        user = register(users)
         envelope = publish("order_expired", event_data("order_expired", user["id"]))
 
         def backing_off():
@@ -355,8 +363,8 @@ def test_a_send_that_never_succeeds_ends_failed(
     start_notifications, users, publish, engine, listener
 ):
     port = free_port()  # nothing listens here
-    service = start_notifications(port, max_attempts=3)
     user = register(users)
+    service = start_notifications(port, max_attempts=3)
     envelope = publish("payment_failed", event_data("payment_failed", user["id"]))
 
     failed = wait_until(
@@ -380,8 +388,8 @@ def test_a_permanent_refusal_fails_at_once_and_login_is_used_when_configured(
     start_notifications, users, publish, engine
 ):
     with SmtpServer(auth=("mailer", "s3cret")) as server:
-        start_notifications(server.port, max_attempts=5)
         user = register(users)
+        start_notifications(server.port, max_attempts=5)
         refused = publish("order_expired", event_data("order_expired", user["id"]))
         row = wait_until(
             lambda: (r := one_row(engine, refused["event_id"])) and r.status == "failed" and r
@@ -399,8 +407,8 @@ def test_a_permanent_refusal_fails_at_once_and_login_is_used_when_configured(
 
 def test_a_handler_never_waits_for_the_mail_server(start_notifications, users, publish, engine):
     """Recording does not depend on SMTP: a dead server still gets the row queued."""
-    start_notifications(free_port(), max_attempts=50)
     user = register(users)
+    start_notifications(free_port(), max_attempts=50)
     envelopes = [publish(template, event_data(template, user["id"])) for template in ORDER_SOURCES]
     for envelope in envelopes:
         row = wait_until(lambda e=envelope: one_row(engine, e["event_id"]))
@@ -458,6 +466,22 @@ def test_users_unreachable_the_event_is_retried_then_dead_lettered(
 # --- SMS -----------------------------------------------------------------------
 
 
+CODE = re.compile(r"verification code is ([0-9]{6})")
+
+
+def wait_for_code(sms_gateway, phone):
+    """The code of the newest verification text to ``phone``."""
+
+    def codes():
+        return [
+            match.group(1)
+            for r in list(sms_gateway.requests)
+            if r["json"]["to"] == phone and (match := CODE.search(r["json"]["body"]))
+        ]
+
+    return wait_until(codes, what=f"a verification code to {phone}")[-1]
+
+
 @pytest.fixture
 def sms_gateway():
     gateway = SmsGateway()
@@ -468,12 +492,12 @@ def sms_gateway():
 def test_sms_goes_to_the_http_gateway_when_the_user_has_a_phone(
     start_notifications, smtp, sms_gateway, users, publish, engine
 ):
+    user = register(users, phone="+4915112345678")
+    no_phone = register(users)
     service = start_notifications(
         smtp.port,
         sms={"provider": "http", "url": sms_gateway.url, "token": "sms-token", "timeout": 2.0},
     )
-    user = register(users, phone="+4915112345678")
-    no_phone = register(users)
     envelope = publish("order_confirmed", event_data("order_confirmed", user["id"]))
     publish("order_confirmed", event_data("order_confirmed", no_phone["id"]))
 
@@ -503,25 +527,30 @@ def test_a_phone_number_given_later_is_used_at_once(
 ):
     """The contact cache keeps a user for a minute; users' ``profile_updated``
     (a broadcast to every notifications instance) makes it forget them at once."""
-    service = start_notifications(smtp.port, sms={"provider": "http", "url": sms_gateway.url})
     user = register(users)
+    service = start_notifications(smtp.port, sms={"provider": "http", "url": sms_gateway.url})
     first = publish("order_confirmed", event_data("order_confirmed", user["id"]))
     smtp.wait_for(1, to=user["email"])
     assert [r.channel for r in rows(engine, event_id=uuid.UUID(first["event_id"]))] == ["email"]
 
     with entrypoint_waiter(service, "on_profile_updated", timeout=WAIT):
         call(users, "update_profile", user["id"], {"phone": "+4915122223333"})
+    # A new number gets its verification code first, and nothing else until proven.
+    code = wait_for_code(sms_gateway, "+4915122223333")
+    with entrypoint_waiter(service, "on_profile_updated", timeout=WAIT):
+        call(users, "verify_phone", user["id"], code)
     publish("receipt", event_data("receipt", user["id"]))
-    wait_until(lambda: sms_gateway.requests, what="an SMS POST")
-    assert [r["json"]["to"] for r in sms_gateway.requests] == ["+4915122223333"]
+    wait_until(lambda: len(sms_gateway.requests) == 2, what="the receipt by SMS")
+    assert [r["json"]["to"] for r in sms_gateway.requests] == ["+4915122223333"] * 2
+    assert sms_gateway.requests[1]["json"]["body"].startswith("Agora: receipt ")
 
 
 def test_a_failing_sms_gateway_is_retried(
     start_notifications, smtp, sms_gateway, users, publish, engine
 ):
     sms_gateway.status = 503
-    start_notifications(smtp.port, sms={"provider": "http", "url": sms_gateway.url, "timeout": 2.0})
     user = register(users, phone="+4915100000000")
+    start_notifications(smtp.port, sms={"provider": "http", "url": sms_gateway.url, "timeout": 2.0})
     envelope = publish("receipt", event_data("receipt", user["id"]))
 
     def sms_row(status, attempts):
@@ -542,8 +571,8 @@ def test_a_failing_sms_gateway_is_retried(
 def test_no_sms_without_a_provider_even_with_a_phone(
     start_notifications, smtp, users, publish, engine
 ):
-    start_notifications(smtp.port, sms={"provider": "none"})
     user = register(users, phone="+4915112345678")
+    start_notifications(smtp.port, sms={"provider": "none"})
     envelope = publish("order_cancelled", event_data("order_cancelled", user["id"]))
     smtp.wait_for(1, to=user["email"])
     found = wait_until(lambda: rows(engine, event_id=uuid.UUID(envelope["event_id"])))
@@ -556,8 +585,8 @@ def test_no_sms_without_a_provider_even_with_a_phone(
 def test_list_notifications_pages_newest_first_per_user(
     start_notifications, smtp, users, publish, engine
 ):
-    service = start_notifications(smtp.port)
     ada, bob = register(users, "Ada"), register(users, "Bob")
+    service = start_notifications(smtp.port)
     published = []
     for template in ("order_confirmed", "receipt", "refund_issued", "order_cancelled", "receipt"):
         envelope = publish(template, event_data(template, ada["id"]))
@@ -609,3 +638,148 @@ def test_list_notifications_rejects_bad_arguments(start_notifications, smtp, arg
     with pytest.raises(ValidationError) as info:
         call(service, "list_notifications", *args, **kwargs)
     assert field in info.value.details
+
+
+# --- verified contacts only, the per-recipient cap, no SMS for a rejection ------------
+
+
+LINK = re.compile(r"(http://\S+/v1/users/verify-email\?token=(\S+))")
+
+
+def is_verification(mail):
+    return mail["Subject"] == "Confirm your email address for Agora"
+
+
+def test_an_unverified_email_gets_its_link_and_nothing_else_until_it_is_opened(
+    start_notifications, smtp, users, publish, engine, listener
+):
+    service = start_notifications(smtp.port)
+    user = register(users, verified=False)
+    (mail,) = smtp.wait_for(is_verification, to=user["email"])
+    body = mail.get_content()
+    link, token = LINK.search(body).groups()
+    assert link.startswith("http://127.0.0.1:8080/v1/users/verify-email?token=")
+    assert body.startswith("Hello Ada,\n")
+
+    # An order event meanwhile: recorded as skipped, never mailed, never retried.
+    skipped = publish("order_confirmed", event_data("order_confirmed", user["id"]))
+    row = wait_until(lambda: one_row(engine, skipped["event_id"]), what="the skipped row")
+    assert row.status == "skipped" and row.last_error == "unverified"
+    assert row.attempts == 0 and row.next_attempt_at is None
+    # The verification row is sent, and its secret is not kept in the database.
+    sent = wait_until(
+        lambda: [r for r in rows(engine, user_id=uuid.UUID(user["id"])) if r.status == "sent"],
+        what="the verification marked sent",
+    )
+    assert [r.template for r in sent] == ["email_verification"]
+    assert token not in sent[0].body
+
+    with entrypoint_waiter(service, "on_profile_updated", timeout=WAIT):
+        assert call(users, "verify_email", token)["email_verified"] is True
+    confirmed = publish("receipt", event_data("receipt", user["id"]))
+    smtp.wait_for(2, to=user["email"])
+    subjects = [m["Subject"] for m in smtp.messages(to=user["email"])]
+    assert subjects[0] == "Confirm your email address for Agora"
+    assert subjects[1].startswith("Receipt ") and len(subjects) == 2
+    wait_until(lambda: (r := one_row(engine, confirmed["event_id"])) and r.status == "sent")
+    assert one_row(engine, skipped["event_id"]).status == "skipped"
+    statuses = {i["template"]: i["status"] for i in page_of(service, user["id"])["items"]}
+    assert statuses == {
+        "email_verification": "sent",
+        "order_confirmed": "skipped",
+        "receipt": "sent",
+    }
+    # Skipped is not a failure: nobody is told a notification failed.
+    assert Listener.of(Listener.failed, user["id"]) == []
+
+
+def test_a_phone_gets_its_code_and_no_order_texts_until_the_code_is_entered(
+    start_notifications, smtp, sms_gateway, users, publish, engine
+):
+    service = start_notifications(smtp.port, sms={"provider": "http", "url": sms_gateway.url})
+    phone = "+4915155550000"
+    user = register(users, phone=phone, verified=False)
+    code = wait_for_code(sms_gateway, phone)
+    smtp.wait_for(is_verification, to=user["email"])  # the email's own link, separately
+    with entrypoint_waiter(service, "on_profile_updated", timeout=WAIT):
+        call(users, "mark_verified", user["id"])  # email only matters less here: both proven
+    # mark_verified proved the phone too; make it unproven again with a new number.
+    other = "+4915155550001"
+    with entrypoint_waiter(service, "on_profile_updated", timeout=WAIT):
+        call(users, "update_profile", user["id"], {"phone": other})
+    new_code = wait_for_code(sms_gateway, other)
+    with pytest.raises(ValidationError):
+        call(users, "verify_phone", user["id"], code)  # the old number's code is void
+
+    skipped = publish("order_confirmed", event_data("order_confirmed", user["id"]))
+    found = wait_until(
+        lambda: len(r := rows(engine, event_id=uuid.UUID(skipped["event_id"]))) == 2 and r
+    )
+    by_channel = {r.channel: r for r in found}
+    assert by_channel["email"].status in ("queued", "sent")
+    assert by_channel["sms"].status == "skipped" and by_channel["sms"].recipient == other
+
+    with entrypoint_waiter(service, "on_profile_updated", timeout=WAIT):
+        assert call(users, "verify_phone", user["id"], new_code)["phone_verified"] is True
+    publish("receipt", event_data("receipt", user["id"]))
+    wait_until(
+        lambda: [r for r in sms_gateway.requests if r["json"]["body"].startswith("Agora: receipt")],
+        what="the receipt by SMS",
+    )
+    texts = [(r["json"]["to"], r["json"]["body"][:20]) for r in sms_gateway.requests]
+    assert [to for to, _ in texts] == [phone, other, other]
+    assert not any("is confirmed" in body for _, body in texts)
+
+    def codes_sent():
+        found = rows(engine, user_id=uuid.UUID(user["id"]), template="phone_verification")
+        return len(found) == 2 and all(r.status == "sent" for r in found) and found
+
+    # Once sent, a code is not kept in the notifications database either.
+    for row in wait_until(codes_sent, what="both codes marked sent"):
+        assert row.body == domain.SCRUBBED_BODY
+
+
+def test_a_rejected_order_sends_no_sms(
+    start_notifications, smtp, sms_gateway, users, publish, engine
+):
+    user = register(users, phone="+4915166660000")
+    start_notifications(smtp.port, sms={"provider": "http", "url": sms_gateway.url})
+    rejected = publish("order_rejected", event_data("order_rejected", user["id"]))
+    marker = publish("order_expired", event_data("order_expired", user["id"]))
+    wait_until(lambda: sms_gateway.requests, what="the marker's SMS")
+    smtp.wait_for(2, to=user["email"])
+    (request,) = sms_gateway.requests
+    assert "has expired" in request["json"]["body"]
+    assert [r.channel for r in rows(engine, event_id=uuid.UUID(rejected["event_id"]))] == ["email"]
+    assert len(rows(engine, event_id=uuid.UUID(marker["event_id"]))) == 2
+
+
+def test_messages_to_one_recipient_are_capped_per_hour(
+    start_notifications, smtp, users, publish, engine, listener
+):
+    user = register(users)
+    service = start_notifications(smtp.port, max_per_recipient_per_hour=3)
+    envelopes = [publish("receipt", event_data("receipt", user["id"])) for _ in range(5)]
+
+    def recorded():
+        found = [one_row(engine, e["event_id"]) for e in envelopes]
+        return all(found) and found
+
+    found = wait_until(recorded, what="five rows recorded")
+    assert sorted(r.status for r in found).count("suppressed") == 2
+    suppressed = [r for r in found if r.status == "suppressed"]
+    assert all(r.last_error == domain.OVER_CAP and r.attempts == 0 for r in suppressed)
+    mails = smtp.wait_for(3, to=user["email"])
+    wait_until(
+        lambda: [one_row(engine, e["event_id"]).status for e in envelopes].count("sent") == 3,
+        what="three sent",
+    )
+    assert len(smtp.messages(to=user["email"])) == 3 == len(mails)
+    listed = page_of(service, user["id"])["items"]
+    assert sorted(i["status"] for i in listed) == ["sent"] * 3 + ["suppressed"] * 2
+    # Suppressed is no failure: nothing to retry, nobody told it failed.
+    assert Listener.of(Listener.failed, user["id"]) == []
+    # Another recipient has their own share.
+    other = register(users)
+    publish("receipt", event_data("receipt", other["id"]))
+    smtp.wait_for(1, to=other["email"])

@@ -5,13 +5,17 @@ import uuid
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_waiter
+from sqlalchemy import text
 
 from services.chassis.errors import Conflict, InvalidCredentials, NotFound, ValidationError
 from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
-from services.users.schemas import USER, USER_ROLES
+from services.users.schemas import ISSUED_VERIFICATION, USER, USER_ROLES
 from services.users.service import UsersService
+from tests.support.polling import wait_until
+
+pytestmark = pytest.mark.integration
 
 PASSWORD = "correct-horse-battery"
 
@@ -33,10 +37,19 @@ def register(container, **overrides):
 class Listener:
     name = "users_test_listener"
     received = []
+    verifications = []
 
     @event_handler("users", "user_registered")
     def on_registered(self, envelope):
         Listener.received.append(envelope)
+
+    @event_handler("users", "email_verification_requested")
+    def on_email_verification(self, envelope):
+        Listener.verifications.append(envelope)
+
+    @event_handler("users", "phone_verification_requested")
+    def on_phone_verification(self, envelope):
+        Listener.verifications.append(envelope)
 
 
 # --- register -------------------------------------------------------------------
@@ -239,6 +252,133 @@ def test_set_roles(users):
     assert "roles.0" in caught.value.details
     with pytest.raises(NotFound):
         call(users, "set_roles", str(uuid.uuid4()), ["customer"])
+
+
+# --- contact verification -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def users_db(service_engine):
+    return service_engine("users")
+
+
+def pending_rows(engine, user_id):
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT channel, target, secret_hash, attempts, expires_at FROM verifications "
+                "WHERE user_id = :id ORDER BY channel"
+            ),
+            {"id": user_id},
+        ).all()
+
+
+def test_registering_asks_for_verification_with_no_secret_on_the_bus(
+    users, container_factory, service_config
+):
+    Listener.verifications = []
+    listener = container_factory(Listener, service_config("users"))
+    listener.start()
+    user = register(users, phone="+4915112345678")
+    assert user["email_verified"] is False and user["phone_verified"] is False
+
+    def ours():
+        return [e for e in Listener.verifications if e["data"]["user_id"] == user["id"]]
+
+    found = wait_until(lambda: len(ours()) == 2 and ours(), what="both verification events")
+    assert {e["type"] for e in found} == {
+        "users.email_verification_requested",
+        "users.phone_verification_requested",
+    }
+    # Only the user id: the secret is handed over RPC to notifications, never published.
+    assert all(e["data"] == {"user_id": user["id"]} for e in found)
+
+
+def test_an_email_link_verifies_once_and_only_its_hash_is_stored(users, users_db):
+    user = register(users)
+    issued = call(users, "issue_verification", user["id"], "email")
+    validate(ISSUED_VERIFICATION, issued)
+    assert issued["recipient"] == user["email"] and issued["channel"] == "email"
+    ((channel, target, stored, attempts, _),) = pending_rows(users_db, user["id"])
+    assert (channel, target, attempts) == ("email", user["email"], 0)
+    assert issued["secret"] not in stored
+
+    assert call(users, "verify_email", issued["secret"]) == {
+        "email": user["email"],
+        "email_verified": True,
+    }
+    assert call(users, "get_user", user["id"])["email_verified"] is True
+    assert pending_rows(users_db, user["id"]) == []
+    with pytest.raises(ValidationError) as caught:
+        call(users, "verify_email", issued["secret"])  # used up
+    assert set(caught.value.details) == {"token"}
+    # Nothing left to prove: no new secret is issued.
+    assert call(users, "issue_verification", user["id"], "email") is None
+
+
+def test_a_new_link_voids_the_old_one_and_links_expire(users, users_db):
+    user = register(users)
+    first = call(users, "issue_verification", user["id"], "email")["secret"]
+    second = call(users, "issue_verification", user["id"], "email")["secret"]
+    with pytest.raises(ValidationError):
+        call(users, "verify_email", first)
+    with users_db.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE verifications SET expires_at = now() - interval '1 second' "
+                "WHERE user_id = :id"
+            ),
+            {"id": user["id"]},
+        )
+    with pytest.raises(ValidationError):
+        call(users, "verify_email", second)
+    assert call(users, "get_user", user["id"])["email_verified"] is False
+    for garbage in ("short", "x" * 200, "has spaces in it ....", 7, None):
+        with pytest.raises(ValidationError):
+            call(users, "verify_email", garbage)
+
+
+def test_a_phone_code_allows_few_tries_and_a_new_number_is_unverified(users, users_db):
+    user = register(users, phone="+4915112345678")
+    code = call(users, "issue_verification", user["id"], "phone")["secret"]
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    with pytest.raises(ValidationError) as caught:
+        call(users, "verify_phone", user["id"], wrong)
+    assert caught.value.details == {"code": "is wrong"}
+    # The failed try was kept, though the call failed.
+    assert pending_rows(users_db, user["id"])[0].attempts == 1
+    for _ in range(4):
+        with pytest.raises(ValidationError):
+            call(users, "verify_phone", user["id"], wrong)
+    with pytest.raises(ValidationError) as caught:
+        call(users, "verify_phone", user["id"], code)  # right, but one try too many
+    assert "too many" in caught.value.details["code"]
+    assert call(users, "get_user", user["id"])["phone_verified"] is False
+
+    code = call(users, "issue_verification", user["id"], "phone")["secret"]
+    verified = call(users, "verify_phone", user["id"], code)
+    assert verified["phone_verified"] is True and verified["email_verified"] is False
+    assert pending_rows(users_db, user["id"]) == []
+    assert call(users, "issue_verification", user["id"], "phone") is None
+
+    changed = call(users, "update_profile", user["id"], {"phone": "+351912345678"})
+    assert changed["phone_verified"] is False
+    stale = call(users, "issue_verification", user["id"], "phone")["secret"]
+    call(users, "update_profile", user["id"], {"phone": "+351900000000"})
+    with pytest.raises(ValidationError):
+        call(users, "verify_phone", user["id"], stale)  # a code for the old number
+    assert call(users, "update_profile", user["id"], {"phone": None})["phone_verified"] is False
+    assert call(users, "issue_verification", user["id"], "phone") is None
+
+
+def test_mark_verified_is_the_trusted_path(users):
+    user = register(users, phone="+4915112345678")
+    marked = call(users, "mark_verified", user["id"])
+    assert marked["email_verified"] is True and marked["phone_verified"] is True
+    with pytest.raises(NotFound):
+        call(users, "mark_verified", str(uuid.uuid4()))
+    with pytest.raises(ValidationError):
+        call(users, "issue_verification", user["id"], "carrier-pigeon")
 
 
 # --- over real RPC --------------------------------------------------------------

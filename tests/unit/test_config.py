@@ -222,3 +222,37 @@ def test_migrations_need_the_admin_role_and_the_service_roles_only():
     assert {s: v for s, v in config["services"].items()} == {
         s: {"database_password": f"{s}-pw"} for s in SERVICES
     }
+
+
+NOTIFICATIONS_PRODUCTION = {
+    **PRODUCTION,
+    "AGORA_NOTIFICATIONS_DB_PASSWORD": "pw",
+    "AGORA_NOTIFICATIONS_CURSOR_KEY": "k" * 32,
+}
+
+
+def test_production_requires_encrypted_smtp():
+    config = load_config(NOTIFICATIONS_PRODUCTION, process="notifications")
+    assert config["services"]["notifications"]["smtp"]["security"] == "starttls"
+    for security in ("starttls", "tls"):
+        env = {**NOTIFICATIONS_PRODUCTION, "AGORA_SMTP_SECURITY": security}
+        settings = load_config(env, process="notifications")["services"]["notifications"]
+        assert settings["smtp"]["security"] == security
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(
+            {**NOTIFICATIONS_PRODUCTION, "AGORA_SMTP_SECURITY": "none"}, process="notifications"
+        )
+    message = str(excinfo.value)
+    assert excinfo.value.key == "services.notifications.smtp.security"
+    assert "starttls or tls" in message and "\n" not in message
+
+
+def test_development_may_mail_in_clear_text_to_a_local_server():
+    config = load_config(base_env(AGORA_SMTP_SECURITY="none"))
+    assert config["services"]["notifications"]["smtp"]["security"] == "none"
+
+
+def test_verification_links_point_at_the_public_gateway():
+    config = load_config(NOTIFICATIONS_PRODUCTION, process="notifications")
+    url = config["services"]["notifications"]["verify_email_url"]
+    assert url == "https://api.example.com/v1/users/verify-email"

@@ -119,6 +119,8 @@ def test_every_event_template_has_texts():
         "order_expired",
         "refund_issued",
         "receipt",
+        "email_verification",
+        "phone_verification",
     }
 
 
@@ -265,8 +267,12 @@ def rows_for(contact, sms_enabled=False, event=None):
     )
 
 
+def verified(email="ada@example.com", phone=None):
+    return domain.Contact(email, phone=phone, email_verified=True, phone_verified=True)
+
+
 def test_an_event_makes_one_queued_email_due_now():
-    event, (row,) = rows_for(domain.Contact("ada@example.com", phone="+49151"))
+    event, (row,) = rows_for(verified(phone="+49151"))
     assert row["channel"] == "email" and row["status"] == "queued"
     assert row["recipient"] == "ada@example.com"
     assert row["event_id"] == uuid.UUID(event["event_id"])
@@ -277,15 +283,119 @@ def test_an_event_makes_one_queued_email_due_now():
 
 
 def test_sms_only_with_a_phone_and_a_provider():
-    with_phone = domain.Contact("ada@example.com", phone="+49151")
+    with_phone = verified(phone="+49151")
     _, rows = rows_for(with_phone, sms_enabled=True)
     assert [r["channel"] for r in rows] == ["email", "sms"]
     sms = rows[1]
     assert sms["recipient"] == "+49151" and sms["subject"] is None
     assert sms["body"].startswith("Agora: order")
     assert rows[0]["id"] != sms["id"]
-    _, rows = rows_for(domain.Contact("ada@example.com"), sms_enabled=True)
+    _, rows = rows_for(verified(), sms_enabled=True)
     assert [r["channel"] for r in rows] == ["email"]
+
+
+def test_an_unverified_contact_gets_skipped_rows_not_queued_ones():
+    contact = domain.Contact("ada@example.com", phone="+49151")
+    _, rows = rows_for(contact, sms_enabled=True)
+    assert [(r["channel"], r["status"]) for r in rows] == [("email", "skipped"), ("sms", "skipped")]
+    assert all(r["last_error"] == domain.UNVERIFIED for r in rows)
+    assert all(r["next_attempt_at"] is None for r in rows)
+    # Email proven, phone not: only the email is queued.
+    half = domain.Contact("ada@example.com", phone="+49151", email_verified=True)
+    _, rows = rows_for(half, sms_enabled=True)
+    assert [(r["channel"], r["status"]) for r in rows] == [("email", "queued"), ("sms", "skipped")]
+
+
+def test_a_rejected_order_sends_no_sms():
+    event = envelope("order_rejected")
+    rendered = templates.render("order_rejected", event["data"])
+    rows = domain.notification_rows(
+        event, "order_rejected", rendered, verified(phone="+49151"), True, NOW
+    )
+    assert [(r["channel"], r["status"]) for r in rows] == [("email", "queued")]
+
+
+def test_contact_from_user_reads_the_verified_flags():
+    user = {"email": "a@example.com", "phone": "+49151", "email_verified": True}
+    contact = domain.contact_from_user(user)
+    assert contact.email_verified is True and contact.phone_verified is False
+    # Only a real true counts.
+    assert (
+        domain.contact_from_user({"email": "a@x.io", "email_verified": "yes"}).email_verified
+        is False
+    )
+
+
+def verification_event(name="email_verification_requested"):
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": f"users.{name}",
+        "occurred_at": "2024-05-01T12:00:00.000000Z",
+        "version": 1,
+        "data": {"user_id": USER_ID},
+    }
+
+
+def test_a_verification_is_queued_even_to_an_unverified_contact():
+    issued = {
+        "channel": "email",
+        "recipient": "ada@example.com",
+        "name": "Ada",
+        "secret": "tok",
+        "expires_at": "2024-05-02T12:00:00.000000Z",
+    }
+    data = {"link": "http://gw/v1/users/verify-email?token=tok", "expires_at": issued["expires_at"]}
+    rendered = templates.render("email_verification", data, "Ada")
+    assert "http://gw/v1/users/verify-email?token=tok" in rendered.body
+    assert "2024-05-02 12:00 UTC" in rendered.body and rendered.body.startswith("Hello Ada,")
+    row = domain.verification_row(
+        verification_event(), "email_verification", issued, rendered, False, NOW
+    )
+    assert row["channel"] == "email" and row["status"] == "queued"
+    assert row["recipient"] == "ada@example.com" and row["next_attempt_at"] == NOW
+    assert row["event_type"] == "users.email_verification_requested"
+
+
+def test_a_phone_code_goes_by_sms_and_fails_without_a_provider():
+    issued = {
+        "channel": "phone",
+        "recipient": "+49151",
+        "name": None,
+        "secret": "012345",
+        "expires_at": "2024-05-01T12:10:00.000000Z",
+    }
+    rendered = templates.render("phone_verification", {"code": "012345", **issued})
+    assert "012345" in rendered.sms and len(rendered.sms) <= templates.SMS_MAX
+    event = verification_event("phone_verification_requested")
+    row = domain.verification_row(event, "phone_verification", issued, rendered, True, NOW)
+    assert row["channel"] == "sms" and row["status"] == "queued" and row["subject"] is None
+    assert row["body"] == rendered.sms
+    off = domain.verification_row(event, "phone_verification", issued, rendered, False, NOW)
+    assert off["status"] == "failed" and "no SMS provider" in off["last_error"]
+
+
+def queued_row(channel="email", recipient="ada@example.com", status="queued"):
+    return {"channel": channel, "recipient": recipient, "status": status}
+
+
+def test_the_cap_suppresses_what_is_beyond_it_per_recipient():
+    rows = [queued_row() for _ in range(3)] + [queued_row("sms", "+49151")]
+    recent = {("email", "ada@example.com"): 1}
+    domain.apply_cap(rows, recent, cap=2)
+    assert [r["status"] for r in rows] == ["queued", "suppressed", "suppressed", "queued"]
+    assert rows[1]["last_error"] == domain.OVER_CAP and rows[1]["next_attempt_at"] is None
+    assert recent == {("email", "ada@example.com"): 2, ("sms", "+49151"): 1}
+
+
+def test_the_cap_counts_a_recipient_however_spelled_and_ignores_non_messages():
+    rows = [queued_row(recipient="Ada@Example.com "), queued_row(status="skipped")]
+    recent = {("email", "ada@example.com"): 4}
+    domain.apply_cap(rows, recent, cap=5)
+    assert [r["status"] for r in rows] == ["queued", "skipped"]
+    assert recent[("email", "ada@example.com")] == 5
+    again = [queued_row()]
+    domain.apply_cap(again, recent, cap=5)
+    assert again[0]["status"] == "suppressed"
 
 
 def test_unknown_user_leaves_a_failed_row():

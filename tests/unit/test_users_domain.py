@@ -223,6 +223,8 @@ def make_user(**overrides):
         "phone": None,
         "address": None,
         "roles": ["customer"],
+        "email_verified_at": None,
+        "phone_verified_at": None,
         "created_at": moment,
         "updated_at": moment,
     }
@@ -242,6 +244,8 @@ def test_serialize_user_hides_the_hash_and_matches_the_schema():
         "phone": None,
         "address": None,
         "roles": ["customer"],
+        "email_verified": False,
+        "phone_verified": False,
         "created_at": "2024-05-01T12:30:00.123456Z",
         "updated_at": "2024-05-01T12:30:00.123456Z",
     }
@@ -258,6 +262,17 @@ def test_serialize_user_completes_address_and_converts_to_utc():
     assert data["address"]["line2"] is None
     assert data["updated_at"] == "2024-05-01T12:00:00.000000Z"
     validate(USER, data)
+
+
+def test_serialize_user_says_which_contacts_are_verified():
+    moment = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)
+    verified = domain.serialize_user(make_user(email_verified_at=moment, phone="+4915112345678"))
+    assert verified["email_verified"] is True and verified["phone_verified"] is False
+    both = make_user(phone="+4915112345678", email_verified_at=moment, phone_verified_at=moment)
+    assert domain.serialize_user(both)["phone_verified"] is True
+    # A stale stamp without a phone proves nothing.
+    assert domain.serialize_user(make_user(phone_verified_at=moment))["phone_verified"] is False
+    validate(USER, verified)
 
 
 def test_parse_user_id():
