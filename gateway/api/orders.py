@@ -221,8 +221,11 @@ def get_order(order_id):
     "Cancel one of your orders",
     description=(
         "Cancels the order and starts its compensations: reserved stock is released, "
-        "a payment is refunded. 409 when the order can no longer be cancelled "
-        "(rejected, expired or already cancelled)."
+        "a payment is refunded. 409 `conflict` when the order can no longer be cancelled "
+        "(rejected, expired or already cancelled); 409 `cancellation_window_closed` for a "
+        "confirmed order whose cancellation window (`services.orders.cancellation_window` "
+        "seconds after its confirmation, 30 minutes by default) has passed: a refund is "
+        "then an administrator's action (`POST /v1/payments/{id}/refunds`)."
     ),
     tags=("orders",),
     path_params=ORDER_ID,

@@ -244,6 +244,7 @@ SCHEMA = _section(
                     {
                         "max_workers": _POSITIVE_INT,
                         "saga_timeout": _POSITIVE_INT,
+                        "cancellation_window": {"type": "integer", "minimum": 0},
                         "sweep_interval": _NUMBER,
                         "max_lines": _POSITIVE_INT,
                         "max_quantity": _POSITIVE_INT,

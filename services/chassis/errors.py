@@ -48,6 +48,14 @@ class Conflict(AgoraError):
 
 
 @deserialize_to_instance
+class CancellationWindowClosed(Conflict):
+    """A customer asked to cancel a confirmed order after its cancellation window
+    (``services.orders.cancellation_window``): a refund is an administrator's action."""
+
+    code = "cancellation_window_closed"
+
+
+@deserialize_to_instance
 class InvalidCredentials(AgoraError):
     code = "invalid_credentials"
     status = 401
