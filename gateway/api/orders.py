@@ -165,7 +165,10 @@ def _optional_part(client, service, method, order_id):
         "billing, with its receipt): each null while there is none. If inventory or "
         "billing cannot answer, the order is still returned (200) with that key set to "
         '`{"state": "unavailable"}` and the header `Agora-Degraded` naming the '
-        "missing parts; the order itself is required (503 when orders cannot answer)."
+        "missing parts; the order itself is required (503 when orders cannot answer). "
+        "An order rejected for want of stock (`reason` `out_of_stock`) lists in "
+        "`shortages` each line that was short: its SKU and name, the quantity asked for "
+        "and what was available."
     ),
     tags=("orders",),
     path_params=ORDER_ID,

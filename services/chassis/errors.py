@@ -42,6 +42,13 @@ class NotFound(AgoraError):
 
 
 @deserialize_to_instance
+class UnknownSku(NotFound):
+    """A SKU no catalog product has: inventory keeps no stock for it."""
+
+    code = "unknown_sku"
+
+
+@deserialize_to_instance
 class Conflict(AgoraError):
     code = "conflict"
     status = 409

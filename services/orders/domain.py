@@ -223,6 +223,9 @@ class Outcome:
     clear_token: bool
     events: list  # [(event name, payload)]
     note: str | None  # the history entry's reason
+    # What inventory could not reserve ([SHORTAGE]) when the order is rejected;
+    # None: the order's stored shortages stay as they are.
+    shortages: list | None = None
 
 
 def _text(value, limit=500):
@@ -260,6 +263,10 @@ def advance(order, trigger, data=None):
         deadline_at=order.deadline_at,
     )
     events = [(name, event_payload(name, after, order.status, data)) for name in decision.emit]
+    shortages = _shortages(data) if trigger == RESERVATION_REJECTED else None
+    note = reason if decision.reason is not None else None
+    if shortages:
+        note = f"{note}: {shortage_text(shortages)}"
     return Outcome(
         status=decision.status,
         reason=reason,
@@ -268,7 +275,15 @@ def advance(order, trigger, data=None):
         # leaves HOLDS_TOKEN (billing answered, or the order closed) it is dropped.
         clear_token=decision.status not in HOLDS_TOKEN,
         events=events,
-        note=reason if decision.reason is not None else None,
+        note=note,
+        shortages=shortages,
+    )
+
+
+def shortage_text(shortages):
+    """``MUG-1: 2 requested, 1 available; ...``: the history note of a rejection."""
+    return "; ".join(
+        f"{s['sku']}: {s['requested']} requested, {s['available']} available" for s in shortages
     )
 
 
@@ -484,6 +499,21 @@ def facts(order, lines):
     )
 
 
+def shortages_view(shortages, lines):
+    """The order's stored shortages, each with the name of its line: what the
+    customer asked for and what was available when the order was rejected."""
+    names = {line.sku: line.name for line in lines}
+    return [
+        {
+            "sku": s["sku"],
+            "name": names.get(s["sku"], s["sku"]),
+            "requested": s["requested"],
+            "available": s["available"],
+        }
+        for s in shortages or ()
+    ]
+
+
 def order_view(order, lines, history):
     """The public ORDER of a stored order, its lines and its history (oldest first)."""
     return {
@@ -494,6 +524,7 @@ def order_view(order, lines, history):
         "total": {"amount": order.total_amount, "currency": order.currency},
         "payment_id": order.payment_id,
         "reason": order.reason,
+        "shortages": shortages_view(order.shortages, lines),
         "created_at": isoformat_utc(order.created_at),
         "updated_at": isoformat_utc(order.updated_at),
         "deadline_at": isoformat_utc(order.deadline_at),

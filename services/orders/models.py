@@ -19,6 +19,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.chassis.events import event_tables
@@ -71,6 +72,8 @@ class Order(Base):
     payment_token: Mapped[str | None] = mapped_column(String(200), nullable=True)
     payment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A rejected order's [{"sku", "requested", "available"}], from inventory.
+    shortages: Mapped[list | None] = mapped_column(JSONB, nullable=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), nullable=False)
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     deadline_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)

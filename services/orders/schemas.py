@@ -47,6 +47,17 @@ SHORTAGE = obj(
     required=("sku", "requested", "available"),
 )
 
+# In the order view: a line inventory could not reserve, named, with what was available.
+SHORTAGE_VIEW = obj(
+    {
+        "sku": {"type": "string"},
+        "name": {"type": "string"},
+        "requested": {"type": "integer"},
+        "available": {"type": "integer"},
+    },
+    required=("sku", "name", "requested", "available"),
+)
+
 # --- RPC ---------------------------------------------------------------------
 
 PAYMENT_TOKEN = {"type": "string", "minLength": 1, "maxLength": domain.TOKEN_MAX}
@@ -109,6 +120,8 @@ ORDER = obj(
         "total": MONEY,
         "payment_id": {"type": ["string", "null"]},
         "reason": {"type": ["string", "null"]},
+        # Empty unless the order was rejected for want of stock (reason out_of_stock).
+        "shortages": {"type": "array", "items": SHORTAGE_VIEW},
         "created_at": _TIMESTAMP,
         "updated_at": _TIMESTAMP,
         "deadline_at": _TIMESTAMP,
@@ -128,6 +141,7 @@ ORDER = obj(
         "total",
         "payment_id",
         "reason",
+        "shortages",
         "created_at",
         "updated_at",
         "deadline_at",

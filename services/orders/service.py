@@ -270,6 +270,8 @@ class OrdersService(AgoraService):
         order.payment_id = outcome.payment_id
         if outcome.clear_token:
             order.payment_token = None
+        if outcome.shortages is not None:
+            order.shortages = outcome.shortages
         order.updated_at = now
         session.add(
             OrderHistory(

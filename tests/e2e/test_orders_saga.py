@@ -193,6 +193,12 @@ def test_out_of_stock_is_rejected_and_nothing_is_charged(shop, smtp, ledgers):
     order = shop.place(token, [(product["id"], 2)]).json()
     view = shop.wait_for(token, order["id"])
     assert view["status"] == "rejected"
+    assert view["reason"] == "out_of_stock"
+    # The view names the line that was short and what was available, as the email does.
+    assert view["shortages"] == [
+        {"sku": product["sku"], "name": product["name"], "requested": 2, "available": 1}
+    ]
+    assert product["sku"] in view["history"][-1]["reason"]
     assert view["payment"] is None
     assert ledgers.charges_per_order([order["id"]]) == {order["id"]: 0}
     assert shop.stock(product["sku"])["total"] == {"on_hand": 1, "reserved": 0, "available": 1}

@@ -660,6 +660,15 @@ def test_reservation_rejected(orders, catalog, publish):
     assert event["shortages"] == shortages and event["reason"] == "out_of_stock"
     final = wait_status(orders, order["id"], "rejected")
     assert final["reason"] == "out_of_stock"
+    # The order itself says which line was short and what was available.
+    validate(ORDER, final)
+    line = order["items"][0]
+    assert final["shortages"] == [
+        {"sku": line["sku"], "name": line["name"], "requested": 2, "available": 1}
+    ]
+    assert (
+        final["history"][-1]["reason"] == f"out_of_stock: {line['sku']}: 2 requested, 1 available"
+    )
     assert statuses(final) == ["pending", "rejected"]
 
 

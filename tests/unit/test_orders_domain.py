@@ -258,6 +258,32 @@ def test_rejection_carries_the_shortages():
     assert payload["reason"] == "out_of_stock"
 
 
+def test_a_rejection_keeps_the_shortages_and_names_them_in_its_history():
+    data = EVENT_DATA["inventory.reservation_rejected"]
+    outcome = domain.advance(order_in("pending"), "inventory.reservation_rejected", data)
+    assert outcome.shortages == data["shortages"]
+    expected = "; ".join(
+        f"{s['sku']}: {s['requested']} requested, {s['available']} available"
+        for s in data["shortages"]
+    )
+    assert outcome.note == f"out_of_stock: {expected}"
+    # Other triggers leave the stored shortages alone.
+    other = domain.advance(order_in("pending"), "inventory.stock_reserved", {})
+    assert other.shortages is None
+
+
+def test_the_order_view_names_the_lines_that_were_short():
+    order = stored_order(
+        status="rejected",
+        reason="out_of_stock",
+        shortages=[{"sku": "MUG-1", "requested": 2, "available": 1}],
+    )
+    view = domain.order_view(order, [stored_line()], [])
+    validate(schemas.ORDER, view)
+    assert view["shortages"] == [{"sku": "MUG-1", "name": "Mug", "requested": 2, "available": 1}]
+    assert domain.order_view(stored_order(), [stored_line()], [])["shortages"] == []
+
+
 def test_malformed_shortages_are_left_out():
     data = {"shortages": [{"sku": "X"}, "junk", {"sku": "Y", "requested": 1, "available": 0}]}
     outcome = domain.advance(order_in("pending"), "inventory.reservation_rejected", data)
@@ -567,6 +593,7 @@ def stored_order(**overrides):
         "payment_id": None,
         "payment_token": "tok_visa",
         "reason": None,
+        "shortages": None,
         "created_at": now,
         "updated_at": now,
         "deadline_at": now + datetime.timedelta(seconds=300),
