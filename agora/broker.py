@@ -50,6 +50,8 @@ SERVICE_CLASSES = SERVICES
 RPC_CALLS = {
     "auth": {"users": ("get_roles",)},
     "orders": {"catalog": ("get_product",)},
+    "billing": {"orders": ("get_payment_token",)},
+    "inventory": {"catalog": ("known_skus",)},
     "notifications": {"users": ("get_user", "issue_verification")},
     "gateway": {
         "users": (

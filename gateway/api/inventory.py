@@ -42,7 +42,8 @@ def get_stock(sku):
     "Set the stock on hand of one SKU in one warehouse",
     description=(
         "Sets the absolute quantity on hand (a stock count), not a delta. 409 when it "
-        "would fall below what is reserved there for orders in progress."
+        "would fall below what is reserved there for orders in progress; 404 "
+        "`unknown_sku` when no catalog product has the SKU (create the product first)."
     ),
     tags=("inventory",),
     path_params=SKU_PARAM,

@@ -164,7 +164,10 @@ def _optional_part(client, service, method, order_id):
         "billing, with its receipt): each null while there is none. If inventory or "
         "billing cannot answer, the order is still returned (200) with that key set to "
         '`{"state": "unavailable"}` and the header `Agora-Degraded` naming the '
-        "missing parts; the order itself is required (503 when orders cannot answer)."
+        "missing parts; the order itself is required (503 when orders cannot answer). "
+        "An order rejected for want of stock (`reason` `out_of_stock`) lists in "
+        "`shortages` each line that was short: its SKU and name, the quantity asked for "
+        "and what was available."
     ),
     tags=("orders",),
     path_params=ORDER_ID,
@@ -220,8 +223,11 @@ def get_order(order_id):
     "Cancel one of your orders",
     description=(
         "Cancels the order and starts its compensations: reserved stock is released, "
-        "a payment is refunded. 409 when the order can no longer be cancelled "
-        "(rejected, expired or already cancelled)."
+        "a payment is refunded. 409 `conflict` when the order can no longer be cancelled "
+        "(rejected, expired or already cancelled); 409 `cancellation_window_closed` for a "
+        "confirmed order whose cancellation window (`services.orders.cancellation_window` "
+        "seconds after its confirmation, 30 minutes by default) has passed: a refund is "
+        "then an administrator's action (`POST /v1/payments/{id}/refunds`)."
     ),
     tags=("orders",),
     path_params=ORDER_ID,

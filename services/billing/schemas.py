@@ -140,11 +140,11 @@ PAYMENT_REQUESTED = obj(
         "order_id": _UUID,
         "user_id": _UUID,
         "amount": MONEY,
-        "payment_token": {"type": "string", "minLength": 1, "maxLength": 255},
         "items": _ITEMS,
         "deadline_at": {"type": "string", "format": "date-time"},
     },
-    required=("order_id", "user_id", "amount", "payment_token", "items"),
+    # No payment token: billing reads it from orders.get_payment_token.
+    required=("order_id", "user_id", "amount", "items"),
     additionalProperties=True,
 )
 ORDER_CLOSED = obj(

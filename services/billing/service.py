@@ -11,6 +11,8 @@ concurrent events about one order never charge (or refund) twice.
 import logging
 import uuid
 
+from nameko.exceptions import RemoteError, UnknownService
+
 from services.billing import domain, models
 from services.billing.models import Base, Dispute, Receipt, Refund
 from services.billing.provider import PaymentProcessor
@@ -25,7 +27,7 @@ from services.billing.schemas import (
 )
 from services.chassis.db import Database
 from services.chassis.errors import Conflict, NotFound, Unavailable
-from services.chassis.messaging import EventDispatcher, event_handler, rpc
+from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService
 from services.chassis.values import utcnow
@@ -46,6 +48,7 @@ class BillingService(AgoraService):
     db = Database(Base)
     dispatch = EventDispatcher(EVENTS)
     processor = PaymentProcessor()
+    orders = RpcProxy("orders")
 
     # --- RPC -----------------------------------------------------------------------
 
@@ -158,8 +161,16 @@ class BillingService(AgoraService):
             payment.updated_at = now
             log.info("order %s: payment request after its deadline, not charged", data["order_id"])
             return
+        token = self._payment_token(data["order_id"])
+        if token is None:
+            # The order holds no token any more: it closed (cancelled, expired)
+            # while the request waited. Nothing to charge; its close refunds nothing.
+            payment.status = domain.VOIDED
+            payment.updated_at = now
+            log.info("order %s holds no payment token: not charged", data["order_id"])
+            return
         amount = domain.charged(payment)
-        outcome = self.processor.charge(amount, data["payment_token"], str(payment.id))
+        outcome = self.processor.charge(amount, token, str(payment.id))
         payment.attempts = outcome.attempts
         payment.updated_at = utcnow()
         if outcome.ok:
@@ -210,6 +221,24 @@ class BillingService(AgoraService):
         self._refund(payment, money, reason, key, domain.refund_id_for(payment.id, key))
 
     # --- helpers -------------------------------------------------------------------
+
+    def _payment_token(self, order_id):
+        """The order's payment token, read from orders (no event carries it); None
+        when the order no longer holds one. Orders not answering is ``Unavailable``:
+        the request is retried with backoff (then dead-lettered, without a token)."""
+        try:
+            answer = self.orders.get_payment_token(order_id)
+        except (NotFound, Conflict) as exc:
+            log.info("no payment token for order %s: %s", order_id, exc)
+            return None
+        except (RemoteError, UnknownService) as exc:
+            raise Unavailable(
+                "orders cannot give the payment token now", {"dependency": "orders"}
+            ) from exc
+        token = answer.get("payment_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise Unavailable("orders answered without a payment token", {"dependency": "orders"})
+        return token
 
     def _payment(self, payment_id, for_update=False):
         payment = models.find_payment(self.db.session, payment_id, for_update=for_update)

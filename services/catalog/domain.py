@@ -14,6 +14,8 @@ CURRENCY_PATTERN = values.CURRENCY_PATTERN
 CURRENCY_MESSAGE = values.CURRENCY_MESSAGE
 MAX_AMOUNT = values.MAX_AMOUNT
 NAME_MAX = 200
+# known_skus answers for at most this many SKUs at once (inventory's largest sync).
+KNOWN_SKUS_MAX = 1000
 DESCRIPTION_MAX = 5000
 QUERY_MAX = 100
 LIMIT_DEFAULT = 20

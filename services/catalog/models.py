@@ -90,3 +90,10 @@ def active_products_after(session, after_seq, limit, q=None):
             )
         )
     return list(session.scalars(query.order_by(Product.seq).limit(limit)))
+
+
+def existing_skus(session, skus):
+    """The SKUs among ``skus`` that a product has (active or not)."""
+    if not skus:
+        return set()
+    return set(session.scalars(select(Product.sku).where(Product.sku.in_(list(skus)))))

@@ -82,6 +82,13 @@ LIST_QUERY = obj(
     }
 )
 
+# known_skus arguments: which of these SKUs has a product (inventory's projection
+# of the catalog's SKUs asks when it meets one it has not heard of yet).
+KNOWN_SKUS_ARGS = obj(
+    {"skus": {"type": "array", "items": SKU, "maxItems": domain.KNOWN_SKUS_MAX}},
+    required=("skus",),
+)
+
 # Event payloads: catalog.product_created and catalog.product_updated.
 PRODUCT_EVENT = obj({"product": PRODUCT}, required=("product",))
 
@@ -91,6 +98,7 @@ __all__ = [
     "PRODUCT_UPDATE",
     "PRODUCT_PAGE",
     "LIST_QUERY",
+    "KNOWN_SKUS_ARGS",
     "PRODUCT_EVENT",
 ]
 
@@ -98,7 +106,7 @@ __all__ = [
 EVENTS = {
     "product_created": {
         "version": 1,
-        "summary": "A product was added to the catalog",
+        "summary": "A product was added to the catalog (inventory learns its SKU)",
         "payload": obj({"product": PRODUCT}, ("product",)),
     },
     "product_updated": {

@@ -12,9 +12,16 @@ from services.catalog.models import (
     Base,
     Product,
     active_products_after,
+    existing_skus,
     find_product,
 )
-from services.catalog.schemas import EVENTS, LIST_QUERY, PRODUCT_CREATE, PRODUCT_UPDATE
+from services.catalog.schemas import (
+    EVENTS,
+    KNOWN_SKUS_ARGS,
+    LIST_QUERY,
+    PRODUCT_CREATE,
+    PRODUCT_UPDATE,
+)
 from services.chassis import cursors
 from services.chassis.cache import Cache
 from services.chassis.db import Database, is_unique_violation
@@ -88,6 +95,12 @@ class CatalogService(AgoraService):
 
         generation = _product_generation(canonical)
         return self._cache().get_or_load(generation, load, depends_on=[generation])
+
+    @rpc
+    def known_skus(self, skus):
+        """The SKUs among ``skus`` that a product has (active or not), sorted."""
+        validate(KNOWN_SKUS_ARGS, {"skus": skus}, "invalid skus")
+        return sorted(existing_skus(self.db.session, skus))
 
     @rpc
     def list_products(self, limit=domain.LIMIT_DEFAULT, cursor=None, q=None):

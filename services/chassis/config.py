@@ -291,6 +291,7 @@ SCHEMA = _section(
                         "database_password": _DB_PASSWORD,
                         "cursor_key": _KEY,
                         "saga_timeout": _POSITIVE_INT,
+                        "cancellation_window": {"type": "integer", "minimum": 0},
                         "sweep_interval": _NUMBER,
                         "max_lines": _POSITIVE_INT,
                         "max_quantity": _POSITIVE_INT,

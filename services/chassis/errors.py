@@ -42,9 +42,24 @@ class NotFound(AgoraError):
 
 
 @deserialize_to_instance
+class UnknownSku(NotFound):
+    """A SKU no catalog product has: inventory keeps no stock for it."""
+
+    code = "unknown_sku"
+
+
+@deserialize_to_instance
 class Conflict(AgoraError):
     code = "conflict"
     status = 409
+
+
+@deserialize_to_instance
+class CancellationWindowClosed(Conflict):
+    """A customer asked to cancel a confirmed order after its cancellation window
+    (``services.orders.cancellation_window``): a refund is an administrator's action."""
+
+    code = "cancellation_window_closed"
 
 
 @deserialize_to_instance

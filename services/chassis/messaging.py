@@ -290,11 +290,28 @@ class EventContractError(Exception):
     """A service tried to emit an event its contract (``EVENTS``) does not allow."""
 
 
+def context_headers(context_data):
+    """The worker's context to carry on an event it emits (trace, call id stack).
+
+    Nameko takes *every* header of the incoming message into the context,
+    including the delivery's own: RabbitMQ's ``x-death`` (holding AMQP
+    timestamps, so datetimes) on a message back from a retry queue, and the
+    chassis's ``x-agora-*`` retry bookkeeping. Those describe that delivery, not
+    the work, and a datetime cannot be stored in the outbox: they stay behind."""
+    return {key: value for key, value in context_data.items() if not key.startswith("x-")}
+
+
 class _Dispatch(HeaderEncoder):
     def __init__(self, provider, worker_ctx):
         self.provider = provider
         self.worker_ctx = worker_ctx
         self.woken = False
+
+    def get_message_headers(self, worker_ctx):
+        data = context_headers(worker_ctx.context_data)
+        return {
+            self._get_header_name(key): value for key, value in data.items() if value is not None
+        }
 
     def __call__(self, event_type, data):
         """Write the event to the outbox, in the worker's transaction; returns the envelope."""

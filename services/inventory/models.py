@@ -40,6 +40,19 @@ class Base(DeclarativeBase):
 OutboxEvent, InboxEvent = event_tables(Base)
 
 
+class CatalogSku(Base):
+    """The catalog's SKUs as inventory knows them (a projection fed by
+    ``catalog.product_created``, filled in from ``catalog.known_skus`` on a miss):
+    stock is kept only for these."""
+
+    __tablename__ = "catalog_skus"
+
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    learned_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
 class StockLevel(Base):
     """What one warehouse holds of one SKU; available = on_hand - reserved, never < 0."""
 
@@ -132,6 +145,20 @@ class StockSync(Base):
 
 
 # --- stock -----------------------------------------------------------------------------
+
+
+def known_skus(session, skus):
+    """The SKUs among ``skus`` that inventory knows the catalog has."""
+    if not skus:
+        return set()
+    return set(session.scalars(select(CatalogSku.sku).where(CatalogSku.sku.in_(list(skus)))))
+
+
+def learn_skus(session, skus):
+    """Add catalog SKUs to the projection (already known ones are left as they are)."""
+    if skus:
+        rows = [{"sku": sku} for sku in sorted(skus)]
+        session.execute(insert(CatalogSku).values(rows).on_conflict_do_nothing())
 
 
 def stock_rows(session, sku):

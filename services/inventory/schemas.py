@@ -133,6 +133,15 @@ ORDER_CREATED_DATA = {
 }
 ORDER_REF_DATA = {"type": "object", "required": ["order_id"], "properties": {"order_id": _ID}}
 
+# catalog.product_created (owned by catalog; only the SKU is used).
+PRODUCT_CREATED_DATA = {
+    "type": "object",
+    "required": ["product"],
+    "properties": {
+        "product": {"type": "object", "required": ["sku"], "properties": {"sku": SKU}},
+    },
+}
+
 # --- events emitted ------------------------------------------------------------------
 
 EVENTS = {

@@ -9,10 +9,11 @@ order saga over events (see ``EVENTS`` and the ``on_order_*`` handlers).
 import logging
 
 from nameko.dependency_providers import Config
+from nameko.exceptions import RemoteError, UnknownService
 
 from services.chassis.db import Database
-from services.chassis.errors import Conflict, NotFound
-from services.chassis.messaging import EventDispatcher, event_handler, rpc
+from services.chassis.errors import Conflict, NotFound, Unavailable, UnknownSku
+from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService, setting_timer
 from services.chassis.values import utcnow
@@ -23,6 +24,7 @@ from services.inventory.schemas import (
     ORDER_ARGS,
     ORDER_CREATED_DATA,
     ORDER_REF_DATA,
+    PRODUCT_CREATED_DATA,
     SKU_ARGS,
     STOCK_ADJUST_ARGS,
     STOCK_SET_ARGS,
@@ -38,9 +40,42 @@ class InventoryService(AgoraService):
     db = Database(Base)
     dispatch = EventDispatcher(EVENTS)
     config = Config()
+    catalog = RpcProxy("catalog")
 
     def _settings(self):
         return self.config["AGORA"]["services"]["inventory"]
+
+    # --- the catalog's SKUs ----------------------------------------------------------
+
+    @event_handler("catalog", "product_created")
+    def on_product_created(self, event):
+        """Learn the new product's SKU: stock may be set for it from now on."""
+        data = validate(PRODUCT_CREATED_DATA, event["data"], "malformed catalog.product_created")
+        models.learn_skus(self.db.session, {data["product"]["sku"]})
+
+    def _unknown_skus(self, skus):
+        """The SKUs among ``skus`` that no catalog product has.
+
+        Known ones come from the projection; a SKU it has not heard of (a
+        product older than the projection, or whose product_created is still
+        on its way, as when stock is set right after the product is created)
+        is asked of the catalog once, then remembered."""
+        session = self.db.session
+        missing = set(skus) - models.known_skus(session, skus)
+        if not missing:
+            return set()
+        try:
+            found = set(self.catalog.known_skus(sorted(missing)))
+        except (RemoteError, UnknownService) as exc:
+            raise Unavailable(
+                "the catalog cannot confirm the SKU now", {"dependency": "catalog"}
+            ) from exc
+        models.learn_skus(session, found & missing)
+        return missing - found
+
+    def _require_known(self, sku):
+        if self._unknown_skus({sku}):
+            raise UnknownSku("no product has this sku", {"sku": sku})
 
     # --- stock ---------------------------------------------------------------------
 
@@ -53,9 +88,11 @@ class InventoryService(AgoraService):
     @rpc
     def set_stock(self, sku, warehouse, on_hand):
         """Set on_hand of ``sku`` in ``warehouse`` (created if new); ``Conflict`` below
-        what is reserved there. Emits ``stock_changed`` if it changed."""
+        what is reserved there, ``UnknownSku`` unless a product has the SKU. Emits
+        ``stock_changed`` if it changed."""
         arguments = {"sku": sku, "warehouse": warehouse, "on_hand": on_hand}
         validate(STOCK_SET_ARGS, arguments, "invalid stock")
+        self._require_known(sku)
         now = utcnow()
         rows, created = models.lock_or_create_stock(self.db.session, [(sku, warehouse)], now)
         row = rows[(sku, warehouse)]
@@ -69,6 +106,7 @@ class InventoryService(AgoraService):
         reserved. A positive delta creates a missing row. Emits ``stock_changed``."""
         arguments = {"sku": sku, "warehouse": warehouse, "delta": delta, "reason": reason}
         validate(STOCK_ADJUST_ARGS, arguments, "invalid stock adjustment")
+        self._require_known(sku)
         delta = domain.whole(delta)
         now = utcnow()
         session = self.db.session
@@ -93,6 +131,16 @@ class InventoryService(AgoraService):
         arguments = {"sync_id": sync_id, "warehouse": warehouse, "levels": levels}
         validate(WAREHOUSE_SYNC, arguments, "invalid warehouse sync")
         wanted = domain.sync_levels(levels)
+        unknown = self._unknown_skus(set(wanted))
+        if unknown:
+            raise UnknownSku(
+                "no product has these skus",
+                {
+                    f"levels.{index}.sku": "no product has this sku"
+                    for index, level in enumerate(levels)
+                    if level["sku"] in unknown
+                },
+            )
         body_hash = domain.sync_body_hash(warehouse, levels)
         session = self.db.session
         if not models.insert_sync(session, sync_id, warehouse, body_hash):

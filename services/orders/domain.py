@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from services.chassis import cursors, values
-from services.chassis.errors import ValidationError
+from services.chassis.errors import CancellationWindowClosed, Conflict, ValidationError
 from services.chassis.values import isoformat_utc, whole
 
 # --- statuses and the status machine -----------------------------------------
@@ -36,6 +36,10 @@ STATUSES = (PENDING, RESERVED, PAID, CONFIRMED, REJECTED, PAYMENT_FAILED, CANCEL
 TERMINAL = frozenset({CONFIRMED, REJECTED, CANCELLED, EXPIRED})
 # Still waiting for the saga: these are swept once past their deadline.
 OPEN = tuple(status for status in STATUSES if status not in TERMINAL)
+# The only statuses in which an order keeps its payment token: billing reads it
+# (get_payment_token) while the order is reserved, and the order forgets it as
+# soon as billing reports the outcome or the order closes. No event carries it.
+HOLDS_TOKEN = frozenset({PENDING, RESERVED})
 
 # Every allowed change of status, as data; :data:`RULES` may use no other.
 TRANSITIONS = {
@@ -93,6 +97,9 @@ class Decision:
     status: str
     emit: tuple
     reason: object = None  # a string, None (keep the current one) or FROM_EVENT
+    # Allowed only within services.orders.cancellation_window seconds of the
+    # order's confirmation (see check_customer_cancel).
+    within_window: bool = False
 
 
 def _same(statuses, decision):
@@ -120,10 +127,14 @@ RULES = {
         (PENDING, RESERVED),
         Decision(EXPIRED, ("order_expired",), REASON_RESERVATION_EXPIRED),
     ),
-    CUSTOMER_CANCEL: _same(
-        (PENDING, RESERVED, PAID, CONFIRMED),
-        Decision(CANCELLED, ("order_cancelled",), REASON_CUSTOMER),
-    ),
+    CUSTOMER_CANCEL: {
+        **_same(
+            (PENDING, RESERVED, PAID), Decision(CANCELLED, ("order_cancelled",), REASON_CUSTOMER)
+        ),
+        # Cancelling a confirmed order refunds it in full: the customer may do
+        # so only for a while; afterwards a refund is an administrator's action.
+        CONFIRMED: Decision(CANCELLED, ("order_cancelled",), REASON_CUSTOMER, within_window=True),
+    },
     DEADLINE: {
         **_same((PENDING, RESERVED, PAID), Decision(EXPIRED, ("order_expired",), REASON_DEADLINE)),
         PAYMENT_FAILED: Decision(CANCELLED, ("order_cancelled",), REASON_PAYMENT_FAILED),
@@ -140,6 +151,40 @@ def decide(status, trigger):
     if trigger not in RULES:
         raise ValueError(f"unknown trigger {trigger!r}")
     return RULES[trigger].get(status)
+
+
+def confirmed_at(history):
+    """When the order was confirmed, from its history (oldest first); None if never.
+
+    The first confirmed entry: later ones with that status record events that
+    were ignored while confirmed, and must not move the window."""
+    return next((entry.at for entry in history if entry.status == CONFIRMED), None)
+
+
+def check_customer_cancel(status, confirmed, now, window):
+    """Refuse a customer's cancel of an order in ``status``: ``Conflict`` when the
+    status allows none, ``CancellationWindowClosed`` when it allows one only within
+    ``window`` seconds of the confirmation (``confirmed``, a datetime) and that passed."""
+    decision = decide(status, CUSTOMER_CANCEL)
+    if decision is None:
+        raise Conflict(f"an order that is {status} cannot be cancelled", {"status": status})
+    if not decision.within_window:
+        return
+    closes_at = None if confirmed is None else confirmed + datetime.timedelta(seconds=window)
+    if closes_at is None or now >= closes_at:
+        details = {"status": status, "cancellation_window": str(window)}
+        if closes_at is not None:
+            details["closed_at"] = isoformat_utc(closes_at)
+        raise CancellationWindowClosed(
+            f"a confirmed order can be cancelled within {window} seconds of its "
+            "confirmation; ask support for a refund",
+            details,
+        )
+
+
+def releases_token(status, token):
+    """Whether an order in ``status`` that stores ``token`` gives it to billing."""
+    return status == RESERVED and token is not None
 
 
 def trigger_of(source_service, event_type):
@@ -164,7 +209,6 @@ class OrderFacts:
     items: list  # [LINE]
     total: dict  # Money
     payment_id: str | None = None
-    payment_token: str | None = None
     reason: str | None = None
     deadline_at: str | None = None  # ISO-8601 UTC
 
@@ -179,6 +223,9 @@ class Outcome:
     clear_token: bool
     events: list  # [(event name, payload)]
     note: str | None  # the history entry's reason
+    # What inventory could not reserve ([SHORTAGE]) when the order is rejected;
+    # None: the order's stored shortages stay as they are.
+    shortages: list | None = None
 
 
 def _text(value, limit=500):
@@ -212,20 +259,31 @@ def advance(order, trigger, data=None):
         items=order.items,
         total=order.total,
         payment_id=payment_id,
-        payment_token=order.payment_token,
         reason=reason,
         deadline_at=order.deadline_at,
     )
     events = [(name, event_payload(name, after, order.status, data)) for name in decision.emit]
+    shortages = _shortages(data) if trigger == RESERVATION_REJECTED else None
+    note = reason if decision.reason is not None else None
+    if shortages:
+        note = f"{note}: {shortage_text(shortages)}"
     return Outcome(
         status=decision.status,
         reason=reason,
         payment_id=payment_id,
-        # The token is needed for payment_requested only: once the order has
-        # left pending it is never needed again, so it is not kept.
-        clear_token=order.status == PENDING,
+        # Billing reads the token while the order is reserved; once the order
+        # leaves HOLDS_TOKEN (billing answered, or the order closed) it is dropped.
+        clear_token=decision.status not in HOLDS_TOKEN,
         events=events,
-        note=reason if decision.reason is not None else None,
+        note=note,
+        shortages=shortages,
+    )
+
+
+def shortage_text(shortages):
+    """``MUG-1: 2 requested, 1 available; ...``: the history note of a rejection."""
+    return "; ".join(
+        f"{s['sku']}: {s['requested']} requested, {s['available']} available" for s in shortages
     )
 
 
@@ -248,7 +306,6 @@ def event_payload(name, order, previous_status, data=None):
         return {
             **base,
             "amount": order.total,
-            "payment_token": order.payment_token,
             "items": order.items,
             # Billing charges nothing after this: by then the order is expiring.
             **({"deadline_at": order.deadline_at} if order.deadline_at else {}),
@@ -433,10 +490,24 @@ def facts(order, lines):
         items=[line_view(line) for line in lines],
         total={"amount": order.total_amount, "currency": order.currency},
         payment_id=order.payment_id,
-        payment_token=order.payment_token,
         reason=order.reason,
         deadline_at=isoformat_utc(order.deadline_at),
     )
+
+
+def shortages_view(shortages, lines):
+    """The order's stored shortages, each with the name of its line: what the
+    customer asked for and what was available when the order was rejected."""
+    names = {line.sku: line.name for line in lines}
+    return [
+        {
+            "sku": s["sku"],
+            "name": names.get(s["sku"], s["sku"]),
+            "requested": s["requested"],
+            "available": s["available"],
+        }
+        for s in shortages or ()
+    ]
 
 
 def order_view(order, lines, history):
@@ -449,6 +520,7 @@ def order_view(order, lines, history):
         "total": {"amount": order.total_amount, "currency": order.currency},
         "payment_id": order.payment_id,
         "reason": order.reason,
+        "shortages": shortages_view(order.shortages, lines),
         "created_at": isoformat_utc(order.created_at),
         "updated_at": isoformat_utc(order.updated_at),
         "deadline_at": isoformat_utc(order.deadline_at),

@@ -19,6 +19,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.chassis.events import event_tables
@@ -35,6 +36,9 @@ OutboxEvent, InboxEvent = event_tables(Base)
 IDEMPOTENCY_CONSTRAINT = "uq_orders_user_id_idempotency_key"
 STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in domain.STATUSES))
 OPEN_WHERE = "status IN ({})".format(", ".join(f"'{s}'" for s in domain.OPEN))
+HOLDS_TOKEN_WHERE = "status IN ({})".format(
+    ", ".join(f"'{s}'" for s in domain.STATUSES if s in domain.HOLDS_TOKEN)
+)
 
 
 class Order(Base):
@@ -44,6 +48,10 @@ class Order(Base):
         CheckConstraint(STATUS_CHECK, name="ck_orders_status"),
         CheckConstraint("total_amount >= 0", name="ck_orders_total_amount"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="ck_orders_currency"),
+        CheckConstraint(
+            f"payment_token IS NULL OR {HOLDS_TOKEN_WHERE}",
+            name="ck_orders_payment_token_while_open",
+        ),
         # "My orders", newest first (keyset on created_at, id).
         Index(
             "ix_orders_user_created",
@@ -60,10 +68,12 @@ class Order(Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     total_amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
-    # Kept only until payment_requested carries it to billing, then NULL.
+    # Kept only while pending or reserved (billing reads it over RPC), then NULL.
     payment_token: Mapped[str | None] = mapped_column(String(200), nullable=True)
     payment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A rejected order's [{"sku", "requested", "available"}], from inventory.
+    shortages: Mapped[list | None] = mapped_column(JSONB, nullable=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), nullable=False)
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     deadline_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), nullable=False)

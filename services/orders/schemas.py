@@ -52,6 +52,17 @@ SHORTAGE = obj(
     required=("sku", "requested", "available"),
 )
 
+# In the order view: a line inventory could not reserve, named, with what was available.
+SHORTAGE_VIEW = obj(
+    {
+        "sku": {"type": "string"},
+        "name": {"type": "string"},
+        "requested": {"type": "integer"},
+        "available": {"type": "integer"},
+    },
+    required=("sku", "name", "requested", "available"),
+)
+
 # --- RPC ---------------------------------------------------------------------
 
 PAYMENT_TOKEN = {"type": "string", "minLength": 1, "maxLength": domain.TOKEN_MAX}
@@ -85,6 +96,10 @@ CREATE_ARGS = obj(
     required=("user_id", "idempotency_key"),
 )
 
+# get_payment_token's argument, and its answer (billing's only way to the token).
+ORDER_REF_ARGS = obj({"order_id": _UUID}, required=("order_id",))
+PAYMENT_TOKEN_RESULT = obj({"payment_token": PAYMENT_TOKEN}, required=("payment_token",))
+
 # get_order's caller (null: any owner, for staff) and cancel_order's (the owner).
 OWNER_ARGS = obj({"user_id": _UUID_OR_NULL}, required=("user_id",))
 CANCEL_ARGS = obj({"user_id": _UUID}, required=("user_id",))
@@ -110,6 +125,8 @@ ORDER = obj(
         "total": MONEY,
         "payment_id": {"type": ["string", "null"]},
         "reason": {"type": ["string", "null"]},
+        # Empty unless the order was rejected for want of stock (reason out_of_stock).
+        "shortages": {"type": "array", "items": SHORTAGE_VIEW},
         "created_at": _TIMESTAMP,
         "updated_at": _TIMESTAMP,
         "deadline_at": _TIMESTAMP,
@@ -129,6 +146,7 @@ ORDER = obj(
         "total",
         "payment_id",
         "reason",
+        "shortages",
         "created_at",
         "updated_at",
         "deadline_at",
@@ -163,17 +181,18 @@ EVENTS = {
         {"items": _ITEMS, "total": MONEY, "deadline_at": _TIMESTAMP},
         ("items", "total", "deadline_at"),
     ),
-    "payment_requested": _event(
-        "Stock is reserved: billing charges the amount with the payment token, "
-        "unless the order's deadline has passed.",
-        {
-            "amount": MONEY,
-            "payment_token": PAYMENT_TOKEN,
-            "items": _ITEMS,
-            "deadline_at": _TIMESTAMP,
-        },
-        ("amount", "payment_token", "items"),
-    ),
+    # Version 2: the payment token left the event (version 1 carried it); billing
+    # reads it from orders over RPC (get_payment_token), so no event, outbox row,
+    # dead letter or outside consumer ever holds it.
+    "payment_requested": {
+        **_event(
+            "Stock is reserved: billing charges the amount, with the payment token it "
+            "gets from orders.get_payment_token, unless the order's deadline has passed.",
+            {"amount": MONEY, "items": _ITEMS, "deadline_at": _TIMESTAMP},
+            ("amount", "items"),
+        ),
+        "version": 2,
+    },
     "order_paid": _event(
         "The payment succeeded: inventory commits the reservation.",
         {"payment_id": _TEXT},
@@ -218,6 +237,8 @@ __all__ = [
     "OWNER_ARGS",
     "CANCEL_ARGS",
     "LIST_QUERY",
+    "ORDER_REF_ARGS",
+    "PAYMENT_TOKEN_RESULT",
     "ORDER",
     "CREATE_RESULT",
     "ORDER_PAGE",

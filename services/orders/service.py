@@ -41,6 +41,7 @@ from services.orders.schemas import (
     EVENTS,
     LIST_QUERY,
     ORDER_CREATE,
+    ORDER_REF_ARGS,
     OWNER_ARGS,
 )
 
@@ -151,18 +152,40 @@ class OrdersService(AgoraService):
     def cancel_order(self, order_id, user_id):
         """The customer cancels: pending, reserved, paid or confirmed -> cancelled.
 
-        Emits ``order_cancelled`` (reason customer); ``Conflict`` with the
-        current status otherwise; ``NotFound`` unless ``user_id`` owns it.
+        A confirmed order only within ``cancellation_window`` seconds of its
+        confirmation (``CancellationWindowClosed`` after: refunds are then an
+        administrator's action). Emits ``order_cancelled`` (reason customer);
+        ``Conflict`` with the current status otherwise; ``NotFound`` unless
+        ``user_id`` owns it.
         """
         _check(((CANCEL_ARGS, {"user_id": user_id}),))
         order = self._owned(order_id, user_id, for_update=True)
-        if domain.decide(order.status, domain.CUSTOMER_CANCEL) is None:
-            raise Conflict(
-                f"an order that is {order.status} cannot be cancelled",
-                {"status": order.status},
-            )
+        confirmed = None
+        if order.status == domain.CONFIRMED:
+            confirmed = domain.confirmed_at(history_of(self.db.session, [order.id])[order.id])
+        window = self._settings()["cancellation_window"]
+        domain.check_customer_cancel(order.status, confirmed, utcnow(), window)
         self._advance(order, domain.CUSTOMER_CANCEL)
         return self._views([order])[0]
+
+    @rpc
+    def get_payment_token(self, order_id):
+        """The payment token of a reserved order, for billing to charge: ``{"payment_token"}``.
+
+        The token never travels in an event; the order keeps it only while it is
+        pending or reserved (``domain.HOLDS_TOKEN``) and drops it when billing
+        reports the payment's outcome or the order closes, so billing may ask
+        again (a redelivered request) until it has an answer. ``Conflict`` with
+        the order's status once there is no token to give; ``NotFound``.
+        """
+        _check(((ORDER_REF_ARGS, {"order_id": order_id}),))
+        order = self._owned(order_id, None)
+        if not domain.releases_token(order.status, order.payment_token):
+            raise Conflict(
+                f"an order that is {order.status} holds no payment token",
+                {"status": order.status},
+            )
+        return {"payment_token": order.payment_token}
 
     # --- the saga --------------------------------------------------------------
 
@@ -249,6 +272,8 @@ class OrdersService(AgoraService):
         order.payment_id = outcome.payment_id
         if outcome.clear_token:
             order.payment_token = None
+        if outcome.shortages is not None:
+            order.shortages = outcome.shortages
         order.updated_at = now
         session.add(
             OrderHistory(

@@ -196,6 +196,14 @@ class Ledgers:
     def __init__(self, config):
         self.billing = create_engine(database_url(config, "billing"))
         self.inventory = create_engine(database_url(config, "inventory"))
+        self.orders = create_engine(database_url(config, "orders"))
+
+    def payment_token(self, order_id):
+        """The payment token orders still stores for the order (None: forgotten)."""
+        with self.orders.connect() as conn:
+            return conn.execute(
+                text("SELECT payment_token FROM orders WHERE id = :id"), {"id": order_id}
+            ).scalar_one()
 
     def charges_per_order(self, order_ids):
         """{order_id: number of charges the simulated processor made for it}."""
@@ -227,3 +235,4 @@ class Ledgers:
     def dispose(self):
         self.billing.dispose()
         self.inventory.dispose()
+        self.orders.dispose()

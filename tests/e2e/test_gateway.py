@@ -213,3 +213,22 @@ def test_a_stopped_service_is_in_the_report_and_the_gateway_stays_ready(
         lambda: report_when(api, admin_token, service, "ok"), what=f"{service} ok in the report"
     )
     assert body["status"] == "ok"
+
+
+def test_stock_only_for_a_sku_a_product_has(shop):
+    """PUT /v1/inventory/NOPE-1 used to create stock for a SKU no product has."""
+    from tests.e2e.commerce import bearer
+
+    response = shop.http.put(
+        f"{shop.base}/v1/inventory/NOPE-1",
+        json={"warehouse": "main", "on_hand": 5},
+        headers=bearer(shop.admin),
+        timeout=10,
+    )
+    assert response.status_code == 404, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unknown_sku" and error["details"] == {"sku": "NOPE-1"}
+    assert shop.http.get(f"{shop.base}/v1/inventory/NOPE-1", timeout=10).status_code == 404
+    # Stock set right after the product is created (its event may still be on its way).
+    product = shop.product(stock=3)
+    assert shop.stock(product["sku"])["total"]["on_hand"] == 3

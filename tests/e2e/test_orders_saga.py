@@ -64,6 +64,45 @@ def test_an_order_is_reserved_charged_and_confirmed(shop, smtp, ledgers):
     assert all(n["recipient"] == email for n in listed)
 
 
+def test_no_event_carries_the_payment_token(shop, platform, ledgers):
+    """A consumer bound with ``#`` to every events exchange (as an outside
+    integration could be) sees an order through to confirmed, and never the card
+    token; billing read it from orders over RPC, and orders forgot it after."""
+    from kombu import Connection, Queue
+
+    from agora.asyncapi import EVENT_SERVICES
+
+    _, token = shop.customer()
+    product = shop.product(stock=5)
+    with Connection(platform.config["amqp"]["uri"]) as connection:
+        channel = connection.channel()
+        tap = Queue(f"e2e-token-tap-{uuid.uuid4().hex}", exclusive=True)(channel)
+        tap.declare()
+        for service in EVENT_SERVICES:
+            tap.bind_to(exchange=f"{service}.events", routing_key="#")
+
+        order = shop.place(token, [(product["id"], 1)], card="tok_visa").json()
+        view = shop.wait_for(token, order["id"], {"confirmed"})
+        assert view["payment"]["status"] == "succeeded"
+
+        bodies = []
+
+        def saw_the_whole_order():
+            while (message := tap.get(no_ack=True)) is not None:
+                bodies.append(message.body)
+            text = "".join(b.decode() if isinstance(b, bytes) else str(b) for b in bodies)
+            return order["id"] in text and '"orders.order_confirmed"' in text
+
+        wait_until(saw_the_whole_order, timeout=20, what="the order's events on the tap")
+        channel.close()
+    texts = [b.decode() if isinstance(b, bytes) else str(b) for b in bodies]
+    requested = [t for t in texts if '"orders.payment_requested"' in t and order["id"] in t]
+    assert len(requested) == 1, texts
+    assert not [t for t in texts if "tok_visa" in t]
+    assert ledgers.charges_per_order([order["id"]]) == {order["id"]: 1}
+    assert ledgers.payment_token(order["id"]) is None
+
+
 def test_a_customer_who_gives_a_phone_number_gets_text_messages_too(shop, smtp, sms):
     email, token = shop.verified_customer(smtp)
     me = f"{shop.base}/v1/users/me"
@@ -170,6 +209,12 @@ def test_out_of_stock_is_rejected_and_nothing_is_charged(shop, smtp, ledgers):
     order = shop.place(token, [(product["id"], 2)]).json()
     view = shop.wait_for(token, order["id"])
     assert view["status"] == "rejected"
+    assert view["reason"] == "out_of_stock"
+    # The view names the line that was short and what was available, as the email does.
+    assert view["shortages"] == [
+        {"sku": product["sku"], "name": product["name"], "requested": 2, "available": 1}
+    ]
+    assert product["sku"] in view["history"][-1]["reason"]
     assert view["payment"] is None
     assert ledgers.charges_per_order([order["id"]]) == {order["id"]: 0}
     assert shop.stock(product["sku"])["total"] == {"on_hand": 1, "reserved": 0, "available": 1}

@@ -15,6 +15,7 @@ from kombu import Connection, Exchange, Producer
 
 from services.chassis.config import ROOT
 from services.chassis.messaging import event_envelope
+from services.orders.schemas import EVENTS as ORDER_EVENTS
 from tests.e2e.commerce import TERMINAL, PoliteSession
 
 pytestmark = pytest.mark.e2e
@@ -103,17 +104,17 @@ def test_a_duplicated_event_has_one_effect(shop, ledgers, platform, event_tap):
         "order_id": order["id"],
         "user_id": view["user_id"],
         "amount": view["total"],
-        "payment_token": "tok_visa",
         "items": view["items"],
     }
-    envelope = event_envelope("orders", "payment_requested", request)
+    version = ORDER_EVENTS["payment_requested"]["version"]
+    envelope = event_envelope("orders", "payment_requested", request, version)
     publish(platform, "orders", "payment_requested", envelope)
     publish(platform, "orders", "payment_requested", envelope)  # redelivered
     publish(  # the same command, as a new event
         platform,
         "orders",
         "payment_requested",
-        event_envelope("orders", "payment_requested", request),
+        event_envelope("orders", "payment_requested", request, version),
     )
     time.sleep(2.0)  # let billing handle all three
     assert ledgers.charges_per_order([order["id"]]) == {order["id"]: 1}

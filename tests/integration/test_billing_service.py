@@ -22,8 +22,8 @@ from services.billing import domain, models, provider
 from services.billing.domain import Money
 from services.billing.schemas import EVENTS, PAYMENT
 from services.billing.service import BillingService
-from services.chassis.errors import Conflict, NotFound, ValidationError
-from services.chassis.messaging import event_envelope, event_handler
+from services.chassis.errors import Conflict, NotFound, Unavailable, ValidationError
+from services.chassis.messaging import event_envelope, event_handler, rpc
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
 from services.chassis.values import utcnow
@@ -45,8 +45,33 @@ def billing_db(service_engine):
     return service_engine("billing")
 
 
+# order id -> the payment token orders holds for it (no event carries it).
+TOKENS = {}
+
+
+class OrdersStandIn:
+    """Answers billing's ``orders.get_payment_token`` from TOKENS, as orders does:
+    the token of a reserved order, ``Conflict`` once the order holds none."""
+
+    name = "orders"
+
+    @rpc
+    def get_payment_token(self, order_id):
+        token = TOKENS.get(order_id)
+        if token is None:
+            raise Conflict("an order that is cancelled holds no payment token", {"status": "x"})
+        return {"payment_token": token}
+
+
 @pytest.fixture
-def billing(start_service, billing_db):
+def orders_stand_in(container_factory, service_config):
+    container = container_factory(OrdersStandIn, service_config("orders"))
+    container.start()
+    return container
+
+
+@pytest.fixture
+def billing(start_service, billing_db, orders_stand_in):
     return start_service(BillingService)
 
 
@@ -112,12 +137,13 @@ def money(amount, currency="EUR"):
 
 
 def new_order(amount=1000, token="tok_visa"):
-    """A payment_requested payload for a new order."""
+    """A payment_requested payload for a new order, whose ``token`` orders holds."""
+    order_id = str(uuid.uuid4())
+    TOKENS[order_id] = token
     return {
-        "order_id": str(uuid.uuid4()),
+        "order_id": order_id,
         "user_id": str(uuid.uuid4()),
         "amount": money(amount),
-        "payment_token": token,
         "items": [
             {
                 "product_id": str(uuid.uuid4()),
@@ -254,7 +280,42 @@ def test_visa_charge_succeeds_with_a_receipt(billing, listener, publish, billing
     assert outbox_types(billing_db, order["order_id"]) == ["payment_succeeded", "receipt_issued"]
 
     (charge,) = ledger_charges(billing_db, payment["id"])
+    # Charged with the token billing read from orders (the request had none).
     assert (charge.amount, charge.currency, charge.token) == (2598, "EUR", "tok_visa")
+    with billing_db.connect() as conn:
+        stored = conn.execute(text("SELECT envelope::text FROM outbox_events")).scalars().all()
+    assert not any("tok_visa" in envelope for envelope in stored)
+
+
+def test_an_order_that_holds_no_token_is_not_charged(billing, publish, billing_db):
+    """The order closed while the request waited: orders has no token to give."""
+    order = new_order()
+    del TOKENS[order["order_id"]]
+    payment = request_payment(billing, publish, order)
+    assert payment["status"] == "voided" and payment["attempts"] == 0
+    assert ledger_charges(billing_db, payment["id"]) == []
+    assert outbox_types(billing_db, order["order_id"]) == []
+
+
+def test_a_request_waits_for_orders_to_give_the_token(
+    container_factory, start_service, billing_db, service_config, publish, config
+):
+    """Orders down: the request fails (retried with backoff, then dead-lettered),
+    nothing is charged and nothing stays claimed."""
+    billing = start_service(BillingService)
+    order = new_order()
+    failures = []
+
+    def failed(worker_ctx, result, exc_info):
+        event = worker_ctx.args[0]
+        if event["data"]["order_id"] == order["order_id"] and exc_info is not None:
+            failures.append(exc_info[1])
+        return len(failures) >= config["events"]["max_attempts"]
+
+    with entrypoint_waiter(billing, "on_payment_requested", timeout=WAIT * 2, callback=failed):
+        publish("payment_requested", order)
+    assert all(isinstance(error, Unavailable) for error in failures), failures
+    assert payment_row(billing_db, order["order_id"]) is None
 
 
 def test_receipt_numbers_are_unique_and_increasing(billing, publish):
@@ -386,7 +447,8 @@ def test_a_malformed_request_is_refused_and_charges_nothing(billing, publish, bi
 def test_a_failed_payment_is_not_charged_again(billing, publish, billing_db):
     order = new_order(token="tok_chargeDeclined")
     first = request_payment(billing, publish, order)
-    retry = request_payment(billing, publish, {**order, "payment_token": "tok_visa"})
+    TOKENS[order["order_id"]] = "tok_visa"
+    retry = request_payment(billing, publish, order)
     assert retry == first and retry["status"] == "failed"
     assert ledger_charges(billing_db, first["id"]) == []
 

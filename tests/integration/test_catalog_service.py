@@ -118,6 +118,18 @@ def test_errors_cross_rpc_intact(catalog, service_config):
 # --- get -----------------------------------------------------------------------
 
 
+def test_known_skus_answers_which_skus_a_product_has(catalog):
+    active = create(catalog)
+    inactive = create(catalog, active=False)
+    unknown = token("NOPE-").upper()
+    asked = [unknown, inactive["sku"], active["sku"]]
+    assert call(catalog, "known_skus", asked) == sorted([active["sku"], inactive["sku"]])
+    assert call(catalog, "known_skus", []) == []
+    with pytest.raises(ValidationError) as info:
+        call(catalog, "known_skus", ["lower-case"])
+    assert list(info.value.details) == ["skus.0"]
+
+
 def test_get_returns_the_product_inactive_too(catalog):
     product = create(catalog, active=False, description="hidden")
     assert call(catalog, "get_product", product["id"]) == product

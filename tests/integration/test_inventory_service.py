@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 
 from agora.deadletters import dead_letters
 from services.chassis.config import amqp_vhost
-from services.chassis.errors import Conflict, NotFound, ValidationError
-from services.chassis.messaging import event_handler
+from services.chassis.errors import Conflict, NotFound, Unavailable, UnknownSku, ValidationError
+from services.chassis.messaging import event_handler, rpc
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
 from services.inventory.models import (
+    CatalogSku,
     InboxEvent,
     OutboxEvent,
     Reservation,
@@ -64,8 +65,28 @@ def engine(service_engine):
     return service_engine("inventory")
 
 
+# The SKUs the catalog has: new_sku() makes products' SKUs.
+CATALOG_SKUS = set()
+
+
+class CatalogStandIn:
+    """Answers inventory's ``catalog.known_skus`` from CATALOG_SKUS, as the catalog
+    answers from its products (a real service on the broker)."""
+
+    name = "catalog"
+
+    @rpc
+    def known_skus(self, skus):
+        return sorted(set(skus) & CATALOG_SKUS)
+
+
 @pytest.fixture
-def inventory(engine, start_service):
+def catalog_stand_in(start_service):
+    return start_service(CatalogStandIn)
+
+
+@pytest.fixture
+def inventory(engine, start_service, catalog_stand_in):
     return start_service(InventoryService)
 
 
@@ -87,8 +108,18 @@ def rpc_proxy(service_config):
         yield proxy
 
 
-def new_sku():
-    return f"INV-{uuid.uuid4().hex[:12].upper()}"
+def new_sku(product=True):
+    """A fresh SKU; one a catalog product has unless ``product`` is false."""
+    sku = f"INV-{uuid.uuid4().hex[:12].upper()}"
+    if product:
+        CATALOG_SKUS.add(sku)
+    return sku
+
+
+def projected(engine, sku):
+    """True if inventory's projection of the catalog's SKUs holds ``sku``."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).where(CatalogSku.sku == sku)).scalar() == 1
 
 
 def new_id():
@@ -290,6 +321,64 @@ def test_errors_cross_rpc_intact(inventory, rpc_proxy):
     assert info.value.details == {"on_hand": "must be >= 0"}
     sku = new_sku()
     assert rpc_proxy.inventory.set_stock(sku, "main", 2)["total"]["on_hand"] == 2
+
+
+# --- only the catalog's SKUs --------------------------------------------------------------
+
+
+def test_stock_is_kept_only_for_a_product_sku(inventory, engine):
+    sku, known = new_sku(product=False), new_sku()
+    with pytest.raises(UnknownSku) as info:
+        call(inventory, "set_stock", sku, "main", 5)
+    assert (info.value.status, info.value.code) == (404, "unknown_sku")
+    assert info.value.details == {"sku": sku}
+    with pytest.raises(UnknownSku):
+        call(inventory, "adjust_stock", sku, "main", 5, "delivery")
+    body = [{"sku": known, "on_hand": 1}, {"sku": sku, "on_hand": 2}]
+    with pytest.raises(UnknownSku) as info:
+        call(inventory, "sync_warehouse", f"s-{uuid.uuid4().hex}", "main", body)
+    assert info.value.details == {"levels.1.sku": "no product has this sku"}
+    # Nothing was created, not even for the known SKU of the refused sync.
+    assert levels(engine, sku) == {} and levels(engine, known) == {}
+    assert not projected(engine, sku)
+
+
+def test_a_sku_the_catalog_confirms_is_remembered(inventory, engine):
+    """A product older than the projection, or whose product_created is still on
+    its way: the catalog is asked once, and the answer kept."""
+    sku = new_sku()
+    assert not projected(engine, sku)
+    assert call(inventory, "set_stock", sku, "main", 3)["total"]["on_hand"] == 3
+    assert projected(engine, sku)
+    CATALOG_SKUS.discard(sku)  # the catalog is not asked again
+    assert call(inventory, "adjust_stock", sku, "main", 2, "delivery")["total"]["on_hand"] == 5
+
+
+def test_product_created_teaches_inventory_the_sku(inventory, engine, publish_event):
+    sku = new_sku(product=False)  # the stand-in does not know it: only the event does
+    product = {
+        "id": new_id(),
+        "sku": sku,
+        "name": "Mug",
+        "description": "",
+        "price": {"amount": 500, "currency": "EUR"},
+        "active": True,
+        "created_at": "2026-12-01T00:00:00.000000Z",
+        "updated_at": "2026-12-01T00:00:00.000000Z",
+    }
+    envelope = publish_event("catalog", "product_created", {"product": product})
+    wait_until(lambda: projected(engine, sku), what=f"{sku} learned from {envelope['event_id']}")
+    assert call(inventory, "set_stock", sku, "main", 4)["total"]["on_hand"] == 4
+
+
+def test_without_the_catalog_a_new_sku_is_unavailable_not_unknown(engine, start_service):
+    inventory = start_service(InventoryService)  # no catalog running
+    sku = new_sku()
+    with pytest.raises(Unavailable) as info:
+        call(inventory, "set_stock", sku, "main", 1)
+    # Not answering (its queue waits) or not there at all: either way, the catalog.
+    assert "catalog" in info.value.details.values()
+    assert levels(engine, sku) == {}
 
 
 # --- adjust_stock ---------------------------------------------------------------------
@@ -707,7 +796,7 @@ def test_a_cancel_before_the_order_is_reserved_leaves_a_tombstone(
 
 
 def test_reservations_expire_after_the_ttl(
-    container_factory, service_config, engine, listener, publish
+    container_factory, service_config, engine, listener, publish, catalog_stand_in
 ):
     settings = copy.deepcopy(service_config("inventory"))
     settings["AGORA"]["services"]["inventory"].update(reservation_ttl=1, expiry_interval=0.2)

@@ -12,7 +12,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import text
 
 from services.catalog.service import CatalogService
-from services.chassis.errors import Conflict, NotFound, ValidationError
+from services.chassis.errors import CancellationWindowClosed, Conflict, NotFound, ValidationError
 from services.chassis.messaging import event_handler
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
@@ -98,7 +98,7 @@ def wait_event(order_id, name):
     """The one ``orders.<name>`` envelope about ``order_id``, checked against its contract."""
     (envelope,) = wait_until(lambda: seen(order_id, name), what=f"orders.{name} of {order_id}")
     assert envelope["type"] == f"orders.{name}"
-    assert envelope["version"] == 1
+    assert envelope["version"] == EVENTS[name]["version"]
     validate(EVENTS[name]["payload"], envelope["data"])
     return envelope
 
@@ -477,13 +477,21 @@ def test_customer_cancels_a_pending_order(orders, catalog, orders_db):
     assert cancelled["status"] == "cancelled" and cancelled["reason"] == "customer"
     assert statuses(cancelled) == ["pending", "cancelled"]
     assert cancelled["history"][-1]["reason"] == "customer"
-    # The token is not kept once the order has left pending.
+    # The token is not kept once the order is closed.
     assert sql(orders_db, "SELECT payment_token FROM orders WHERE id = :id", id=order["id"]) == [
         (None,)
     ]
     with pytest.raises(Conflict) as info:
         call(orders, "cancel_order", order["id"], user)
     assert info.value.details == {"status": "cancelled"}
+
+
+def test_payment_token_of_unknown_or_malformed_orders(orders):
+    with pytest.raises(NotFound):
+        call(orders, "get_payment_token", str(uuid.uuid4()))
+    with pytest.raises(ValidationError) as info:
+        call(orders, "get_payment_token", "nope")
+    assert list(info.value.details) == ["order_id"]
 
 
 @pytest.mark.parametrize("order_id", ["nope", str(uuid.uuid4())])
@@ -560,20 +568,37 @@ def test_happy_path_pending_reserved_paid_confirmed(orders, catalog, publish, or
     assert created["data"]["total"] == order["total"]
     assert created["data"]["deadline_at"] == order["deadline_at"]
 
+    with pytest.raises(Conflict) as info:
+        call(orders, "get_payment_token", order["id"])  # pending: not for billing yet
+    assert info.value.details == {"status": "pending"}
+
     reserved(publish, order)
     requested = wait_event(order["id"], "payment_requested")
-    assert requested["data"]["payment_token"] == "tok_visa"
+    # The token never travels in an event: billing asks orders for it.
+    assert "payment_token" not in requested["data"] and "tok_visa" not in str(requested)
     assert requested["data"]["amount"] == order["total"]
     assert requested["data"]["items"] == order["items"]
     assert wait_status(orders, order["id"], "reserved")["payment_id"] is None
-    assert sql(orders_db, "SELECT payment_token FROM orders WHERE id = :id", id=order["id"]) == [
-        (None,)
-    ]
+    # Asked again (a redelivered payment request), it is still there.
+    for _ in range(2):
+        assert call(orders, "get_payment_token", order["id"]) == {"payment_token": "tok_visa"}
 
     payment_id = str(uuid.uuid4())
     paid(publish, order, payment_id)
     assert wait_event(order["id"], "order_paid")["data"]["payment_id"] == payment_id
     assert wait_status(orders, order["id"], "paid")["payment_id"] == payment_id
+    # Billing answered: the order forgets the token.
+    assert sql(orders_db, "SELECT payment_token FROM orders WHERE id = :id", id=order["id"]) == [
+        (None,)
+    ]
+    with pytest.raises(Conflict) as info:
+        call(orders, "get_payment_token", order["id"])
+    assert info.value.details == {"status": "paid"}
+    # No stored event holds it either (outbox rows are kept for days).
+    assert sql(
+        orders_db,
+        "SELECT count(*) FROM outbox_events WHERE envelope::text LIKE '%tok_visa%'",
+    ) == [(0,)]
 
     inventory(publish, "reservation_committed", order, reservation_id=str(uuid.uuid4()))
     confirmed = wait_event(order["id"], "order_confirmed")["data"]
@@ -588,11 +613,43 @@ def test_happy_path_pending_reserved_paid_confirmed(orders, catalog, publish, or
     validate(ORDER, final)
     assert statuses(final) == ["pending", "reserved", "paid", "confirmed"]
 
-    # A customer may still cancel a confirmed order: stock is restocked, the payment refunded.
+    # Within its cancellation window (30 minutes by default) a customer may still
+    # cancel a confirmed order: stock is restocked, the payment refunded.
     cancelled = call(orders, "cancel_order", order["id"], user)
     assert cancelled["status"] == "cancelled"
     event = wait_event(order["id"], "order_cancelled")["data"]
     assert event["reason"] == "customer" and event["previous_status"] == "confirmed"
+
+
+def confirm(orders, publish, order):
+    reserved(publish, order)
+    wait_status(orders, order["id"], "reserved")
+    paid(publish, order, str(uuid.uuid4()))
+    wait_status(orders, order["id"], "paid")
+    inventory(publish, "reservation_committed", order, reservation_id=str(uuid.uuid4()))
+    return wait_status(orders, order["id"], "confirmed")
+
+
+def test_after_the_cancellation_window_a_confirmed_order_stays(start_orders, catalog, publish):
+    """cancellation_window 0: the window closed at the confirmation. The customer
+    gets CancellationWindowClosed (409 cancellation_window_closed at the gateway);
+    nothing is cancelled or refunded."""
+    orders = start_orders(cancellation_window=0)
+    user = new_user()
+    order = place(orders, catalog, user)
+    confirmed = confirm(orders, publish, order)
+    with pytest.raises(CancellationWindowClosed) as info:
+        call(orders, "cancel_order", order["id"], user)
+    assert info.value.code == "cancellation_window_closed"
+    assert info.value.details["status"] == "confirmed"
+    assert info.value.details["closed_at"] == confirmed["history"][-1]["at"]
+    after = call(orders, "get_order", order["id"])
+    assert after["status"] == "confirmed" and after["history"] == confirmed["history"]
+    assert seen(order["id"], "order_cancelled") == []
+
+    # The window is about confirmed orders only: one still pending is cancelled.
+    pending = place(orders, catalog, user)
+    assert call(orders, "cancel_order", pending["id"], user)["status"] == "cancelled"
 
 
 def test_reservation_rejected(orders, catalog, publish):
@@ -603,6 +660,15 @@ def test_reservation_rejected(orders, catalog, publish):
     assert event["shortages"] == shortages and event["reason"] == "out_of_stock"
     final = wait_status(orders, order["id"], "rejected")
     assert final["reason"] == "out_of_stock"
+    # The order itself says which line was short and what was available.
+    validate(ORDER, final)
+    line = order["items"][0]
+    assert final["shortages"] == [
+        {"sku": line["sku"], "name": line["name"], "requested": 2, "available": 1}
+    ]
+    assert (
+        final["history"][-1]["reason"] == f"out_of_stock: {line['sku']}: 2 requested, 1 available"
+    )
     assert statuses(final) == ["pending", "rejected"]
 
 

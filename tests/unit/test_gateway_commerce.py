@@ -59,6 +59,7 @@ ORDER = {
     "total": MONEY,
     "payment_id": None,
     "reason": None,
+    "shortages": [],
     "created_at": NOW,
     "updated_at": NOW,
     "deadline_at": NOW,

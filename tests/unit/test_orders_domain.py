@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from services.chassis import cursors
-from services.chassis.errors import ValidationError
+from services.chassis.errors import CancellationWindowClosed, Conflict, ValidationError
 from services.chassis.schemas import validate
 from services.orders import domain, schemas
 
@@ -132,7 +132,6 @@ def order_in(status, **overrides):
         "items": [LINE],
         "total": {"amount": 2598, "currency": "EUR"},
         "payment_id": PAYMENT_ID if status in ("paid", "confirmed", "payment_failed") else None,
-        "payment_token": "tok_visa" if status == "pending" else None,
         "reason": None,
     }
     values.update(overrides)
@@ -178,8 +177,11 @@ def test_every_status_and_trigger(status, trigger):
     for name, payload in outcome.events:
         validate(schemas.EVENTS[name]["payload"], payload)
         assert payload["order_id"] == before.id and payload["user_id"] == USER
-    # The token is needed while pending only: it goes whenever the order leaves pending.
-    assert outcome.clear_token is (status == "pending")
+    # Billing reads the token while the order is reserved: it goes whenever the
+    # order moves to any other status than pending or reserved.
+    assert outcome.clear_token is (new_status not in ("pending", "reserved"))
+    # No event carries it, whatever the order.
+    assert all("payment_token" not in payload for _, payload in outcome.events)
 
 
 def test_every_allowed_transition_is_reachable_and_nothing_else():
@@ -213,15 +215,40 @@ def test_unknown_status_or_trigger_is_a_bug(status, trigger):
         domain.decide(status, trigger)
 
 
-def test_stock_reserved_requests_the_payment_with_the_token():
+def test_stock_reserved_requests_the_payment_without_the_token():
     outcome = domain.advance(order_in("pending"), "inventory.stock_reserved", {})
     ((name, payload),) = outcome.events
     assert name == "payment_requested"
-    assert payload["payment_token"] == "tok_visa"
+    assert "payment_token" not in payload
+    assert "payment_token" not in schemas.EVENTS["payment_requested"]["payload"]["properties"]
     assert payload["amount"] == {"amount": 2598, "currency": "EUR"}
     assert payload["items"] == [LINE]
-    assert outcome.clear_token is True
+    # Kept while reserved: billing reads it with get_payment_token.
+    assert outcome.clear_token is False
     assert outcome.note is None
+
+
+@pytest.mark.parametrize(
+    "status, token, releases",
+    [
+        ("reserved", "tok_visa", True),
+        ("reserved", None, False),
+        ("pending", "tok_visa", False),
+        ("paid", "tok_visa", False),
+        ("cancelled", "tok_visa", False),
+    ],
+)
+def test_only_a_reserved_order_gives_billing_its_token(status, token, releases):
+    assert domain.releases_token(status, token) is releases
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    ["billing.payment_succeeded", "billing.payment_failed", "customer_cancel", "deadline"],
+)
+def test_a_reserved_order_drops_its_token_when_billing_answers_or_it_closes(trigger):
+    outcome = domain.advance(order_in("reserved"), trigger, EVENT_DATA[trigger])
+    assert outcome.clear_token is True
 
 
 def test_rejection_carries_the_shortages():
@@ -230,6 +257,32 @@ def test_rejection_carries_the_shortages():
     ((_, payload),) = outcome.events
     assert payload["shortages"] == data["shortages"]
     assert payload["reason"] == "out_of_stock"
+
+
+def test_a_rejection_keeps_the_shortages_and_names_them_in_its_history():
+    data = EVENT_DATA["inventory.reservation_rejected"]
+    outcome = domain.advance(order_in("pending"), "inventory.reservation_rejected", data)
+    assert outcome.shortages == data["shortages"]
+    expected = "; ".join(
+        f"{s['sku']}: {s['requested']} requested, {s['available']} available"
+        for s in data["shortages"]
+    )
+    assert outcome.note == f"out_of_stock: {expected}"
+    # Other triggers leave the stored shortages alone.
+    other = domain.advance(order_in("pending"), "inventory.stock_reserved", {})
+    assert other.shortages is None
+
+
+def test_the_order_view_names_the_lines_that_were_short():
+    order = stored_order(
+        status="rejected",
+        reason="out_of_stock",
+        shortages=[{"sku": "MUG-1", "requested": 2, "available": 1}],
+    )
+    view = domain.order_view(order, [stored_line()], [])
+    validate(schemas.ORDER, view)
+    assert view["shortages"] == [{"sku": "MUG-1", "name": "Mug", "requested": 2, "available": 1}]
+    assert domain.order_view(stored_order(), [stored_line()], [])["shortages"] == []
 
 
 def test_malformed_shortages_are_left_out():
@@ -279,7 +332,7 @@ def test_confirmation_carries_lines_total_and_payment():
     assert payload["items"] == [LINE]
     assert payload["total"] == {"amount": 2598, "currency": "EUR"}
     assert payload["payment_id"] == PAYMENT_ID
-    assert outcome.clear_token is False
+    assert outcome.clear_token is True
 
 
 @pytest.mark.parametrize(
@@ -341,7 +394,9 @@ def test_events_are_described():
         "order_expired",
     }
     for spec in schemas.EVENTS.values():
-        assert spec["version"] == 1 and spec["summary"]
+        assert spec["summary"]
+        # payment_requested is at version 2: version 1 carried the payment token.
+        assert spec["version"] == (2 if spec is schemas.EVENTS["payment_requested"] else 1)
         assert {"order_id", "user_id"} <= set(spec["payload"]["required"])
     emitted = {name for rules in domain.RULES.values() for d in rules.values() for name in d.emit}
     assert emitted | {"order_created"} == set(schemas.EVENTS)
@@ -539,6 +594,7 @@ def stored_order(**overrides):
         "payment_id": None,
         "payment_token": "tok_visa",
         "reason": None,
+        "shortages": None,
         "created_at": now,
         "updated_at": now,
         "deadline_at": now + datetime.timedelta(seconds=300),
@@ -641,3 +697,72 @@ def test_page_splits_and_points_at_the_last_row():
     assert items == rows[:2]
     assert LISTING.decode(cursor) == (moment, rows[1].id)
     assert LISTING.page(rows, 3) == (rows, None)
+
+
+# --- the cancellation window -----------------------------------------------------
+
+CONFIRMED_AT = datetime.datetime(2030, 1, 1, 12, 0, tzinfo=datetime.UTC)
+WINDOW = 1800
+
+
+def test_only_a_confirmed_order_has_a_cancellation_window():
+    windowed = {s for s, d in domain.RULES[domain.CUSTOMER_CANCEL].items() if d.within_window}
+    assert windowed == {"confirmed"}
+    assert not any(
+        decision.within_window
+        for trigger, by_status in domain.RULES.items()
+        if trigger != domain.CUSTOMER_CANCEL
+        for decision in by_status.values()
+    )
+
+
+@pytest.mark.parametrize("seconds", [0, 1, WINDOW - 1])
+def test_a_confirmed_order_may_be_cancelled_within_the_window(seconds):
+    now = CONFIRMED_AT + datetime.timedelta(seconds=seconds)
+    assert domain.check_customer_cancel("confirmed", CONFIRMED_AT, now, WINDOW) is None
+
+
+@pytest.mark.parametrize("seconds", [WINDOW, WINDOW + 1, 86400 * 365])
+def test_after_the_window_the_customer_gets_cancellation_window_closed(seconds):
+    now = CONFIRMED_AT + datetime.timedelta(seconds=seconds)
+    with pytest.raises(CancellationWindowClosed) as info:
+        domain.check_customer_cancel("confirmed", CONFIRMED_AT, now, WINDOW)
+    error = info.value
+    assert (error.status, error.code) == (409, "cancellation_window_closed")
+    assert error.details == {
+        "status": "confirmed",
+        "cancellation_window": str(WINDOW),
+        "closed_at": "2030-01-01T12:30:00.000000Z",
+    }
+
+
+def test_a_zero_window_or_an_unknown_confirmation_closes_it():
+    with pytest.raises(CancellationWindowClosed):
+        domain.check_customer_cancel("confirmed", CONFIRMED_AT, CONFIRMED_AT, 0)
+    with pytest.raises(CancellationWindowClosed):
+        domain.check_customer_cancel("confirmed", None, CONFIRMED_AT, WINDOW)
+
+
+@pytest.mark.parametrize("status", ["pending", "reserved", "paid"])
+def test_an_order_not_yet_confirmed_may_be_cancelled_whenever(status):
+    years_later = CONFIRMED_AT + datetime.timedelta(days=365)
+    assert domain.check_customer_cancel(status, None, years_later, 0) is None
+
+
+@pytest.mark.parametrize("status", ["rejected", "payment_failed", "cancelled", "expired"])
+def test_other_statuses_are_a_plain_conflict(status):
+    with pytest.raises(Conflict) as info:
+        domain.check_customer_cancel(status, None, CONFIRMED_AT, WINDOW)
+    assert not isinstance(info.value, CancellationWindowClosed)
+    assert info.value.details == {"status": status}
+
+
+def test_confirmed_at_is_the_confirmation_not_a_later_ignored_event():
+    entry = types.SimpleNamespace
+    history = [
+        entry(status="pending", at=CONFIRMED_AT - datetime.timedelta(minutes=3)),
+        entry(status="confirmed", at=CONFIRMED_AT),
+        entry(status="confirmed", at=CONFIRMED_AT + datetime.timedelta(minutes=1)),
+    ]
+    assert domain.confirmed_at(history) == CONFIRMED_AT
+    assert domain.confirmed_at(history[:1]) is None
