@@ -21,7 +21,12 @@ from services.chassis.errors import InvalidGrant
 from services.chassis.messaging import event_envelope
 from services.chassis.redis import make_client
 from services.chassis.testing import call_entrypoint as call
-from tests.integration.test_auth_service import issue, new_client, rotate
+from tests.integration.test_auth_service import (  # `users` (autouse): auth asks it for roles
+    issue,
+    new_client,
+    rotate,
+    users,  # noqa: F401
+)
 from tests.support.polling import wait_until
 from tests.unit.test_token_verifier import KEY, SETTINGS, claims, public_jwks, refused, sign
 
