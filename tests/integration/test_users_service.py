@@ -277,7 +277,7 @@ def test_registering_asks_for_verification_with_no_secret_on_the_bus(
     users, container_factory, service_config
 ):
     Listener.verifications = []
-    listener = container_factory(Listener, service_config("users"))
+    listener = container_factory(Listener, service_config(Listener.name))
     listener.start()
     user = register(users, phone="+4915112345678")
     assert user["email_verified"] is False and user["phone_verified"] is False

@@ -25,9 +25,13 @@ def dump_greenlets(reason, uncaptured=contextlib.nullcontext):
     """Every greenlet's stack to stderr; ``uncaptured()`` lifts pytest's capture."""
     lines = [f"\n===== greenlet stacks ({reason}) ====="]
     for obj in gc.get_objects():
-        if isinstance(obj, greenlet.greenlet) and obj.gr_frame is not None:
-            lines.append(f"--- {obj!r}")
-            lines.extend(line.rstrip("\n") for line in traceback.format_stack(obj.gr_frame))
+        try:
+            if not isinstance(obj, greenlet.greenlet) or obj.gr_frame is None:
+                continue
+        except ReferenceError:  # a weak proxy whose referent is gone
+            continue
+        lines.append(f"--- {obj!r}")
+        lines.extend(line.rstrip("\n") for line in traceback.format_stack(obj.gr_frame))
     lines.append("===== end of greenlet stacks =====")
     with uncaptured():
         print("\n".join(lines), file=sys.stderr, flush=True)
