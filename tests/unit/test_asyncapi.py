@@ -10,6 +10,8 @@ from agora import asyncapi
 from services.chassis.config import ROOT
 from services.chassis.messaging import event_envelope
 
+pytestmark = pytest.mark.unit
+
 
 def test_the_committed_document_is_up_to_date():
     assert asyncapi.load() == asyncapi.build(), "run `agora asyncapi` to regenerate it"

@@ -25,6 +25,8 @@ from services.auth.schemas import (
 from services.chassis.errors import InvalidGrant, ValidationError
 from services.chassis.schemas import validate
 
+pytestmark = pytest.mark.unit
+
 CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 NOW = datetime.datetime(2024, 6, 1, 12, 0, 0, tzinfo=datetime.UTC)
 SETTINGS = {

@@ -10,6 +10,8 @@ from services.billing import domain, schemas
 from services.chassis.errors import Conflict, ValidationError
 from services.chassis.schemas import validate
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime.datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=datetime.UTC)
 ORDER_ID = "5b0d7c1e-3f0a-4e43-9d5c-0c2f7d3b9a11"
 USER_ID = "9e1f4a2b-6c3d-4e5f-8a7b-1c2d3e4f5a6b"

@@ -23,6 +23,8 @@ from services.billing.provider import (
     with_retries,
 )
 
+pytestmark = pytest.mark.unit
+
 EUR = Money(1000, "EUR")
 
 

@@ -16,6 +16,8 @@ from agora.broker import (
 from services.chassis.config import BROKER_PRINCIPALS, load_config
 from services.chassis.messaging import RpcProxy
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_CALL = re.compile(r"\.call\(\s*\"(\w+)\",\s*\"(\w+)\"")
 # _optional_part(client, service, method, order_id) and _user_or_404(rpc().call, svc, method)

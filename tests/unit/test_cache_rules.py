@@ -4,6 +4,8 @@ import pytest
 
 from services.chassis.cache import Cache, jittered_ttl
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("rand, expected", [(0.0, 90.0), (0.5, 100.0), (1.0, 110.0)])
 def test_jitter_spans_exactly_plus_minus_the_fraction(rand, expected):

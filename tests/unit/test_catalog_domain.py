@@ -12,6 +12,8 @@ from services.chassis import cursors
 from services.chassis.errors import ValidationError
 from services.chassis.schemas import validate
 
+pytestmark = pytest.mark.unit
+
 
 def valid_create(**overrides):
     payload = {"sku": "ABC-123", "name": "Mug", "price": {"amount": 1299, "currency": "EUR"}}

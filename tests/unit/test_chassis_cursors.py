@@ -22,6 +22,8 @@ from services.chassis.errors import ValidationError
 from services.notifications import domain as notifications
 from services.orders import domain as orders
 
+pytestmark = pytest.mark.unit
+
 KEY = b"agora.test.cursor.v1"
 CURSOR = Cursor(KEY, "1")
 MOMENT = datetime.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=datetime.UTC)

@@ -6,6 +6,8 @@ from eventlet import tpool
 
 from services.chassis.hashing import SecretHasher
 
+pytestmark = pytest.mark.unit
+
 CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
 

@@ -11,6 +11,8 @@ from services.chassis import values
 from services.chassis.values import CURRENCY_MESSAGE, CURRENCY_PATTERN, MAX_AMOUNT, Money
 from services.orders import domain as orders
 
+pytestmark = pytest.mark.unit
+
 
 def test_round_trips_through_dict():
     money = Money.from_dict({"amount": 1299, "currency": "EUR"})

@@ -9,6 +9,8 @@ import pytest
 from gateway.rpc import ConcurrentCircuitBreaker, _is_business_error
 from services.chassis.errors import NotFound
 
+pytestmark = pytest.mark.unit
+
 
 def breaker(fail_max=3, reset_timeout=60):
     return ConcurrentCircuitBreaker(

@@ -4,6 +4,8 @@ import pytest
 
 from gateway.netaddr import limit_subject, parse_address, parse_trusted, resolve_client_ip
 
+pytestmark = pytest.mark.unit
+
 LB = parse_trusted(["10.0.0.1"])
 PROXIES = parse_trusted(["10.0.0.0/8", "192.168.1.7", "2001:db8:ff::/48", "::1"])
 

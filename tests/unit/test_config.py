@@ -8,6 +8,8 @@ from services.chassis.config import (
     nameko_config,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def base_env(**extra):
     return {"AGORA_ENV": "development", **extra}

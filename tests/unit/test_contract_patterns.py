@@ -33,6 +33,8 @@ from services.chassis.schemas import (
     validate,
 )
 
+pytestmark = pytest.mark.unit
+
 # The largest string a request can carry (gateway.max_body_bytes), with room.
 N = 70_000
 # Characters that sit on the boundaries of the character classes the contracts

@@ -1,6 +1,9 @@
+import pytest
 from nameko.exceptions import deserialize, serialize
 
 from services.chassis.errors import CancellationWindowClosed, Conflict, NotFound
+
+pytestmark = pytest.mark.unit
 
 
 def test_named_errors_cross_rpc_as_themselves():

@@ -33,6 +33,8 @@ from services.inventory import schemas as inventory
 from services.notifications import schemas as notifications
 from services.orders import schemas as orders
 
+pytestmark = pytest.mark.unit
+
 KEY = RSAKey.generate_key(2048, parameters={"kid": "commerce-test"})
 
 USER_ID = str(uuid.uuid4())

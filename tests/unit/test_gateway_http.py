@@ -5,6 +5,8 @@ import pytest
 from gateway.app import create_app
 from services.chassis.config import load_config
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def client():

@@ -14,6 +14,8 @@ import gateway.api
 from gateway.api import MAX_JSON_DEPTH, notifications, orders, products
 from gateway.app import create_app
 
+pytestmark = pytest.mark.unit
+
 REGISTER = {"email": "ada@example.com", "password": "correct horse", "name": "Ada"}
 
 

@@ -10,6 +10,8 @@ from services.chassis.errors import Conflict, ValidationError
 from services.chassis.schemas import SKU_MESSAGE, validate
 from services.inventory import domain, schemas
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
 ORDER_ID = "3f1c2b4a-5d6e-4f70-8a9b-0c1d2e3f4a5b"
 

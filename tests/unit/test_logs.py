@@ -2,8 +2,12 @@ import io
 import json
 import logging
 
+import pytest
+
 from services.chassis.logs import JsonFormatter
 from services.chassis.tracing import TraceContext, Tracer
+
+pytestmark = pytest.mark.unit
 
 SETTINGS = {
     "sample_rate": 1.0,

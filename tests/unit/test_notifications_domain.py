@@ -12,6 +12,8 @@ from services.chassis.errors import ValidationError
 from services.chassis.schemas import validate
 from services.notifications import channels, domain, schemas, templates
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
 ORDER_ID = "0b5f7c3e-1111-4222-8333-444455556666"
 USER_ID = str(uuid.uuid4())

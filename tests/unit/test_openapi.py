@@ -26,6 +26,8 @@ from services.auth.schemas import SCOPES, TOKEN_RESPONSE
 from services.catalog.schemas import LIST_QUERY, PRODUCT, PRODUCT_CREATE, PRODUCT_PAGE
 from services.users.schemas import REGISTER_REQUEST, USER
 
+pytestmark = pytest.mark.unit
+
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 
 

@@ -13,6 +13,8 @@ from services.chassis.errors import CancellationWindowClosed, Conflict, Validati
 from services.chassis.schemas import validate
 from services.orders import domain, schemas
 
+pytestmark = pytest.mark.unit
+
 STATUSES = (
     "pending",
     "reserved",

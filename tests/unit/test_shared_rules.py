@@ -30,6 +30,8 @@ from services.inventory import schemas as inventory_schemas
 from services.orders import domain as orders_domain
 from services.orders import schemas as orders_schemas
 
+pytestmark = pytest.mark.unit
+
 KEY_SCHEMAS = (orders_schemas.IDEMPOTENCY_KEY, billing_schemas.IDEMPOTENCY_KEY)
 SKU_SCHEMAS = (catalog_schemas.SKU, inventory_schemas.SKU)
 

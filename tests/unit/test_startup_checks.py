@@ -4,6 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.unit
+
 
 def run(code_or_args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}

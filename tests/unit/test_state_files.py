@@ -10,6 +10,8 @@ import yaml
 from services.chassis.config import load_config
 from services.chassis.files import UnsafeStateFolder, private_folder, write_private
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_state_file_is_private(tmp_path):
     path = write_private(tmp_path / "users.yaml", "a: 1\n")

@@ -12,6 +12,8 @@ from joserfc.jwk import RSAKey
 
 from gateway.auth.tokens import KeyCache, TokenError, TokenVerifier
 
+pytestmark = pytest.mark.unit
+
 ISSUER = "http://127.0.0.1:8080"
 AUDIENCE = "agora-api"
 SETTINGS = {"issuer": ISSUER, "audience": AUDIENCE, "clock_skew": 30}

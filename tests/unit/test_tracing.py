@@ -1,6 +1,7 @@
 import json
 import time
 
+import pytest
 from py_zipkin.util import ZipkinAttrs
 
 from services.chassis.tracing import (
@@ -12,6 +13,8 @@ from services.chassis.tracing import (
     parse_b3,
     parse_http_headers,
 )
+
+pytestmark = pytest.mark.unit
 
 TRACE = "463ac35c9f6413ad48485a3953bb6124"
 SPAN = "a2fb4a1d1a96d312"

@@ -15,6 +15,8 @@ from services.chassis.schemas import validate
 from services.users import domain
 from services.users.schemas import PROFILE_UPDATE, REGISTER_REQUEST, USER
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[2]
 CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 

@@ -3,7 +3,11 @@
 import datetime
 import re
 
+import pytest
+
 from services.users import verification as v
+
+pytestmark = pytest.mark.unit
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
 USER = "4b1c0d5e-0000-4000-8000-000000000001"
