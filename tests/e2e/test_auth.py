@@ -22,6 +22,8 @@ from services.auth.schemas import ADMIN_SCOPES, CUSTOMER_SCOPES, SCOPES
 from tests.e2e.conftest import code_flow_login, password_grant
 from tests.support.browser import FormBrowser
 
+pytestmark = pytest.mark.e2e
+
 REDIRECT_URI = "http://localhost:3000/callback"
 
 

@@ -7,6 +7,8 @@ import pytest
 from agora.seed import DEMO_PRODUCTS, seed
 from tests.support.polling import wait_until
 
+pytestmark = pytest.mark.e2e
+
 
 def unique_email():
     return f"e2e-{uuid.uuid4().hex[:10]}@Example.COM"

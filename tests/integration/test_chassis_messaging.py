@@ -24,6 +24,8 @@ from services.chassis.schemas import obj
 from services.chassis.service import AgoraService
 from services.chassis.tracing import B3_KEY
 
+pytestmark = pytest.mark.integration
+
 
 class Base(DeclarativeBase):
     pass

@@ -10,6 +10,8 @@ import pytest
 
 from gateway.app import create_app
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def gateway(config, rabbit_vhost, redis_client):

@@ -15,6 +15,8 @@ from services.chassis.messaging import rpc
 from services.chassis.service import AgoraService
 from services.chassis.tracing import Tracer
 
+pytestmark = pytest.mark.integration
+
 
 class EchoService(AgoraService):
     name = "gw_echo"

@@ -26,6 +26,8 @@ from gateway.limits import (
 )
 from services.chassis.config import ConfigError
 
+pytestmark = pytest.mark.integration
+
 SMALL = {
     "read": "5/minute",
     "write": "3/minute",
