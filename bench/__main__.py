@@ -29,7 +29,7 @@ from agora.cli import SERVICES, seed_demo_data
 from agora.infra import delete_vhost, ensure_vhost, preflight
 from agora.platform import Platform, free_port, platform_env
 from bench.load import run, summary
-from services.chassis.config import load_config
+from services.chassis.config import RATE_LIMIT_GROUPS, load_config
 from services.chassis.files import write_private
 from services.chassis.migrations import drop_database, upgrade
 from services.chassis.redis import make_client
@@ -191,18 +191,10 @@ def main():
         }
     )
     overlay = os.path.join(env["AGORA_STATE_DIR"], "bench.yaml")
-    groups = (
-        "read",
-        "write",
-        "oauth",
-        "token_per_ip",
-        "login_failures_per_ip",
-        "login_failures_per_account",
-    )
     write_private(
         overlay,
         "gateway:\n  rate_limits:\n    groups:\n"
-        + "".join(f"      {group}: 100000000/minute\n" for group in groups),
+        + "".join(f"      {group}: 100000000/minute\n" for group in RATE_LIMIT_GROUPS),
     )
     env["AGORA_CONFIG"] = overlay
     os.environ.update(env)

@@ -101,6 +101,16 @@ _POSITIVE_INT = {"type": "integer", "minimum": 1}
 _STRING = {"type": "string", "minLength": 1}
 
 
+# The gateway's rate-limit groups (gateway.rate_limits.groups), every one required.
+RATE_LIMIT_GROUPS = (
+    "read",
+    "write",
+    "oauth",
+    "token_per_ip",
+    "login_failures_per_ip",
+    "login_failures_per_account",
+)
+
 _RATE_LIMIT = {
     "type": "string",
     "pattern": r"^ *[0-9]+ *(/|per) *[0-9]* *[a-z]+( *; *[0-9]+ *(/|per) *[0-9]* *[a-z]+)* *$",
@@ -189,19 +199,7 @@ SCHEMA = _section(
                     {
                         "enabled": {"type": "boolean"},
                         "strategy": {"enum": ["moving-window", "fixed-window", "sliding-window"]},
-                        "groups": _section(
-                            {
-                                group: _RATE_LIMIT
-                                for group in (
-                                    "read",
-                                    "write",
-                                    "oauth",
-                                    "token_per_ip",
-                                    "login_failures_per_ip",
-                                    "login_failures_per_account",
-                                )
-                            }
-                        ),
+                        "groups": _section({group: _RATE_LIMIT for group in RATE_LIMIT_GROUPS}),
                     }
                 ),
             }

@@ -6,7 +6,6 @@ import json
 import re
 import secrets
 import uuid
-from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,7 +19,7 @@ from joserfc.jwk import RSAKey
 from agora.login import LoginError, login
 from services.auth.schemas import ADMIN_SCOPES, CUSTOMER_SCOPES, SCOPES
 from tests.e2e.conftest import code_flow_login, password_grant
-from tests.support.browser import FormBrowser
+from tests.support.browser import FormBrowser, LoginForm
 
 pytestmark = pytest.mark.e2e
 
@@ -380,20 +379,6 @@ def test_refresh_cannot_widen_the_scope(platform, web, customer):
 # -- authorization code + PKCE -----------------------------------------------
 
 
-class FormParser(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.hidden = {}
-        self.action = None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form":
-            self.action = attrs.get("action")
-        if tag == "input" and attrs.get("type") == "hidden":
-            self.hidden[attrs["name"]] = attrs.get("value", "")
-
-
 def authorize(platform, session, email, password, decision="approve", scope="profile"):
     """Drive the login-and-consent page as a browser would; returns (verifier, Location)."""
     verifier = secrets.token_urlsafe(48)
@@ -405,7 +390,7 @@ def authorize(platform, session, email, password, decision="approve", scope="pro
     assert page.headers["Content-Type"].startswith("text/html")
     assert page.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
-    form = FormParser()
+    form = LoginForm()
     form.feed(page.text)
     assert form.hidden["state"] == state
     response = requests.post(
