@@ -24,8 +24,9 @@ def _columns(header, rows):
 
 
 def table(results):
-    """wrk results (bench.wrk.Result): scenario, clients, req/s, p50, p99, errors."""
-    header = ("scenario", "clients", "req/s", "p50 ms", "p99 ms", "errors")
+    """wrk results (bench.wrk.Result): scenario, clients, req/s, p50, p99, the
+    platform's CPU per request, errors."""
+    header = ("scenario", "clients", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "errors")
     rows = [
         (
             r.scenario,
@@ -33,6 +34,7 @@ def table(results):
             _number(r.rps),
             _number(r.latency_ms.get("p50")),
             _number(r.latency_ms.get("p99")),
+            _number(r.cpu_ms_per_request),
             r.error_text(),
         )
         for r in results
@@ -41,8 +43,17 @@ def table(results):
 
 
 def sagas_table(rows):
-    """Saga figures (bench.sagas.figures plus scenario and drained)."""
-    header = ("sagas", "placed", "placed/s", "confirmed/s", "p50 ms", "p99 ms", "statuses")
+    """Saga figures (bench.sagas.figures plus scenario, drained, cpu_ms_per_order)."""
+    header = (
+        "sagas",
+        "placed",
+        "placed/s",
+        "confirmed/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU ms/order",
+        "statuses",
+    )
     lines = [
         (
             row["scenario"],
@@ -51,6 +62,7 @@ def sagas_table(rows):
             _number(row["confirmed_per_s"]),
             _number(row["p50_ms"], 0),
             _number(row["p99_ms"], 0),
+            _number(row.get("cpu_ms_per_order")),
             ", ".join(f"{status} {count}" for status, count in row["statuses"].items())
             + ("" if row.get("drained", True) else " (still open at the deadline)"),
         )

@@ -53,29 +53,44 @@ def processes(children):
     return named
 
 
+def cpu_times(named):
+    """utime + stime in seconds of each live process in ``named`` (PID -> name)."""
+    times = {}
+    for pid in named:
+        try:
+            times[pid] = _cpu_seconds(pid)
+        except OSError:  # gone
+            pass
+    return times
+
+
+def cpu_spent(before, after):
+    """CPU seconds spent between two :func:`cpu_times` readings, by the processes
+    alive at both."""
+    return sum(after[pid] - before[pid] for pid in after if pid in before)
+
+
 def sample(named, seconds):
     """CPU of each process in ``named`` (PID -> name) over ``seconds``, as % of one
     core, and its resident memory at the end; a process gone meanwhile is left out."""
-    before = {}
-    for pid in named:
-        try:
-            before[pid] = _cpu_seconds(pid)
-        except OSError:
-            pass
+    before = cpu_times(named)
     started = time.monotonic()
     time.sleep(seconds)
     elapsed = time.monotonic() - started
+    after = cpu_times(named)
     usage = []
     for pid, cpu in before.items():
         try:
-            spent, rss = _cpu_seconds(pid) - cpu, _rss_mb(pid)
+            rss = _rss_mb(pid)
         except OSError:
+            continue
+        if pid not in after:
             continue
         usage.append(
             {
                 "name": named[pid],
                 "pid": pid,
-                "cpu_percent": round(100.0 * spent / elapsed, 2),
+                "cpu_percent": round(100.0 * (after[pid] - cpu) / elapsed, 2),
                 "rss_mb": round(rss, 1),
             }
         )

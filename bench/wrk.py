@@ -21,21 +21,30 @@ class WrkMissing(RuntimeError):
     pass
 
 
+def _apt_install_wrk():
+    """`apt-get install -y wrk` as root, after `apt-get update` when the package
+    lists do not have it yet."""
+    apt = shutil.which("apt-get")
+    if not apt or os.geteuid() != 0:
+        return
+    if subprocess.run([apt, "install", "-y", "wrk"], check=False).returncode != 0:
+        subprocess.run([apt, "update"], check=False)
+        subprocess.run([apt, "install", "-y", "wrk"], check=False)
+
+
 def ensure_wrk():
     """The wrk binary; installs the distribution's package when it is missing."""
     found = shutil.which("wrk")
     if found:
         return found
     print("bench: wrk is not installed; trying `apt-get install -y wrk`", flush=True)
-    apt = shutil.which("apt-get")
-    if apt and os.geteuid() == 0:
-        subprocess.run([apt, "install", "-y", "wrk"], check=False)
-        found = shutil.which("wrk")
+    _apt_install_wrk()
+    found = shutil.which("wrk")
     if not found:
         raise WrkMissing(
-            "bench: wrk is needed and could not be installed here; install it "
-            "(Debian/Ubuntu: `sudo apt-get install wrk`, macOS: `brew install wrk`) "
-            "and run `make bench` again"
+            "bench: wrk is needed and could not be installed here (not root, or no "
+            "apt-get); install it (Debian/Ubuntu: `sudo apt-get install wrk`, macOS: "
+            "`brew install wrk`) and run `make bench` again"
         )
     return found
 
@@ -49,6 +58,10 @@ class Result:
     errors: dict = field(default_factory=dict)  # connect/read/write/timeout/status counts
     statuses: dict = field(default_factory=dict)  # non-2xx answers by status code
     latency_ms: dict = field(default_factory=dict)  # p50, p90, p99, max, mean
+    # CPU seconds the platform's own processes spent over the run (not the brokers'
+    # nor wrk's): per request, a figure that the machine's other load moves far less
+    # than req/s.
+    platform_cpu_s: float | None = None
 
     @property
     def ok(self):
@@ -58,6 +71,12 @@ class Result:
     @property
     def rps(self):
         return self.ok / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_request(self):
+        if self.platform_cpu_s is None or not self.ok:
+            return None
+        return 1000.0 * self.platform_cpu_s / self.ok
 
     @property
     def error_count(self):
@@ -71,7 +90,13 @@ class Result:
         return f"{self.error_count} ({shown})" if shown else "0"
 
     def as_dict(self):
-        return {**asdict(self), "rps": round(self.rps, 1), "error_count": self.error_count}
+        cpu = self.cpu_ms_per_request
+        return {
+            **asdict(self),
+            "rps": round(self.rps, 1),
+            "error_count": self.error_count,
+            "cpu_ms_per_request": None if cpu is None else round(cpu, 2),
+        }
 
 
 def parse(scenario, clients, output):

@@ -57,25 +57,22 @@ def test_a_run_without_answers_has_no_latencies():
 
 def test_table_aligns_one_row_per_result():
     fast = wrk.parse("GET /healthz", 16, WRK_OUTPUT)
+    fast.platform_cpu_s = 7.984
     clean = wrk.Result(
         "GET /v1/products/{id} cached", 1, 300, 10.0, latency_ms={"p50": 3.2, "p99": 9.87}
     )
 
     lines = report.table([fast, clean]).splitlines()
 
-    assert lines[0].split() == ["scenario", "clients", "req/s", "p50", "ms", "p99", "ms", "errors"]
+    assert lines[0].split() == [
+        "scenario", "clients", "req/s", "p50", "ms", "p99", "ms", "CPU", "ms/req", "errors",
+    ]  # fmt: skip
     assert set(lines[1]) <= {"-", " "}
-    assert lines[2].split()[:6] == ["GET", "/healthz", "16", "199.6", "4.0", "31.2"]
+    # 7.984 s of the platform's CPU over 3992 good answers: 2 ms each.
+    assert lines[2].split()[:7] == ["GET", "/healthz", "16", "199.6", "4.0", "31.2", "2.0"]
     assert lines[3].split() == [
-        "GET",
-        "/v1/products/{id}",
-        "cached",
-        "1",
-        "30.0",
-        "3.2",
-        "9.9",
-        "0",
-    ]
+        "GET", "/v1/products/{id}", "cached", "1", "30.0", "3.2", "9.9", "-", "0",
+    ]  # fmt: skip
     # Numbers are right-aligned: the req/s column ends at the same place on every line.
     ends = {
         line.index(value) + len(value)
@@ -104,9 +101,9 @@ def test_saga_figures_count_placed_and_confirmed_per_second():
         "p50_ms": 250.0,
         "p99_ms": 1500.0,
     }
-    row = report.sagas_table([{**figures, "scenario": "sustained", "drained": False}])
-    assert row.splitlines()[-1].split() == [
-        "sustained", "100", "10.0", "7.5", "250", "1500",
+    row = {**figures, "scenario": "sustained", "drained": False, "cpu_ms_per_order": 41.25}
+    assert report.sagas_table([row]).splitlines()[-1].split() == [
+        "sustained", "100", "10.0", "7.5", "250", "1500", "41.2",
         "confirmed", "90,", "rejected", "10", "(still", "open", "at", "the", "deadline)",
     ]  # fmt: skip
 
@@ -137,5 +134,6 @@ def test_rest_table_and_document_total_every_process():
     document = report.document([result], [], rest, "2 cores", started)
     assert document["at_rest"]["total"] == {"cpu_percent": 0.85, "rss_mb": 230.5, "processes": 3}
     assert document["scenarios"][0]["rps"] == 10.0
+    assert document["scenarios"][0]["cpu_ms_per_request"] is None
     assert document["started"] == "2026-12-01T00:00:00+00:00"
     assert report.document([], [], None, "2 cores", started)["at_rest"] is None
