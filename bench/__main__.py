@@ -1,22 +1,53 @@
-"""`make bench`: start an isolated platform, load the gateway, print the figures.
+"""`make bench`: start an isolated platform, load the gateway with wrk, print the figures.
 
-Scenarios, each at 16 concurrent clients (closed loop) for BENCH_SECONDS (10):
-  gateway only          GET /healthz (no RPC: the HTTP ceiling)
-  RPC path, cached      GET /v1/products/{id}, served from Redis by the catalog
-  RPC path, uncached    the same with the catalog cache disabled (every call hits PostgreSQL)
-  list page, cached     GET /v1/products?limit=20
-  with a token          GET /v1/products/{id} cached, with a bearer token (JWT check, revocation
-                        check in Redis, limiter keyed by client and user)
-  authenticated         GET /v1/users/me (token check, then users.get_user from PostgreSQL)
-  orders                POST /v1/orders for BENCH_ORDER_SECONDS (60), emails to an SMTP sink;
-                        then every order placed is followed to its end: orders confirmed
-                        per second, the saga's duration
+Run it with `make bench` (or `.venv/bin/python -m bench`); RabbitMQ, PostgreSQL and
+Redis must be up, as for `make run`. wrk comes from the distribution (installed with
+apt-get when missing and possible). The load generator shares the machine's cores
+with the platform: compare figures within one run, not across runs.
 
-Rate limits stay on, with limits high enough never to trigger.
+Each scenario runs with 1 client and with BENCH_CLIENTS (16) concurrent clients
+(wrk connections, closed loop: each sends its next request when answered), for
+BENCH_SECONDS_ONE_CLIENT (10) and BENCH_SECONDS (20) seconds:
 
-The platform runs on its own vhost, databases and Redis prefix, removed afterwards.
+  GET /healthz                 the gateway alone, no RPC: the HTTP ceiling
+  GET /v1/products/{id}        anonymous, rotating over 10 products, from the catalog's cache
+  GET /v1/products?limit=20    a cached list page, anonymous
+  GET /v1/products/{id} token  the same read with a bearer token (JWT check, revocation
+                               check, limiter keyed by client and user)
+  GET /v1/users/me             token check, then users reads PostgreSQL
+  GET /v1/orders/{id}          the aggregated order view (orders, inventory and billing),
+                               rotating over 10 confirmed orders of the token's owner
+  POST /v1/orders              16 customers' tokens in turn, a unique Idempotency-Key per
+                               request; then every order placed is followed to its end:
+                               orders confirmed per second (first placed to last
+                               confirmed) and the placed -> confirmed time, p50 and p99
+  sustained sagas              POST /v1/orders paced at BENCH_SAGA_RATE (80) per second for
+                               BENCH_SAGA_SECONDS (60) over BENCH_SAGA_CLIENTS (32)
+                               connections: placed/s, confirmed/s, placed -> confirmed
+  at rest                      once every saga has ended and BENCH_REST_SETTLE (10) s more:
+                               CPU of every platform process (services, gateway master and
+                               workers) over BENCH_REST_SECONDS (30) s as % of one core,
+                               and their resident memory
+  GET /v1/products/{id} uncached  the catalog restarted with its cache off: PostgreSQL
+                               on every call (last, as it restarts a service)
+
+Beside req/s, p50 and p99 (wrk's latency, errors by kind), each run reports the CPU
+the platform's own processes spent per good answer ("CPU ms/req", from /proc: not
+RabbitMQ's, PostgreSQL's, Redis's nor wrk's), and each saga row the CPU per order
+from the first POST to the end of the last saga: figures that other load on the
+machine moves far less than the rates.
+
+Rate limits stay on with limits too high to trigger (an overlay, as is the token
+lifetime, long enough for the whole run); tracing is on (AGORA_TRACE_SAMPLE_RATE, 1.0).
+The table goes to stdout; every figure also goes as JSON to BENCH_JSON (default
+.agora/bench/<UTC timestamp>.json). The platform runs on its own vhost, databases,
+Redis prefix and SMTP sink, all removed afterwards.
+
+Only what every version of the platform has is used (Platform, the demo seed, the
+gateway's routes), so this folder can be copied into an older checkout to measure it.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,159 +55,113 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 
 from agora.cli import SERVICES, seed_demo_data
 from agora.infra import delete_vhost, ensure_vhost, preflight
 from agora.platform import Platform, free_port, platform_env
-from bench.load import run, summary
-from services.chassis.config import RATE_LIMIT_GROUPS, load_config
+from bench import report, rest, sagas, wrk
+from services.chassis.config import RATE_LIMIT_GROUPS, ROOT, load_config
 from services.chassis.files import write_private
 from services.chassis.migrations import drop_database, upgrade
 from services.chassis.redis import make_client
 
 
-def customers(base, demo, count):
-    """``count`` new customers' access tokens."""
+def setting(name, default, kind=float):
+    return kind(os.environ.get(name, default))
+
+
+CLIENTS = setting("BENCH_CLIENTS", 16, int)
+SECONDS = setting("BENCH_SECONDS", 20)
+SECONDS_ONE_CLIENT = setting("BENCH_SECONDS_ONE_CLIENT", SECONDS / 2)
+SAGA_RATE = setting("BENCH_SAGA_RATE", 80)
+SAGA_SECONDS = setting("BENCH_SAGA_SECONDS", 60)
+SAGA_CLIENTS = setting("BENCH_SAGA_CLIENTS", 32, int)
+SAGA_WAIT = setting("BENCH_SAGA_WAIT", 300)
+REST_SETTLE = setting("BENCH_REST_SETTLE", 10)
+REST_SECONDS = setting("BENCH_REST_SECONDS", 30)
+
+
+def session():
     import requests
 
-    tokens = []
-    for n in range(count):
-        email, password = f"bench-{uuid.uuid4().hex[:8]}-{n}@example.com", "bench password 1"
-        requests.post(f"{base}/v1/users", json={"email": email, "password": password}, timeout=10)
-        tokens.append(password_token(base, demo["web_client_id"], email, password))
-    return tokens
+    return requests.Session()
 
 
-def password_token(base, client_id, username, password):
+def password_token(http, base, client_id, username, password):
     """An access token through the password grant of the public client."""
-    import requests
-
     form = {
         "grant_type": "password",
         "client_id": client_id,
         "username": username,
         "password": password,
     }
-    return requests.post(f"{base}/oauth/token", data=form, timeout=10).json()["access_token"]
-
-
-def integration_token(base, demo, scope):
-    """An access token of the confidential integrations client (client_credentials):
-    stock levels need no admin user, and admin users have no password grant."""
-    import requests
-
-    form = {"grant_type": "client_credentials", "scope": scope}
-    auth = (demo["integration_client_id"], demo["integration_secret"])
-    response = requests.post(f"{base}/oauth/token", data=form, auth=auth, timeout=10)
+    response = http.post(f"{base}/oauth/token", data=form, timeout=30)
+    response.raise_for_status()
     return response.json()["access_token"]
 
 
-def orders_scenario(config, base, product_id, clients):
-    """Orders placed by ``clients`` customers at once for BENCH_ORDER_SECONDS; then
-    wait for every saga to end and read the outcome from the orders database."""
-    import requests
-    from sqlalchemy import create_engine, text
+def customer_tokens(http, base, demo, count):
+    """``count`` new customers' access tokens."""
+    tokens = []
+    for n in range(count):
+        email, password = f"bench-{uuid.uuid4().hex[:8]}-{n}@example.com", "bench password 1"
+        http.post(f"{base}/v1/users", json={"email": email, "password": password}, timeout=30)
+        tokens.append(password_token(http, base, demo["web_client_id"], email, password))
+    return tokens
 
-    from services.chassis.config import database_url
 
-    seconds = float(os.environ.get("BENCH_ORDER_SECONDS", "60"))
-    demo = config["demo"]
-    admin = integration_token(base, demo, "inventory:write")
-    sku = requests.get(f"{base}/v1/products/{product_id}", timeout=10).json()["sku"]
-    requests.put(
+def stock_up(http, base, demo, product_id):
+    """Stock that no run can exhaust, set through the integrations client
+    (client_credentials: stock levels need no admin user)."""
+    form = {"grant_type": "client_credentials", "scope": "inventory:write"}
+    auth = (demo["integration_client_id"], demo["integration_secret"])
+    token = http.post(f"{base}/oauth/token", data=form, auth=auth, timeout=30).json()
+    sku = http.get(f"{base}/v1/products/{product_id}", timeout=30).json()["sku"]
+    http.put(
         f"{base}/v1/inventory/{sku}",
         json={"warehouse": "main", "on_hand": 10_000_000},
-        headers={"Authorization": f"Bearer {admin}"},
-        timeout=10,
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+        timeout=30,
     ).raise_for_status()
-    tokens = customers(base, demo, clients)
-    body = {"items": [{"product_id": product_id, "quantity": 1}], "payment": {"token": "tok_visa"}}
 
-    def request_for(i, n):
-        headers = {"Authorization": f"Bearer {tokens[n]}", "Idempotency-Key": str(uuid.uuid4())}
-        return "POST", f"{base}/v1/orders", {"json": body, "headers": headers}
 
-    result = run(
-        "orders: POST /v1/orders",
-        None,
-        clients,
-        seconds,
-        warmup=0.0,
-        expect=202,
-        request_for=request_for,
-    )
-    engine = create_engine(database_url(config, "orders"))
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                open_sagas = conn.execute(
-                    text(
-                        "SELECT count(*) FROM orders WHERE status IN ('pending','reserved','paid')"
-                    )
-                ).scalar()
-            if not open_sagas:
-                break
-            time.sleep(1.0)
-        with engine.connect() as conn:
-            statuses = dict(
-                conn.execute(text("SELECT status, count(*) FROM orders GROUP BY 1")).all()
-            )
-            first, last, p50, p99 = conn.execute(
-                text(
-                    """
-                    WITH done AS (
-                        SELECT o.created_at, min(h.at) AS confirmed_at
-                        FROM orders o JOIN order_history h
-                          ON h.order_id = o.id AND h.status = 'confirmed'
-                        GROUP BY o.id, o.created_at)
-                    SELECT min(created_at), max(confirmed_at),
-                           percentile_cont(0.5) WITHIN GROUP (ORDER BY confirmed_at - created_at),
-                           percentile_cont(0.99) WITHIN GROUP (ORDER BY confirmed_at - created_at)
-                    FROM done
-                    """
-                )
-            ).one()
-    finally:
-        engine.dispose()
-    confirmed = statuses.get("confirmed", 0)
-    span = (last - first).total_seconds() if first and last else float("nan")
-    result.name = "orders: POST /v1/orders"
-    result.extra = (
-        f"    {sum(statuses.values())} orders placed in {seconds:.0f} s: {statuses}\n"
-        f"    confirmed {confirmed} in {span:.1f} s from the first order to the last "
-        f"confirmation = {confirmed / span:.1f} orders confirmed/s\n"
-        f"    saga duration (placed -> confirmed): p50 {p50.total_seconds() * 1000:.0f} ms, "
-        f"p99 {p99.total_seconds() * 1000:.0f} ms"
-    )
-    return result
+def order_body(product_id):
+    return {
+        "items": [{"product_id": product_id, "quantity": 1}],
+        "payment": {"token": "tok_visa"},
+    }
+
+
+def place_orders(http, base, token, product_id, count):
+    """``count`` orders of the token's owner; their ids."""
+    ids = []
+    for _ in range(count):
+        response = http.post(
+            f"{base}/v1/orders",
+            json=order_body(product_id),
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
+            timeout=30,
+        )
+        response.raise_for_status()
+        ids.append(response.json()["id"])
+    return ids
 
 
 def start_smtp_sink():
     """An SMTP server that accepts and drops every email (aiosmtpd), so the
     notifications service works as it would against a real mail server."""
     port = free_port()
+    argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"]
     sink = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            f"127.0.0.1:{port}",
-            "-c",
-            "aiosmtpd.handlers.Sink",
-        ],
+        [*argv, "-c", "aiosmtpd.handlers.Sink"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     return sink, port
 
 
-def main():
-    sink, smtp_port = start_smtp_sink()
-    seconds = float(os.environ.get("BENCH_SECONDS", "10"))
-    clients = int(os.environ.get("BENCH_CLIENTS", "16"))
+def isolated_env(smtp_port):
     run_id = uuid.uuid4().hex[:6]
     env = platform_env(
         {
@@ -188,88 +173,170 @@ def main():
             "AGORA_STATE_DIR": tempfile.mkdtemp(prefix="agora-bench-"),
             "AGORA_TRACE_SAMPLE_RATE": os.environ.get("AGORA_TRACE_SAMPLE_RATE", "1.0"),
             "AGORA_SMTP_PORT": str(smtp_port),
+            # Every order mails its customer: the per-recipient hourly cap would
+            # suppress (and log) nearly all of them, which a real shop does not see.
+            "AGORA_NOTIFY_MAX_PER_RECIPIENT": "100000000",
         }
     )
     overlay = os.path.join(env["AGORA_STATE_DIR"], "bench.yaml")
     write_private(
         overlay,
+        "auth:\n  access_token_ttl: 14400\n"
         "gateway:\n  rate_limits:\n    groups:\n"
         + "".join(f"      {group}: 100000000/minute\n" for group in RATE_LIMIT_GROUPS),
     )
     env["AGORA_CONFIG"] = overlay
+    return env
+
+
+class Bench:
+    """The scenarios against one running platform; results kept in order."""
+
+    def __init__(self, platform):
+        self.platform = platform
+        self.base = platform.base_url
+        self.results = []
+        self.sagas = []
+        self.rest = None
+
+    def run(self, scenario, paths, clients, seconds, **options):
+        """One wrk run, with the CPU the platform's processes spent over it; returns
+        the result and a function giving their CPU seconds since the run started."""
+        named = rest.processes(self.platform.children)
+        before = rest.cpu_times(named)
+        result = wrk.run(scenario, self.base, paths, clients, seconds, **options)
+        result.platform_cpu_s = rest.cpu_spent(before, rest.cpu_times(named))
+        self.results.append(result)
+        print(report.table([result]).splitlines()[-1], flush=True)
+        return result, lambda: rest.cpu_spent(before, rest.cpu_times(named))
+
+    def load(self, scenario, paths, **options):
+        """``scenario`` at 1 client, then at CLIENTS clients."""
+        for clients, seconds in ((1, SECONDS_ONE_CLIENT), (CLIENTS, SECONDS)):
+            self.run(scenario, paths, clients, seconds, **options)
+
+    def orders_load(self, engine, product_id, tokens):
+        for clients, seconds in ((1, SECONDS_ONE_CLIENT), (CLIENTS, SECONDS)):
+            self.place(
+                engine,
+                "POST /v1/orders",
+                f"POST /v1/orders, {clients} client(s)",
+                clients,
+                seconds,
+                product_id,
+                tokens,
+            )
+
+    def sustained(self, engine, product_id, tokens):
+        self.place(
+            engine,
+            f"POST /v1/orders at {SAGA_RATE:g}/s",
+            f"sustained at {SAGA_RATE:g}/s",
+            SAGA_CLIENTS,
+            SAGA_SECONDS,
+            product_id,
+            tokens,
+            rate=SAGA_RATE,
+        )
+
+    def place(self, engine, scenario, sagas_name, clients, seconds, product_id, tokens, **options):
+        """POST /v1/orders under wrk, then every order placed followed to its end."""
+        since = sagas.db_now(engine)
+        result, cpu_since_start = self.run(
+            scenario,
+            ["/v1/orders"],
+            clients,
+            seconds,
+            method="POST",
+            body=order_body(product_id),
+            tokens=tokens,
+            idempotency=True,
+            **options,
+        )
+        until = sagas.db_now(engine)
+        drained = sagas.wait_for_open_sagas(engine, since, until, SAGA_WAIT)
+        figures = sagas.figures(engine, since, until, result.seconds)
+        figures.update(
+            scenario=sagas_name,
+            drained=drained,
+            # Placing and every saga step, to the end of the last saga.
+            cpu_ms_per_order=1000 * cpu_since_start() / figures["placed"]
+            if figures["placed"]
+            else None,
+        )
+        self.sagas.append(figures)
+        print(report.sagas_table([figures]).splitlines()[-1], flush=True)
+
+
+def scenarios(bench, config, engine):
+    demo = config["demo"]
+    base = bench.base
+    http = session()
+    products = http.get(f"{base}/v1/products?limit=10", timeout=30).json()["items"]
+    ids = [p["id"] for p in products]
+    product_paths = [f"/v1/products/{product_id}" for product_id in ids]
+    stock_up(http, base, demo, ids[0])
+    token = password_token(
+        http, base, demo["web_client_id"], demo["user_email"], demo["user_password"]
+    )
+    since = sagas.db_now(engine)
+    order_ids = place_orders(http, base, token, ids[0], 10)
+    sagas.wait_for_open_sagas(engine, since, sagas.db_now(engine), SAGA_WAIT)
+    customers = customer_tokens(http, base, demo, CLIENTS)
+
+    bench.load("GET /healthz", ["/healthz"])
+    bench.load("GET /v1/products/{id} cached", product_paths)
+    bench.load("GET /v1/products?limit=20 cached", ["/v1/products?limit=20"])
+    bench.load("GET /v1/products/{id} token", product_paths, tokens=[token])
+    bench.load("GET /v1/users/me", ["/v1/users/me"], tokens=[token])
+    bench.load("GET /v1/orders/{id} token", [f"/v1/orders/{i}" for i in order_ids], tokens=[token])
+    bench.orders_load(engine, ids[0], customers)
+    bench.sustained(engine, ids[0], customers)
+
+    # Requests wrk left in flight at its end may still have placed orders: at rest
+    # means after every saga of the run.
+    sagas.wait_for_open_sagas(engine, since, sagas.db_now(engine), SAGA_WAIT)
+    time.sleep(REST_SETTLE)
+    bench.rest = rest.sample(rest.processes(bench.platform.children), REST_SECONDS)
+    print(report.rest_table(bench.rest), flush=True)
+
+    bench.platform.stop("catalog")
+    bench.platform.env = {**bench.platform.env, "AGORA_CATALOG_CACHE_ENABLED": "false"}
+    bench.platform.start("catalog")
+    bench.platform.wait_ready(timeout=60)
+    bench.load("GET /v1/products/{id} uncached", product_paths)
+
+
+def main():
+    try:
+        wrk.ensure_wrk()
+    except wrk.WrkMissing as exc:
+        sys.exit(str(exc))
+    from sqlalchemy import create_engine
+
+    from services.chassis.config import database_url
+
+    sink, smtp_port = start_smtp_sink()
+    env = isolated_env(smtp_port)
     os.environ.update(env)
     config = load_config()
     problems = preflight(config)
     if problems:
+        sink.terminate()
         sys.exit("\n".join(str(p) for p in problems))
     ensure_vhost(config)
     for service in SERVICES:
         upgrade(config, service)
     platform = Platform(config, env)
-    results = []
+    bench = Bench(platform)
+    engine = create_engine(database_url(config, "orders"))
+    started = datetime.now(UTC)
     try:
         platform.start_all()
         seed_demo_data(config)  # start_all() waited for health
-        base = platform.base_url
-        import requests
-
-        ids = [p["id"] for p in requests.get(f"{base}/v1/products?limit=10").json()["items"]]
-        results.append(
-            run("gateway only: GET /healthz", lambda i: f"{base}/healthz", clients, seconds)
-        )
-        results.append(
-            run(
-                "RPC path, cached: GET /v1/products/{id}",
-                lambda i: f"{base}/v1/products/{ids[i % len(ids)]}",
-                clients,
-                seconds,
-            )
-        )
-        results.append(
-            run(
-                "list page, cached: GET /v1/products",
-                lambda i: f"{base}/v1/products?limit=20",
-                clients,
-                seconds,
-            )
-        )
-        demo = config["demo"]
-        token = password_token(
-            base, demo["web_client_id"], demo["user_email"], demo["user_password"]
-        )
-        bearer = {"Authorization": f"Bearer {token}"}
-        results.append(
-            run(
-                "with a token, cached: GET /v1/products/{id}",
-                lambda i: f"{base}/v1/products/{ids[i % len(ids)]}",
-                clients,
-                seconds,
-                headers=bearer,
-            )
-        )
-        results.append(
-            run(
-                "authenticated: GET /v1/users/me",
-                lambda i: f"{base}/v1/users/me",
-                clients,
-                seconds,
-                headers=bearer,
-            )
-        )
-        results.append(orders_scenario(config, base, ids[0], clients))
-        platform.stop("catalog")
-        platform.env = {**env, "AGORA_CATALOG_CACHE_ENABLED": "false"}
-        platform.start("catalog")
-        platform.wait_ready(timeout=60)
-        results.append(
-            run(
-                "RPC path, uncached: GET /v1/products/{id}",
-                lambda i: f"{base}/v1/products/{ids[i % len(ids)]}",
-                clients,
-                seconds,
-            )
-        )
+        scenarios(bench, config, engine)
     finally:
+        engine.dispose()
         platform.stop_all()
         delete_vhost(config)
         for service in SERVICES:
@@ -280,11 +347,31 @@ def main():
         redis.close()
         sink.terminate()
         sink.wait(5)
-    print(
-        f"\n{clients} concurrent clients, {seconds:.0f} s each, on {os.cpu_count()} cores "
-        "(load generator on the same machine)"
+        finish(bench, started)
+
+
+def finish(bench, started):
+    """Print the tables and write the JSON, with whatever was measured."""
+    machine = (
+        f"{os.cpu_count()} cores, load generator (wrk) on the same machine; "
+        f"{CLIENTS} clients for {SECONDS:g} s, 1 client for {SECONDS_ONE_CLIENT:g} s"
     )
-    print(summary(results))
+    print(f"\n{machine}\n")
+    print(report.table(bench.results))
+    if bench.sagas:
+        print()
+        print(report.sagas_table(bench.sagas))
+    if bench.rest:
+        print()
+        print(report.rest_table(bench.rest))
+    path = os.environ.get("BENCH_JSON") or str(
+        ROOT / ".agora" / "bench" / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    )
+    document = report.document(bench.results, bench.sagas, bench.rest, machine, started)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(document, fh, indent=2)
+    print(f"\nbench: results written to {path}")
 
 
 if __name__ == "__main__":
