@@ -60,6 +60,8 @@ class CatalogCache:
         # Bumped by every invalidation: a ticket from before one is void.
         self._epoch = 0
         self._listener = None
+        # Catalog events received so far (a test waits for the next one).
+        self.events = 0
 
     @property
     def live(self):
@@ -120,6 +122,7 @@ class CatalogCache:
     def on_event(self, event_type, envelope):
         """A catalog event: drop its product and every list page (a name, price
         or active flag shows in the lists). Anything unexpected empties the cache."""
+        self.events += 1
         try:
             key = product_key(envelope["data"]["product"]["id"])
         except (KeyError, TypeError, ValueError, AttributeError):
