@@ -89,6 +89,13 @@ RPC_CALLS = {
         "notifications": ("list_notifications",),
     },
 }
+# Which events the gateway consumes (its catalog cache's invalidations):
+# ``{source service: event types}``, on exclusive queues of its own
+# (``gateway/events.py``); tests/unit/test_broker_principals.py checks this
+# against the gateway's code and the sources' contracts.
+GATEWAY_EVENTS = {"catalog": ("product_created", "product_updated")}
+# The queue of one gateway process's event connection: gateway.events.queue_name.
+GATEWAY_EVENT_QUEUE = r"gateway\.{source}-events-[0-9a-f]{{32}}"
 # The gateway's readiness report asks every service for its health.
 for _service in SERVICE_CLASSES:
     RPC_CALLS["gateway"][_service] = tuple(sorted({*RPC_CALLS["gateway"][_service], "health"}))
@@ -220,14 +227,23 @@ def service_permissions(wiring):
 
 
 def gateway_permissions():
-    """RPC calls only: its own reply queues, the methods in ``RPC_CALLS["gateway"]``."""
+    """RPC calls: its own reply queues, the methods in ``RPC_CALLS["gateway"]``;
+    events: its own exclusive queues, bound to the events in ``GATEWAY_EVENTS``
+    (read only: it publishes no event)."""
     calls = [f"{t}.{m}" for t, methods in RPC_CALLS["gateway"].items() for m in methods]
-    resources = _any(re.escape(RPC_EXCHANGE), STANDALONE_REPLY_QUEUE)
+    event_queues = [GATEWAY_EVENT_QUEUE.format(source=re.escape(s)) for s in GATEWAY_EVENTS]
+    sources = [rf"{re.escape(source)}\.events" for source in GATEWAY_EVENTS]
+    resources = _any(re.escape(RPC_EXCHANGE), STANDALONE_REPLY_QUEUE, *event_queues)
+    topics = {RPC_EXCHANGE: (_keys(calls), _any(REPLY_KEY))}
+    for source, event_types in GATEWAY_EVENTS.items():
+        topics[f"{source}.events"] = (NOTHING, _keys(event_types))
     return Permissions(
-        configure=resources,
+        # Declaring the events exchanges it listens to (as a service's handlers
+        # do) lets it bind before their first event; it never publishes there.
+        configure=_any(re.escape(RPC_EXCHANGE), STANDALONE_REPLY_QUEUE, *event_queues, *sources),
         write=resources,
-        read=resources,
-        topics={RPC_EXCHANGE: (_keys(calls), _any(REPLY_KEY))},
+        read=_any(re.escape(RPC_EXCHANGE), STANDALONE_REPLY_QUEUE, *event_queues, *sources),
+        topics=topics,
     )
 
 

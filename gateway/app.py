@@ -10,12 +10,14 @@ from gateway.auth import guard
 from gateway.auth import views as oauth
 from gateway.auth.server import AgoraAuthorizationServer
 from gateway.auth.tokens import KeyCache, TokenVerifier
+from gateway.catalog_cache import PRODUCT_EVENTS, CatalogCache
 from gateway.errors import register_error_handlers
+from gateway.events import EventListener
 from gateway.limits import init_limits
 from gateway.openapi import init_openapi
 from gateway.rpc import RpcClient
 from gateway.tracing import init_tracing
-from services.chassis.config import load_config, nameko_config, settings_for
+from services.chassis.config import amqp_uri, load_config, nameko_config, settings_for
 from services.chassis.logs import setup_logging
 from services.chassis.redis import make_client
 from services.chassis.tracing import Tracer
@@ -49,6 +51,8 @@ def create_app(config=None):
     app.extensions["agora.redis"] = redis
     app.extensions["agora.keys"] = keys
     app.extensions["agora.tokens"] = TokenVerifier(keys, auth, revocations=redis)
+    catalog_cache = _catalog_cache(config)
+    app.extensions["agora.catalog_cache"] = catalog_cache
 
     # Order matters: trace, identify the caller, rate limit by that identity,
     # then refuse missing/bad tokens and scopes.
@@ -70,4 +74,19 @@ def create_app(config=None):
 
     atexit.register(rpc.close)
     atexit.register(tracer.close)
+    if catalog_cache is not None:
+        atexit.register(catalog_cache.stop)
     return app
+
+
+def _catalog_cache(config):
+    """The process's catalog cache, kept live by the catalog's events; None if off."""
+    settings = config["gateway"]["catalog_cache"]
+    if not settings["enabled"]:
+        return None
+    cache = CatalogCache(settings["ttl"], settings["max_entries"], settings["max_bytes"])
+    listener = EventListener(
+        amqp_uri(config, "gateway"), "catalog", PRODUCT_EVENTS, cache.on_event, cache.set_live
+    )
+    cache.attach(listener)
+    return cache

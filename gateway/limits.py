@@ -1,4 +1,4 @@
-"""Rate limits per route group (flask-limiter, counters in Redis).
+"""Rate limits per route group (counters in Redis, one round trip per request).
 
 Every route belongs to one group, each with its own limit from
 ``gateway.rate_limits.groups``; a caller has one counter per group, shared by
@@ -39,20 +39,23 @@ it is back (flask-limiter retries after 1, 2, 4 ... 32 s, then from 1 s again).
 import hashlib
 import logging
 import math
-import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 from urllib.parse import unquote_plus
 
 from flask import current_app, g, jsonify, request
-from flask_limiter import Limit, Limiter, RateLimitExceeded
-from limits import parse_many
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import STRATEGIES
+from redis.exceptions import RedisError
 
 from gateway.errors import error_response
 from gateway.netaddr import limit_subject, parse_trusted, resolve_client_ip
 from services.chassis.config import ConfigError
+from services.chassis.redis import make_client
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +76,12 @@ LIMIT_NAMES = (
     "login_failures_per_account",
 )
 
-# gateway.rate_limits.strategy -> the name limits registers the strategy under.
-STRATEGIES = {
-    "moving-window": "moving-window",
-    "fixed-window": "fixed-window",
-    "sliding-window": "sliding-window-counter",
+# gateway.rate_limits.strategy -> (the name limits registers the strategy under,
+# the name rate_limits.lua knows it by).
+STRATEGY_NAMES = {
+    "moving-window": ("moving-window", "moving"),
+    "fixed-window": ("fixed-window", "fixed"),
+    "sliding-window": ("sliding-window-counter", "sliding"),
 }
 
 _ENVIRON_KEY = "agora.rate_limit_group"
@@ -231,33 +235,174 @@ def _account_failed(_response):
     return request.environ.get(_FAILURE_KEY) == "account"
 
 
-class _Limiter(Limiter):
-    """flask-limiter with one log line per outage of its storage.
+def _settings(config):
+    limits_config = config["gateway"]["rate_limits"]
+    groups = dict(limits_config["groups"])
+    missing = [name for name in LIMIT_NAMES if name not in groups]
+    if missing:
+        raise ConfigError(f"gateway.rate_limits.groups.{missing[0]}", "is required")
+    for name, value in groups.items():
+        try:
+            groups[name] = parse_many(value)
+        except ValueError as exc:
+            raise ConfigError(f"gateway.rate_limits.groups.{name}", str(exc)) from None
+    try:
+        trusted = parse_trusted(config["gateway"].get("trusted_proxies", ()))
+    except ValueError as exc:
+        raise ConfigError("gateway.trusted_proxies", str(exc)) from None
+    return limits_config, groups, trusted
 
-    flask-limiter records an outage by setting ``_storage_dead`` (to True when a
-    storage call fails, back to False when ``storage.check()`` answers again);
-    making it a property lets us log each change once, whichever thread sees it."""
 
-    _agora_dead = False
+@dataclass(frozen=True)
+class _Applied:
+    """One limit that applies to this request: its item ("5 per 1 minute"), its
+    name (the group's, or the login limit's), the caller it counts, and whether
+    it is counted now or only checked (failed logins are counted after the view)."""
 
-    def __init__(self, *args, **kwargs):
-        self._agora_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
+    item: RateLimitItem
+    name: str
+    caller: str
+    counted_when: Callable | None = None
 
     @property
-    def _storage_dead(self):
-        return self._agora_dead
+    def key(self):
+        # "LIMITER/<caller>/<name>/<amount>/<multiples>/<granularity>", the
+        # layout flask-limiter used, so counters survive an upgrade.
+        return self.item.key_for(self.caller, self.name)
 
-    @_storage_dead.setter
-    def _storage_dead(self, dead):
-        with self._agora_lock:
-            was, self._agora_dead = self._agora_dead, bool(dead)
+
+@dataclass(frozen=True)
+class _Window:
+    breached: bool
+    remaining: int
+    reset: float
+
+
+_SCRIPT = (Path(__file__).parent / "lua" / "rate_limits.lua").read_text()
+
+
+class _RedisCounters:
+    """Counters shared by every gateway process: every limit of a request is
+    checked, counted and measured for the headers by one script, so a request
+    costs one Redis round trip (EVALSHA; redis-py loads the script on NOSCRIPT)."""
+
+    def __init__(self, redis_config, strategy):
+        self.client = make_client(redis_config, decode_responses=False, name="gateway-ratelimit")
+        # Keys are "<redis.key_prefix>ratelimit:LIMITER/<caller>/<name>/<limit>",
+        # under the environment's (or test run's) prefix.
+        self.prefix = f"{redis_config['key_prefix']}ratelimit:"
+        self.strategy = STRATEGY_NAMES[strategy][1]
+        self.script = self.client.register_script(_SCRIPT)
+
+    def _keys(self, applied):
+        key = self.prefix + applied.key
+        if self.strategy == "sliding":
+            # The limits library's layout: "{key}/-1" (previous) and "{key}" (current).
+            current = f"{self.prefix}{{{applied.key}}}"
+            return [f"{current}/-1", current]
+        return [key, key]
+
+    def evaluate(self, applied, count=True):
+        keys, args = [], [repr(time.time())]
+        for limit in applied:
+            keys += self._keys(limit)
+            mode = "hit" if count and limit.counted_when is None else "test"
+            args += [self.strategy, limit.item.amount, limit.item.get_expiry(), mode]
+        return [
+            _Window(bool(breached), int(remaining), float(reset))
+            for breached, remaining, reset in self.script(keys=keys, args=args)
+        ]
+
+    def check(self):
+        try:
+            return bool(self.client.ping())
+        except RedisError:
+            return False
+
+
+class _MemoryCounters:
+    """This process's own counters, for while Redis is down (same limits, same
+    strategy, the limits library's in-memory storage)."""
+
+    def __init__(self, strategy):
+        self.limiter = STRATEGIES[STRATEGY_NAMES[strategy][0]](MemoryStorage())
+
+    def evaluate(self, applied, count=True):
+        windows = []
+        for limit in applied:
+            identifiers = (limit.caller, limit.name)
+            if count and limit.counted_when is None:
+                fits = self.limiter.hit(limit.item, *identifiers)
+            else:
+                fits = self.limiter.test(limit.item, *identifiers)
+            reset, remaining = self.limiter.get_window_stats(limit.item, *identifiers)
+            windows.append(_Window(not fits, max(0, remaining), reset))
+            if not fits:
+                break
+        return windows
+
+
+class RateLimiter:
+    """Counts in Redis; while Redis is down, in this process's memory (logged
+    once per outage), checking every 1, 2, 4 ... 32 s (then from 1 s again)
+    whether Redis is back."""
+
+    MAX_BACKOFF_STEP = 5
+
+    def __init__(self, config, enabled):
+        limits_config = config["gateway"]["rate_limits"]
+        self.enabled = enabled
+        self._redis = _RedisCounters(config["redis"], limits_config["strategy"])
+        self._memory = _MemoryCounters(limits_config["strategy"])
+        self._lock = threading.Lock()
+        self._dead = False
+        self._last_check = 0.0
+        self._checks = 0
+
+    def check(self):
+        """Whether the shared counters (Redis) answer."""
+        return self._redis.check()
+
+    def evaluate(self, applied, count=True):
+        """Check ``applied`` in order, counting those counted before the view
+        (all of them with ``count=True``; none with False, which only checks),
+        up to the first breached one: the windows of the limits evaluated."""
+        if self._redis_usable():
+            try:
+                return self._redis.evaluate(applied, count)
+            except RedisError as exc:
+                self._set_dead(True, exc)
+        return self._memory.evaluate(applied, count)
+
+    def count(self, applied):
+        """Count limits that are counted after the view (a failed login)."""
+        return self.evaluate([replace(limit, counted_when=None) for limit in applied])
+
+    def _redis_usable(self):
+        if not self._dead:
+            return True
+        with self._lock:
+            if self._checks > self.MAX_BACKOFF_STEP:
+                self._checks = 0
+            due = time.time() - self._last_check > 2**self._checks
+            if due:
+                self._last_check = time.time()
+                self._checks += 1
+        if due and self._redis.check():
+            self._set_dead(False)
+            return True
+        return False
+
+    def _set_dead(self, dead, error=None):
+        with self._lock:
+            was, self._dead = self._dead, dead
+            if dead and not was:
+                # Count the first re-check from now: the request that found
+                # Redis down must not also wait for an immediate re-check.
+                self._last_check = time.time()
+            elif was and not dead:
+                self._checks = 0
         if dead and not was:
-            # flask-limiter checks whether the storage is back at most every
-            # 2**n seconds since its last check; count from now, so the request
-            # that found it down does not also wait for an immediate re-check.
-            self._Limiter__last_check_backend = time.time()
-            error = sys.exc_info()[1]
             cause = f" ({error.__class__.__name__}: {error})" if error is not None else ""
             log.warning(
                 "rate limit storage unreachable%s: limiting with this process's "
@@ -268,46 +413,12 @@ class _Limiter(Limiter):
             log.info("rate limit storage reachable again: counters are shared again")
 
 
-def _settings(config):
-    limits_config = config["gateway"]["rate_limits"]
-    groups = dict(limits_config["groups"])
-    missing = [name for name in LIMIT_NAMES if name not in groups]
-    if missing:
-        raise ConfigError(f"gateway.rate_limits.groups.{missing[0]}", "is required")
-    for name, value in groups.items():
-        try:
-            parse_many(value)
-        except ValueError as exc:
-            raise ConfigError(f"gateway.rate_limits.groups.{name}", str(exc)) from None
-    try:
-        trusted = parse_trusted(config["gateway"].get("trusted_proxies", ()))
-    except ValueError as exc:
-        raise ConfigError("gateway.trusted_proxies", str(exc)) from None
-    return limits_config, groups, trusted
-
-
-def _storage_options(redis_config):
-    timeout = redis_config["socket_timeout"]
-    return {
-        # Keys are "<redis.key_prefix>ratelimit:LIMITER/<caller>/<group>/<limit>",
-        # under the environment's (or test run's) prefix.
-        "key_prefix": f"{redis_config['key_prefix']}ratelimit",
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        # redis-py's default retries with backoff would stall a request for seconds.
-        "retry": Retry(NoBackoff(), 0),
-        "health_check_interval": 30,
-        "client_name": f"{redis_config['key_prefix']}gateway-ratelimit",
-    }
-
-
 def init_limits(app, config=None):
-    """Rate-limit ``app``; returns the Limiter (also ``app.extensions["agora.limiter"]``).
+    """Rate-limit ``app``; returns the RateLimiter (also ``app.extensions["agora.limiter"]``).
 
     Call once, after every blueprint is registered and after the before_request
-    hook that sets ``g.principal`` (flask-limiter checks in its own before_request
-    hook, which runs in registration order). ``config`` defaults to
-    ``app.config["AGORA"]``."""
+    hook that sets ``g.principal`` (hooks run in registration order).
+    ``config`` defaults to ``app.config["AGORA"]``."""
     config = config if config is not None else app.config["AGORA"]
     limits_config, groups, trusted = _settings(config)
     app.extensions["agora.trusted_proxies"] = trusted
@@ -317,98 +428,68 @@ def init_limits(app, config=None):
         if explicit is not None and explicit not in GROUPS:
             raise ValueError(f"{endpoint}: unknown rate-limit group {explicit!r}")
 
-    def primary_limit():
-        found = current_group()
-        if found is None:
-            return ""
-        return groups["token_per_ip" if found == TOKEN else found]
-
-    def primary_key():
-        return ip_key() if current_group() == TOKEN else caller_key()
-
-    def primary_scope(_endpoint):
-        found = current_group()
-        return "token_per_ip" if found == TOKEN else found
-
-    def login_ip_limit():
-        return groups["login_failures_per_ip"] if current_group() and is_login_request() else ""
-
-    def login_account_limit():
-        # No account named (client_credentials, refresh...): no such limit.
-        return groups["login_failures_per_account"] if current_group() and account_key() else ""
-
     enabled = bool(limits_config["enabled"])
-    app.config["RATELIMIT_ENABLED"] = enabled
-    limiter = _Limiter(
-        caller_key,
-        default_limits=[
-            # Limits shared by every route of a group: one counter per caller and
-            # group, whatever the endpoint. A provider returning "" adds no limit.
-            Limit(primary_limit, key_function=primary_key, scope=primary_scope, shared=True),
-            # Failed logins only: checked before the view, counted after it
-            # (deduct_when), so successes never fill them.
-            Limit(
-                login_ip_limit,
-                key_function=ip_key,
-                scope="login_failures_per_ip",
-                shared=True,
-                deduct_when=_failed,
-            ),
-            Limit(
-                login_account_limit,
-                key_function=account_key,
-                scope="login_failures_per_account",
-                shared=True,
-                deduct_when=_account_failed,
-            ),
-        ],
-        strategy=STRATEGIES[limits_config["strategy"]],
-        storage_uri=config["redis"]["url"],
-        storage_options=_storage_options(config["redis"]),
-        # The X-RateLimit-* and Retry-After headers are written below: flask-limiter's
-        # own put Retry-After on every response (and raise a 503's to the window
-        # reset) and round it down to 0 near the end of a window.
-        headers_enabled=False,
-        swallow_errors=True,
-        in_memory_fallback_enabled=True,
-        enabled=enabled,
-    )
+    limiter = RateLimiter(config, enabled)
     app.extensions["agora.limiter"] = limiter
     if not enabled:
-        limiter.init_app(app)  # registers nothing when disabled
         return limiter
 
-    # Exempt routes never reach the limiter, nor Redis, even while it is down.
-    limiter.request_filter(lambda: current_group() is None)
-    limiter.init_app(app)
-    # Its per-breach INFO line would be one log line per 429 under a flood, and
-    # the outage/recovery lines are ours (above); keep its errors.
-    logging.getLogger("flask-limiter").setLevel(logging.ERROR)
+    def applicable():
+        """The limits of this request, in flask-limiter's order (shortest window first)."""
+        found = current_group()
+        if found is None:
+            return []
+        name = "token_per_ip" if found == TOKEN else found
+        caller = ip_key() if found == TOKEN else caller_key()
+        applied = [_Applied(item, name, caller) for item in groups[name]]
+        if is_login_request():
+            # Failed logins only: checked before the view, counted after it.
+            ip = ip_key()
+            applied += [
+                _Applied(item, "login_failures_per_ip", ip, _failed)
+                for item in groups["login_failures_per_ip"]
+            ]
+            account = account_key()
+            if account:  # no account named (client_credentials, refresh...): no such limit
+                applied += [
+                    _Applied(item, "login_failures_per_account", account, _account_failed)
+                    for item in groups["login_failures_per_account"]
+                ]
+        return sorted(applied, key=lambda limit: limit.item)
 
-    app.register_error_handler(RateLimitExceeded, _rate_limited)
+    @app.before_request
+    def check_rate_limits():
+        applied = applicable()
+        if not applied:
+            return None
+        windows = limiter.evaluate(applied)
+        # Evaluation stops at the first breach: the limits after it have no window.
+        g.rate_limits = list(zip(applied[: len(windows)], windows, strict=True))
+        if windows[-1].breached:
+            return _rate_limited(applied[len(windows) - 1], windows[-1])
+        return None
 
     @app.after_request
     def rate_limit_headers(response):
-        return _add_headers(limiter, response)
+        evaluated = g.pop("rate_limits", None)
+        if not evaluated:
+            return response
+        _add_headers(response, evaluated)
+        failed = [
+            limit
+            for limit, _window in evaluated
+            if limit.counted_when is not None and limit.counted_when(response)
+        ]
+        if failed:
+            limiter.count(failed)
+        return response
 
     return limiter
 
 
-def _retry_after(request_limit):
-    """Whole seconds until the breached limit lets one more request through (>= 1)."""
-    return max(1, math.ceil(request_limit.window[0] - time.time()))
-
-
-def _rate_limited(exc):
-    limiter = current_app.extensions["agora.limiter"]
-    limit_text = str(exc.limit.limit)
-    current = limiter.current_limit
-    try:
-        retry = _retry_after(current) if current is not None and current.breached else None
-    except Exception:  # the storage went away after the check
-        retry = None
-    if retry is None:
-        retry = exc.limit.limit.get_expiry()
+def _rate_limited(limit, window):
+    limit_text = str(limit.item)
+    retry = max(1, math.ceil(window.reset - time.time()))
     message = f"too many requests: the limit is {limit_text}, retry in {retry} s"
     if request.path.startswith("/oauth/"):
         response = jsonify({"error": "rate_limited", "error_description": message})
@@ -420,20 +501,12 @@ def _rate_limited(exc):
     return response
 
 
-def _add_headers(limiter, response):
+def _add_headers(response, evaluated):
     """X-RateLimit-Limit/-Remaining/-Reset of the limit that matters: the one
     breached, else the one with the fewest requests left."""
-    try:
-        current = limiter.current_limit
-        if current is None:
-            return response
-        shown = current
-        if not current.breached and len(limiter.current_limits) > 1:
-            shown = min(limiter.current_limits, key=lambda lim: lim.remaining)
-        reset, remaining = shown.window
-        response.headers["X-RateLimit-Limit"] = str(shown.limit.amount)
-        response.headers["X-RateLimit-Remaining"] = str(max(0, remaining))
-        response.headers["X-RateLimit-Reset"] = str(math.ceil(reset))
-    except Exception as exc:  # the storage went away between the check and now
-        log.debug("rate limit headers skipped: %s", exc.__class__.__name__)
-    return response
+    limit, window = evaluated[-1]
+    if not window.breached:
+        limit, window = min(evaluated, key=lambda pair: pair[1].remaining)
+    response.headers["X-RateLimit-Limit"] = str(limit.item.amount)
+    response.headers["X-RateLimit-Remaining"] = str(max(0, window.remaining))
+    response.headers["X-RateLimit-Reset"] = str(math.ceil(window.reset))

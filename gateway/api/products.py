@@ -1,9 +1,24 @@
-"""/v1/products"""
+"""/v1/products
 
-from flask import Blueprint, jsonify
+Reads are public and the same for every caller: they carry a strong ``ETag``
+(a hash of the body), answer ``304`` to a matching ``If-None-Match``, and come
+from the gateway's catalog cache when it holds them (:mod:`gateway.catalog_cache`).
+
+``Cache-Control: no-cache`` (``public`` for anonymous requests, ``private``
+for requests with a token): any cache may keep the body but must revalidate it
+before each use. A ``max-age`` would let a browser or a proxy show a price for
+seconds after it changed, which the gateway's own cache never does; a
+revalidation costs one round trip answered with ``304`` and no body, without
+an RPC when the gateway's cache holds the product.
+"""
+
+import hashlib
+
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from gateway.api import created, json_body, query_args, rpc
 from gateway.auth.guard import requires
+from gateway.catalog_cache import list_key, product_key
 from gateway.errors import ApiError
 from gateway.openapi import operation
 from services.catalog.schemas import (
@@ -18,6 +33,44 @@ from services.chassis.schemas import UUID_PATTERN, is_uuid
 bp = Blueprint("products", __name__, url_prefix="/v1/products")
 
 PRODUCT_ID = {"product_id": {"type": "string", "pattern": UUID_PATTERN}}
+_CONDITIONAL = {
+    "If-None-Match": {
+        "schema": {"type": "string"},
+        "description": "ETags of copies the client holds: 304 if one is current",
+    }
+}
+_VALIDATORS = {
+    "ETag": {"type": "string"},
+    "Cache-Control": {"type": "string"},
+}
+_NOT_MODIFIED = {"description": "Not modified: the copy named by If-None-Match is current"}
+
+
+def _public_read(key, load):
+    """The JSON answer of a public catalog read, from the gateway's cache or
+    ``load()`` (an RPC), with its ETag; 304 when the client's copy is current."""
+    cache = current_app.extensions.get("agora.catalog_cache")
+    entry = None
+    if cache is not None:
+        cache.start()
+        entry = cache.get(key)
+    if entry is not None:
+        body, etag = entry.body, entry.etag
+    else:
+        ticket = cache.ticket() if cache is not None else None
+        body = jsonify(load()).get_data()
+        etag = hashlib.sha256(body).hexdigest()[:32]
+        if cache is not None:
+            cache.put(key, ticket, body, etag)
+    if request.if_none_match.contains_weak(etag):  # RFC 9110 13.1.2: weak comparison
+        response = Response(status=304)
+    else:
+        response = Response(body, mimetype=current_app.json.mimetype)
+    response.set_etag(etag)
+    shared = "public" if "Authorization" not in request.headers else "private"
+    response.headers["Cache-Control"] = f"{shared}, no-cache"
+    response.vary.add("Authorization")
+    return response
 
 
 def _product_id(product_id):
@@ -31,11 +84,12 @@ def _product_id(product_id):
     "List products, newest first, page by page",
     tags=("products",),
     query=LIST_QUERY,
-    responses={200: PRODUCT_PAGE},
+    headers=_CONDITIONAL,
+    responses={200: {"schema": PRODUCT_PAGE, "headers": _VALIDATORS}, 304: _NOT_MODIFIED},
 )
 def list_products():
     query = query_args(LIST_QUERY)
-    return jsonify(rpc().call("catalog", "list_products", **query))
+    return _public_read(list_key(query), lambda: rpc().call("catalog", "list_products", **query))
 
 
 @bp.post("")
@@ -58,11 +112,17 @@ def create_product():
     "Get one product",
     tags=("products",),
     path_params=PRODUCT_ID,
-    responses={200: PRODUCT},
+    headers=_CONDITIONAL,
+    responses={200: {"schema": PRODUCT, "headers": _VALIDATORS}, 304: _NOT_MODIFIED},
     errors=(404,),
 )
 def get_product(product_id):
-    return jsonify(rpc().call("catalog", "get_product", _product_id(product_id)))
+    product_id = _product_id(product_id)
+    # Not found is not cached: the catalog answers it, so a product created
+    # after a 404 is seen at once.
+    return _public_read(
+        product_key(product_id), lambda: rpc().call("catalog", "get_product", product_id)
+    )
 
 
 @bp.patch("/<product_id>")

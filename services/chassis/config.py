@@ -195,6 +195,14 @@ SCHEMA = _section(
                 "health_report_ttl": _NUMBER,
                 "max_body_bytes": _POSITIVE_INT,
                 "trusted_proxies": {"type": "array", "items": _STRING},
+                "catalog_cache": _section(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "ttl": _NUMBER,
+                        "max_entries": _POSITIVE_INT,
+                        "max_bytes": _POSITIVE_INT,
+                    }
+                ),
                 "rate_limits": _section(
                     {
                         "enabled": {"type": "boolean"},

@@ -139,10 +139,84 @@ def test_product_update_invalidates_the_cache(api, rpc):
 
     rpc.catalog.update_product(product["id"], {"name": "Renamed thing"})
 
-    assert api.get(path).json()["name"] == "Renamed thing"
-    assert [p["name"] for p in api.get(f"/v1/products?q={sku}").json()["items"]] == [
-        "Renamed thing"
-    ]
+    # The catalog's own cache is invalidated before the reply; each gateway
+    # process's cache when the update's event reaches it.
+    wait_until(lambda: api.get(path).json()["name"] == "Renamed thing", 5, "the new name")
+    wait_until(
+        lambda: (
+            [p["name"] for p in api.get(f"/v1/products?q={sku}").json()["items"]]
+            == ["Renamed thing"]
+        ),
+        5,
+        "the new name in the list",
+    )
+
+
+def _always(probe, times=10):
+    """``probe()`` holds for ``times`` reads in a row (the gateway has several
+    processes, each with its own cache)."""
+    return all(probe() for _ in range(times))
+
+
+def test_a_price_changed_through_the_api_is_read_back_once_its_event_arrives(
+    api, shop, admin_token
+):
+    from tests.e2e.commerce import bearer
+
+    product = shop.product(stock=None, price=1000)
+    path = f"/v1/products/{product['id']}"
+
+    def price():
+        response = api.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()["price"]["amount"]
+
+    wait_until(lambda: _always(lambda: price() == 1000), 5, "the product in every process")
+    for amount in (1100, 1250, 990):
+        response = api.http.patch(
+            api.base_url + path,
+            json={"price": {"amount": amount, "currency": "EUR"}},
+            headers=bearer(admin_token),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        # Polled, never slept: visible as soon as the event reaches each process,
+        # and from then on never the old price again.
+        wait_until(
+            lambda amount=amount: _always(lambda: price() == amount),
+            5,
+            f"the price {amount} in every process",
+            interval=0.01,
+        )
+
+
+def test_product_reads_carry_an_etag_and_answer_304(api, shop, user_token):
+    from tests.e2e.commerce import bearer
+
+    product = shop.product(stock=None)
+    path = f"/v1/products/{product['id']}"
+    first = api.get(path)
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "public, no-cache"
+    assert "Authorization" in first.headers["Vary"]
+    # The ETag is a hash of the body: every gateway process gives the same one.
+    for _ in range(6):
+        again = api.get(path, headers={"If-None-Match": f"W/{etag}"})
+        assert again.status_code == 304
+        assert again.content == b""
+        assert again.headers["ETag"] == etag
+        assert len(again.headers["X-B3-TraceId"]) == 32
+    private = api.get(path, headers=bearer(user_token))
+    assert private.status_code == 200
+    assert private.headers["Cache-Control"] == "private, no-cache"
+    assert private.headers["ETag"] == etag
+    listing = api.get("/v1/products?limit=3")
+    revalidated = api.get(
+        "/v1/products?limit=3", headers={"If-None-Match": listing.headers["ETag"]}
+    )
+    # 200 only if a product changed in between (another test's).
+    assert revalidated.status_code in (200, 304)
+    assert revalidated.headers["ETag"] == listing.headers["ETag"] or revalidated.status_code == 200
 
 
 def test_one_trace_spans_gateway_and_both_sides_of_the_rpc(api, rpc, zipkin):
@@ -200,8 +274,11 @@ def test_a_stopped_service_is_in_the_report_and_the_gateway_stays_ready(
 
         # Calls to the stopped service fail at once (no instance, or the breaker is
         # open) with 503 + Retry-After: they do not wait for the RPC timeout.
+        # A query no one read before: a public read the gateway has cached is
+        # still answered while the catalog is down (nothing can change it then).
+        unread = f"/v1/products?q=unread{uuid.uuid4().hex[:8]}"
         for _ in range(5):
-            listing = api.get("/v1/products")
+            listing = api.get(unread)
             assert listing.status_code == 503
             assert int(listing.headers["Retry-After"]) >= 1
             error = error_of(listing)

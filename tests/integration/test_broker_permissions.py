@@ -13,6 +13,7 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 from agora.broker import SERVICE_CLASSES
+from gateway.events import queue_name
 from services.chassis.config import amqp_uri
 
 pytestmark = pytest.mark.integration
@@ -156,6 +157,42 @@ def test_the_gateway_calls_the_public_methods(as_principal):
         channel.basic_consume(name, lambda *args: None)
 
     gateway.run(reply_queue)
+
+
+def test_the_gateway_consumes_catalog_product_events_on_its_own_queue(as_principal):
+    gateway = as_principal("gateway")
+    queue = queue_name("catalog")
+
+    def subscribe(channel):
+        channel.exchange_declare("catalog.events", "topic", durable=True)
+        channel.queue_declare(queue, exclusive=True, auto_delete=True)
+        channel.queue_bind(queue, "catalog.events", "product_created")
+        channel.queue_bind(queue, "catalog.events", "product_updated")
+        as_principal("catalog").run(
+            publish("catalog.events", "product_updated", b'{"n": 2}', keep=True)
+        )
+        _method, _properties, body = channel.basic_get(queue, auto_ack=True)
+        channel.basic_consume(queue, lambda *args: None, auto_ack=True)
+        return body
+
+    assert gateway.run(subscribe) == b'{"n": 2}'
+
+
+def test_the_gateway_binds_only_the_catalog_events_it_consumes(as_principal):
+    gateway = as_principal("gateway")
+
+    def bind(exchange, routing_key, queue=None):
+        def action(channel):
+            name = queue or queue_name("catalog")
+            channel.queue_declare(name, exclusive=True, auto_delete=True)
+            channel.queue_bind(name, exchange, routing_key)
+
+        return action
+
+    assert gateway.refused(bind("catalog.events", "#"))
+    assert gateway.refused(bind("orders.events", "order_created"))
+    assert gateway.refused(bind("catalog.events", "product_created", queue="gateway.snoop"))
+    assert gateway.refused(publish("catalog.events", "product_updated"))
 
 
 def test_the_integration_user_reads_public_events_on_its_own_queue(as_principal):

@@ -523,7 +523,61 @@ def test_limiter_is_exposed(make_app):
     app = make_app()
     limiter = app.extensions["agora.limiter"]
     assert limiter.enabled
-    assert limiter.storage.check()
+    assert limiter.check()
+
+
+def _limiter_commands(redis_client, app, requests):
+    """The Redis commands the app's limiter sent while ``requests()`` ran, read
+    with MONITOR and kept to the limiter's own connections (by client name);
+    commands run inside a script are not counted."""
+    name = f"{app.key_prefix}gateway-ratelimit"
+    addresses = {
+        client["addr"] for client in redis_client.client_list() if client.get("name") == name
+    }
+    assert addresses, "the limiter has no connection yet"
+    sentinel = f"end-of-test-{uuid.uuid4().hex}"
+    seen = []
+    with redis_client.monitor() as monitor:
+        requests()
+        redis_client.echo(sentinel)
+        while True:
+            command = monitor.next_command()
+            if sentinel in command["command"]:
+                break
+            if command["client_address"] != "lua":
+                address = f"{command['client_address']}:{command['client_port']}"
+                if address in addresses:
+                    seen.append(command["command"].split(" ", 1)[0].upper())
+    return seen
+
+
+@pytest.mark.parametrize("strategy", ["moving-window", "fixed-window", "sliding-window"])
+def test_one_redis_round_trip_per_request(make_app, redis_client, strategy):
+    app = make_app({"read": "3/minute"}, strategy=strategy)
+    client = app.test_client()
+    assert client.get("/v1/things").status_code == 200  # connects, loads the script
+
+    def requests():
+        assert _statuses(client, 4) == [200, 200, 429, 429]
+
+    assert _limiter_commands(redis_client, app, requests) == ["EVALSHA"] * 4
+
+
+def test_a_login_checks_every_limit_in_one_round_trip(make_app, redis_client):
+    # token_per_ip is counted, both failed-login limits checked: one script call;
+    # a failed login is counted after the view, in one more.
+    app = make_app({"token_per_ip": "10/minute"}, trusted=["10.0.0.1"])
+    client = app.test_client()
+    assert _login(client, "203.0.113.1", "a@example.test", "right").status_code == 200
+
+    def success():
+        assert _login(client, "203.0.113.1", "a@example.test", "right").status_code == 200
+
+    def failure():
+        assert _login(client, "203.0.113.1", "a@example.test", "wrong").status_code == 400
+
+    assert _limiter_commands(redis_client, app, success) == ["EVALSHA"]
+    assert _limiter_commands(redis_client, app, failure) == ["EVALSHA", "EVALSHA"]
 
 
 def test_bad_settings_stop_the_start(make_app):

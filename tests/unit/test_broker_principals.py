@@ -104,3 +104,29 @@ def test_broker_definitions_prints_an_importable_document(capsys, monkeypatch):
     assert {"vhosts", "users", "permissions", "topic_permissions"} <= set(document)
     operator = [u for u in document["users"] if u["name"] == "guest"]
     assert operator and operator[0]["tags"] == ["administrator"]
+
+
+def test_the_gateway_binds_only_the_events_its_cache_consumes():
+    from agora.broker import GATEWAY_EVENTS, gateway_permissions
+    from gateway.catalog_cache import PRODUCT_EVENTS
+    from gateway.events import queue_name
+    from services.catalog.schemas import EVENTS as CATALOG_EVENTS
+
+    assert GATEWAY_EVENTS == {"catalog": PRODUCT_EVENTS}
+    assert set(PRODUCT_EVENTS) <= set(CATALOG_EVENTS)
+    permissions = gateway_permissions()
+    queue = queue_name("catalog")
+    for rights in (permissions.configure, permissions.write, permissions.read):
+        assert re.fullmatch(rights, queue)
+        assert not re.fullmatch(rights, "gateway.catalog-events-snoop")
+    assert re.fullmatch(permissions.read, "catalog.events")
+    assert not re.fullmatch(permissions.write, "catalog.events")
+    write, read = permissions.topics["catalog.events"]
+    assert write == "^$"
+    assert {
+        key for key in ("product_created", "product_updated", "#") if re.fullmatch(read, key)
+    } == {
+        "product_created",
+        "product_updated",
+    }
+    assert "orders.events" not in permissions.topics
