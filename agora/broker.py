@@ -37,8 +37,8 @@ from services.chassis.config import BROKER_PRINCIPALS, ConfigError, broker_user
 RPC_EXCHANGE = "nameko-rpc"
 # nameko 2: a reply is published to nameko-rpc with the caller's reply queue id.
 REPLY_KEY = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# The reply queue of a standalone proxy (the gateway's pooled proxies).
-STANDALONE_REPLY_QUEUE = rf"rpc\.reply-standalone_rpc_proxy-{REPLY_KEY}"
+# The reply queue of the gateway's RPC connection (services/chassis/rpc_client.py).
+GATEWAY_REPLY_QUEUE = rf"rpc\.reply-gateway-{REPLY_KEY}"
 NOTHING = "^$"
 
 # The services, as ``agora run`` starts them: {name: "module:Class"}.
@@ -222,7 +222,7 @@ def service_permissions(wiring):
 def gateway_permissions():
     """RPC calls only: its own reply queues, the methods in ``RPC_CALLS["gateway"]``."""
     calls = [f"{t}.{m}" for t, methods in RPC_CALLS["gateway"].items() for m in methods]
-    resources = _any(re.escape(RPC_EXCHANGE), STANDALONE_REPLY_QUEUE)
+    resources = _any(re.escape(RPC_EXCHANGE), GATEWAY_REPLY_QUEUE)
     return Permissions(
         configure=resources,
         write=resources,
