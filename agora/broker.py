@@ -37,8 +37,8 @@ from services.chassis.config import BROKER_PRINCIPALS, ConfigError, broker_user
 RPC_EXCHANGE = "nameko-rpc"
 # nameko 2: a reply is published to nameko-rpc with the caller's reply queue id.
 REPLY_KEY = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# The reply queue of a standalone proxy (the gateway's pooled proxies).
-STANDALONE_REPLY_QUEUE = rf"rpc\.reply-standalone_rpc_proxy-{REPLY_KEY}"
+# The reply queue of the gateway's RPC connection (services/chassis/rpc_client.py).
+GATEWAY_REPLY_QUEUE = rf"rpc\.reply-gateway-{REPLY_KEY}"
 NOTHING = "^$"
 
 # The services, as ``agora run`` starts them: {name: "module:Class"}.
@@ -233,16 +233,16 @@ def gateway_permissions():
     calls = [f"{t}.{m}" for t, methods in RPC_CALLS["gateway"].items() for m in methods]
     event_queues = [GATEWAY_EVENT_QUEUE.format(source=re.escape(s)) for s in GATEWAY_EVENTS]
     sources = [rf"{re.escape(source)}\.events" for source in GATEWAY_EVENTS]
-    resources = _any(re.escape(RPC_EXCHANGE), STANDALONE_REPLY_QUEUE, *event_queues)
+    resources = _any(re.escape(RPC_EXCHANGE), GATEWAY_REPLY_QUEUE, *event_queues)
     topics = {RPC_EXCHANGE: (_keys(calls), _any(REPLY_KEY))}
     for source, event_types in GATEWAY_EVENTS.items():
         topics[f"{source}.events"] = (NOTHING, _keys(event_types))
     return Permissions(
         # Declaring the events exchanges it listens to (as a service's handlers
         # do) lets it bind before their first event; it never publishes there.
-        configure=_any(re.escape(RPC_EXCHANGE), STANDALONE_REPLY_QUEUE, *event_queues, *sources),
+        configure=_any(re.escape(RPC_EXCHANGE), GATEWAY_REPLY_QUEUE, *event_queues, *sources),
         write=resources,
-        read=_any(re.escape(RPC_EXCHANGE), STANDALONE_REPLY_QUEUE, *event_queues, *sources),
+        read=_any(re.escape(RPC_EXCHANGE), GATEWAY_REPLY_QUEUE, *event_queues, *sources),
         topics=topics,
     )
 

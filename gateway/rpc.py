@@ -1,9 +1,10 @@
-"""Calling the services from the gateway: pooled, circuit-broken, traced RPC.
+"""Calling the services from the gateway: shared, circuit-broken, traced RPC.
 
-Nameko's standalone proxy is single-threaded (one reply queue drained by the
-caller), so gunicorn's threads share a bounded pool of long-lived proxies: a
-thread borrows one for a call and gives it back. A proxy that saw any
-transport error or timeout is closed and replaced, never reused.
+Every thread of a gateway process calls through one AMQP connection
+(``services.chassis.rpc_client.RpcConnection``: one reply thread hands each
+reply to its caller by correlation id). ``call`` waits for its answer;
+``call_async`` publishes at once and answers on ``result()``, so one request
+can ask several services at the same time without a thread per call.
 
 Each service sits behind its own pybreaker breaker (in-process state): a
 timeout, a missing service or a transport error counts as a failure; a named
@@ -13,21 +14,21 @@ not a failure.
 
 import logging
 import math
-import queue
-import socket
 import threading
 import time
 
 import pybreaker
-from amqp.exceptions import AMQPError, NotFound
+from amqp.exceptions import NotFound
 from kombu import Connection
-from kombu.exceptions import KombuError
-from nameko.containers import WorkerContext
-from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
-from nameko.rpc import ServiceProxy
-from nameko.standalone.rpc import ClusterRpcProxy, StandaloneProxyBase
+from nameko.exceptions import BadRequest, RemoteError
 
 from services.chassis.errors import AgoraError
+from services.chassis.rpc_client import (
+    BrokerUnreachable,
+    ConnectionLost,
+    ReplyTimeout,
+    RpcConnection,
+)
 from services.chassis.tracing import B3_KEY
 
 log = logging.getLogger(__name__)
@@ -50,83 +51,6 @@ class UpstreamError(Exception):
         super().__init__(f"{service} failed ({exc_type})")
         self.service = service
         self.exc_type = exc_type
-
-
-_TRANSPORT_ERRORS = (RpcTimeout, UnknownService, socket.error, AMQPError, KombuError, RuntimeError)
-
-
-class PooledProxy(StandaloneProxyBase):
-    """One connection and reply queue; calls carry per-call context data (trace headers).
-
-    Requests expire in the broker after the call's timeout: a request to a
-    service that is down is dropped, not run minutes later for a caller that
-    has long given up.
-    """
-
-    def __init__(self, nameko_config, timeout):
-        super().__init__(nameko_config, timeout=timeout)
-        self._container = self._worker_ctx.container
-        self._expiration = timeout
-        self.start()
-
-    def call(self, service, method, args, kwargs, context):
-        worker_ctx = WorkerContext(
-            self._container, service=None, entrypoint=self.Dummy, data=context
-        )
-        proxy = ServiceProxy(worker_ctx, service, self._reply_listener, expiration=self._expiration)
-        return getattr(proxy, method)(*args, **kwargs)
-
-    def close(self):
-        try:
-            self.stop()
-        except Exception:  # closing a broken connection may fail again
-            log.debug("error closing rpc proxy", exc_info=True)
-
-
-class ProxyPool:
-    def __init__(self, factory, size, acquire_timeout):
-        self._factory = factory
-        self._size = size
-        self._acquire_timeout = acquire_timeout
-        self._idle = queue.LifoQueue()
-        self._created = 0
-        self._lock = threading.Lock()
-
-    def acquire(self):
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            can_create = self._created < self._size
-            if can_create:
-                self._created += 1
-        if can_create:
-            try:
-                return self._factory()
-            except Exception:
-                with self._lock:
-                    self._created -= 1
-                raise
-        try:
-            return self._idle.get(timeout=self._acquire_timeout)
-        except queue.Empty:
-            raise ServiceUnavailable("gateway", "all RPC connections are busy") from None
-
-    def release(self, proxy, broken=False):
-        if broken:
-            proxy.close()
-            with self._lock:
-                self._created -= 1
-        else:
-            self._idle.put(proxy)
-
-    def close(self):
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
 
 
 class InstanceCheck:
@@ -248,18 +172,65 @@ def _is_business_error(exc):
     return isinstance(exc, AgoraError)
 
 
-class RpcClient:
-    """``rpc.call("users", "register", payload)`` from any gateway thread."""
+class PendingCall:
+    """One call of ``RpcClient.call_async``: published at once, answered by ``result()``.
 
-    def __init__(self, nameko_config, settings, tracer):
+    While the service's circuit is not closed nothing is published up front:
+    the breaker decides at ``result()`` (refused, or the one trial call of a
+    half-open circuit). Every outcome is counted by the breaker there. Call
+    ``result()`` once, in the thread that made the call (its client span ends
+    there); a call never waited for costs its reply only (dropped on arrival).
+    """
+
+    __slots__ = ("_client", "_service", "_method", "_call", "_breaker", "_span", "_reply", "_error")
+
+    def __init__(self, client, service, method, args, kwargs):
+        self._client = client
+        self._service = service
+        self._method = method
+        self._breaker = client.breaker(service)
+        self._span, b3 = client.tracer.start_client_span(f"rpc {service}.{method}")
+        self._call = (args, kwargs, {B3_KEY: b3} if b3 else {})
+        self._reply = self._error = None
+        if self._breaker.current_state == pybreaker.STATE_CLOSED:
+            try:
+                self._reply = client._publish(service, method, *self._call)
+            except ServiceUnavailable as exc:
+                self._error = exc
+
+    def result(self):
+        error = None
+        try:
+            return self._breaker.call(self._finish)
+        except pybreaker.CircuitBreakerError:
+            error = ServiceUnavailable(
+                self._service, "circuit open", self._client._retry_after(self._breaker)
+            )
+            raise error from None
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._client.tracer.finish_client_span(self._span, error)
+
+    def _finish(self):
+        if self._error is not None:
+            raise self._error
+        reply = self._reply
+        if reply is None:  # the circuit was not closed when the call was made
+            reply = self._client._publish(self._service, self._method, *self._call)
+        return self._client._await(self._service, self._method, reply)
+
+
+class RpcClient:
+    """``rpc.call("users", "register", payload)`` from any gateway thread;
+    ``rpc.call_async(...)`` for calls that should overlap (``.result()`` each)."""
+
+    def __init__(self, nameko_config, settings, tracer, name="gateway"):
         self.nameko_config = nameko_config
         self.timeout = settings["timeout"]
         self.tracer = tracer
-        self.pool = ProxyPool(
-            lambda: PooledProxy(nameko_config, self.timeout),
-            size=settings["pool_size"],
-            acquire_timeout=settings["acquire_timeout"],
-        )
+        self.connection = RpcConnection(nameko_config["AMQP_URI"], name)
         self.instances = InstanceCheck(nameko_config["AMQP_URI"])
         self._breaker_settings = settings["breaker"]
         self._breakers = {}
@@ -288,87 +259,73 @@ class RpcClient:
         return max(1, math.ceil(remaining))
 
     def call(self, service, method, *args, **kwargs):
-        breaker = self.breaker(service)
-        with self.tracer.client_span(f"rpc {service}.{method}") as b3:
-            context = {B3_KEY: b3} if b3 else {}
-            try:
-                return breaker.call(self._call, service, method, args, kwargs, context)
-            except pybreaker.CircuitBreakerError:
-                raise ServiceUnavailable(
-                    service, "circuit open", self._retry_after(breaker)
-                ) from None
+        return self.call_async(service, method, *args, **kwargs).result()
 
-    def _call(self, service, method, args, kwargs, context):
+    def call_async(self, service, method, *args, **kwargs):
+        return PendingCall(self, service, method, args, kwargs)
+
+    def _publish(self, service, method, args, kwargs, context):
         if not self.instances.has_instance(service):
             raise ServiceUnavailable(service, "no instance is running")
         try:
-            proxy = self.pool.acquire()
-        except ServiceUnavailable:
-            raise
-        except Exception as exc:
+            return self.connection.call_async(service, method, args, kwargs, context, self.timeout)
+        except BrokerUnreachable as exc:
+            raise ServiceUnavailable(service, f"cannot reach the broker: {exc}") from exc
+        except ConnectionLost as exc:
             raise ServiceUnavailable(
-                service, f"cannot reach the broker: {exc.__class__.__name__}"
+                service, f"transport error: {exc.cause.__class__.__name__}"
             ) from exc
-        broken = True
+
+    def _await(self, service, method, reply):
         try:
-            result = proxy.call(service, method, args, kwargs, context)
-            broken = False
-            return result
+            return reply.result()
         except AgoraError:
-            broken = False
             raise
-        except RpcTimeout:
+        except ReplyTimeout:
             raise ServiceUnavailable(service, f"no reply within {self.timeout}s") from None
-        except UnknownService:
-            broken = False
-            raise ServiceUnavailable(service, "no instance is running") from None
-        except RemoteError as exc:
-            broken = False
-            log.error("unexpected error in %s.%s: %s", service, method, exc.exc_type)
-            raise UpstreamError(service, exc.exc_type) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise ServiceUnavailable(service, f"transport error: {exc.__class__.__name__}") from exc
-        finally:
-            self.pool.release(proxy, broken=broken)
+        except ConnectionLost as exc:
+            raise ServiceUnavailable(
+                service, f"transport error: {exc.cause.__class__.__name__}"
+            ) from exc
+        except (RemoteError, BadRequest) as exc:
+            # A bug on either side (an unexpected error, an unknown method or
+            # signature): the service answered, but not with its contract.
+            exc_type = getattr(exc, "exc_type", None) or exc.__class__.__name__
+            log.error("unexpected error in %s.%s: %s", service, method, exc_type)
+            raise UpstreamError(service, exc_type) from None
 
     def ping_broker(self):
         """Raise unless RabbitMQ answers now (no service is called)."""
         self.instances.ping()
 
     def probe(self, services, timeout):
-        """Call every service's ``health()`` at once on a fresh connection; no breakers.
+        """Call every service's ``health()`` at once; no breakers.
 
         Returns ``{service: report or {"status": "unreachable", "error": ...}}``;
         raises if RabbitMQ itself cannot be reached.
         """
-        results = {}
-        with ClusterRpcProxy(self.nameko_config, timeout=timeout) as cluster:
-            pending = {}
-            for service in services:
-                if not self.instances.has_instance(service):
-                    results[service] = {"status": "unreachable", "error": "no instance is running"}
-                    continue
-                try:
-                    pending[service] = cluster[service].health.call_async()
-                except UnknownService:
-                    results[service] = {"status": "unreachable", "error": "no instance is running"}
-            for service, reply in pending.items():
-                try:
-                    results[service] = reply.result()
-                except RpcTimeout:
-                    results[service] = {
-                        "status": "unreachable",
-                        "error": f"no reply within {timeout}s",
-                    }
-                    break  # the connection was reset: the remaining replies are lost
-                except Exception as exc:
-                    results[service] = {"status": "unreachable", "error": exc.__class__.__name__}
-            for service in services:
-                results.setdefault(
-                    service, {"status": "unreachable", "error": f"no reply within {timeout}s"}
+        results, pending = {}, {}
+        for service in services:
+            if not self.instances.has_instance(service):
+                results[service] = {"status": "unreachable", "error": "no instance is running"}
+                continue
+            try:
+                pending[service] = self.connection.call_async(
+                    service, "health", (), {}, {}, timeout
                 )
-        return results
+            except ConnectionLost as exc:
+                results[service] = {"status": "unreachable", "error": exc.cause.__class__.__name__}
+        for service, reply in pending.items():
+            try:
+                results[service] = reply.result()
+            except ReplyTimeout:
+                results[service] = {"status": "unreachable", "error": f"no reply within {timeout}s"}
+            except ConnectionLost as exc:
+                results[service] = {"status": "unreachable", "error": exc.cause.__class__.__name__}
+            except Exception as exc:
+                results[service] = {"status": "unreachable", "error": exc.__class__.__name__}
+        return {service: results[service] for service in services}
 
     def close(self):
-        self.pool.close()
+        self.connection.close()
         self.instances.close()

@@ -12,10 +12,8 @@ with another body 409.
 """
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from flask import Blueprint, jsonify
-from py_zipkin.storage import get_default_tracer, set_default_tracer
 
 from gateway.api import json_body, query_args, rpc
 from gateway.api.commerce import (
@@ -136,24 +134,23 @@ def list_orders():
     return jsonify(rpc().call("orders", "list_orders", user_id, **query))
 
 
-def _in_trace(tracer, call, *args):
-    """Run ``call(*args)`` in a worker thread under a copy of the request's tracer,
-    so its RPC span is a child of the request span (py_zipkin keeps the current
-    span per thread/context; ``Tracer.copy()`` is its hand-over to a thread)."""
-    set_default_tracer(tracer)
-    return call(*args)
-
-
-def _optional_part(client, service, method, order_id):
+def _optional_part(pending, service, method):
     """One part of the order view: the service's answer, None for NotFound, or
     UNAVAILABLE when the service cannot answer (down, slow, circuit open, failed)."""
     try:
-        return client.call(service, method, order_id)
+        return pending.result()
     except NotFound:
         return None
     except (ServiceUnavailable, UpstreamError, AgoraError) as exc:
         log.warning("order view without %s.%s: %s", service, method, exc)
         return {"state": "unavailable"}
+
+
+# The parts of the order view besides the order: (key, service, method).
+_VIEW_PARTS = (
+    ("reservation", "inventory", "get_reservation"),
+    ("payment", "billing", "get_payment_for_order"),
+)
 
 
 @bp.get("/<order_id>")
@@ -191,28 +188,19 @@ def get_order(order_id):
     user_id = user_id_or_403()
     order_id = uuid_or_404(order_id, "order")
     client = rpc()
-    # The three services answer independently: ask inventory and billing in two
-    # threads while this one asks orders. RpcClient is made for concurrent
-    # callers (each call borrows its own pooled proxy; breakers per service).
-    parts = (
-        ("reservation", "inventory", "get_reservation"),
-        ("payment", "billing", "get_payment_for_order"),
-    )
-    tracer = get_default_tracer()
-    with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="order-view") as pool:
-        futures = {
-            name: pool.submit(
-                _in_trace, tracer.copy(), _optional_part, client, service, method, order_id
-            )
-            for name, service, method in parts
-        }
-        # Raises (404, 503, 502) after the side calls finish: leaving the block waits.
-        order = client.call("orders", "get_order", order_id, user_id)
-        view = dict(order)
-        for name, future in futures.items():
-            view[name] = future.result()
+    # The three services answer independently: publish the three requests,
+    # then wait for the answers. If the order itself fails (404, 503, 502) the
+    # other two replies are dropped when they arrive.
+    order_call = client.call_async("orders", "get_order", order_id, user_id)
+    parts = {
+        name: (client.call_async(service, method, order_id), service, method)
+        for name, service, method in _VIEW_PARTS
+    }
+    view = dict(order_call.result())
+    for name, (pending, service, method) in parts.items():
+        view[name] = _optional_part(pending, service, method)
     response = jsonify(view)
-    degraded = [name for name, _, _ in parts if view[name] == {"state": "unavailable"}]
+    degraded = [name for name, _, _ in _VIEW_PARTS if view[name] == {"state": "unavailable"}]
     if degraded:
         response.headers[DEGRADED_HEADER] = ", ".join(degraded)
     return response

@@ -184,9 +184,7 @@ SCHEMA = _section(
                 "threads": _POSITIVE_INT,
                 "rpc": _section(
                     {
-                        "pool_size": _POSITIVE_INT,
                         "timeout": _NUMBER,
-                        "acquire_timeout": _NUMBER,
                         "breaker": _section({"fail_max": _POSITIVE_INT, "reset_timeout": _NUMBER}),
                     }
                 ),

@@ -254,6 +254,32 @@ class Tracer:
                 span.update_binary_annotations({"error": exc.__class__.__name__})
                 raise
 
+    def start_client_span(self, name):
+        """Start a child span for a call answered later: ``(span, b3)``, or
+        ``(None, None)`` outside a trace.
+
+        Unlike ``client_span`` it is not left as the current span, so calls
+        started before it ends are its siblings, not its children; end it with
+        ``finish_client_span`` in the same thread.
+        """
+        current = get_default_tracer()
+        if current.get_zipkin_attrs() is None:
+            return None, None
+        span = zipkin_span(service_name=self.service_name, span_name=name, kind=Kind.CLIENT)
+        span.start()
+        current.pop_zipkin_attrs()
+        return span, format_b3(span.zipkin_attrs)
+
+    @staticmethod
+    def finish_client_span(span, error=None):
+        if span is None:
+            return
+        if error is not None:
+            span.update_binary_annotations({"error": error.__class__.__name__})
+        # stop() pops the span's context: put it back for that.
+        get_default_tracer().push_zipkin_attrs(span.zipkin_attrs)
+        span.stop()
+
     def close(self):
         self.sender.close()
 

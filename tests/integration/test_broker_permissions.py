@@ -151,8 +151,8 @@ def test_the_gateway_calls_the_public_methods(as_principal):
 
     def reply_queue(channel):
         reply_id = str(uuid.uuid4())
-        name = f"rpc.reply-standalone_rpc_proxy-{reply_id}"
-        channel.queue_declare(name, auto_delete=True)
+        name = f"rpc.reply-gateway-{reply_id}"
+        channel.queue_declare(name, exclusive=True, auto_delete=True)
         channel.queue_bind(name, "nameko-rpc", reply_id)
         channel.basic_consume(name, lambda *args: None)
 

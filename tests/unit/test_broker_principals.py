@@ -19,8 +19,8 @@ from services.chassis.messaging import RpcProxy
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-GATEWAY_CALL = re.compile(r"\.call\(\s*\"(\w+)\",\s*\"(\w+)\"")
-# _optional_part(client, service, method, order_id) and _user_or_404(rpc().call, svc, method)
+GATEWAY_CALL = re.compile(r"\.call(?:_async)?\(\s*\"(\w+)\",\s*\"(\w+)\"")
+# the order view's (key, service, method) parts and _user_or_404(rpc().call, svc, method)
 GATEWAY_PARTS = re.compile(r"\(\s*\"\w+\",\s*\"(\w+)\",\s*\"(\w+)\"\s*\)")
 USER_OR_404 = re.compile(r"_user_or_404\(rpc\(\)\.call,\s*\"(\w+)\",\s*\"(\w+)\"")
 

@@ -125,18 +125,27 @@ class StubRpc:
     """Stands in for gateway.rpc.RpcClient: canned answers per (service, method).
 
     An answer is a value, an exception to raise, or a callable taking the call's
-    arguments. A call without an answer fails the request (500)."""
+    arguments. A call without an answer fails the request (500). ``events``
+    records when each call was made and when its answer was awaited."""
 
     def __init__(self, answers=None):
         self.answers = dict(answers or {})
         self.calls = []
-        self.threads = {}
+        self.events = []
         self._lock = threading.Lock()
 
     def call(self, service, method, *args, **kwargs):
+        return self.call_async(service, method, *args, **kwargs).result()
+
+    def call_async(self, service, method, *args, **kwargs):
         with self._lock:
             self.calls.append((service, method, args, kwargs))
-            self.threads[(service, method)] = threading.current_thread().name
+            self.events.append(("call", service))
+        return StubPending(self, service, method, args, kwargs)
+
+    def answer(self, service, method, args, kwargs):
+        with self._lock:
+            self.events.append(("result", service))
         if (service, method) not in self.answers:
             raise AssertionError(f"unexpected RPC {service}.{method}")
         answer = self.answers[(service, method)]
@@ -145,6 +154,14 @@ class StubRpc:
         if isinstance(answer, BaseException):
             raise answer
         return copy.deepcopy(answer)
+
+
+class StubPending:
+    def __init__(self, stub, service, method, args, kwargs):
+        self.stub, self.call = stub, (service, method, args, kwargs)
+
+    def result(self):
+        return self.stub.answer(*self.call)
 
 
 @pytest.fixture(scope="module")
@@ -624,21 +641,14 @@ def test_order_view_aggregates_reservation_and_payment(app, client, stub):
 
 
 def test_order_view_asks_the_three_services_at_once(app, client, stub):
-    # Each answer waits until all three calls are in flight: only concurrent calls pass.
-    barrier = threading.Barrier(3, timeout=5)
-
-    def after_barrier(value):
-        def answer(*_args):
-            barrier.wait()
-            return value
-
-        return answer
-
-    _view_answers(stub, after_barrier(RESERVATION), after_barrier(PAYMENT), after_barrier(ORDER))
+    # All three requests are on their way before any answer is awaited.
+    _view_answers(stub)
     response = client.get(f"/v1/orders/{ORDER_ID}", headers=auth(app))
     assert response.status_code == 200
     assert response.get_json()["payment"] == PAYMENT
-    assert len(set(stub.threads.values())) == 3
+    kinds = [kind for kind, _service in stub.events]
+    assert kinds == ["call"] * 3 + ["result"] * 3
+    assert {service for _kind, service in stub.events} == {"orders", "inventory", "billing"}
 
 
 def test_order_view_without_reservation_or_payment_yet(app, client, stub):
@@ -751,17 +761,26 @@ def test_notifications_are_the_callers_own(app, client, stub):
 
 
 class TracingStubRpc(StubRpc):
-    """Opens the client span of each call as RpcClient.call does."""
+    """Opens and closes the client span of each call as RpcClient.call_async does."""
 
     def __init__(self, tracer, answers):
         super().__init__(answers)
         self.tracer = tracer
         self.b3 = {}
 
-    def call(self, service, method, *args, **kwargs):
-        with self.tracer.client_span(f"rpc {service}.{method}") as b3:
-            self.b3[service] = b3
-            return super().call(service, method, *args, **kwargs)
+    def call_async(self, service, method, *args, **kwargs):
+        span, self.b3[service] = self.tracer.start_client_span(f"rpc {service}.{method}")
+        pending = super().call_async(service, method, *args, **kwargs)
+        tracer = self.tracer
+
+        class Traced:
+            def result(self):
+                try:
+                    return pending.result()
+                finally:
+                    tracer.finish_client_span(span)
+
+        return Traced()
 
 
 class RecordingSender:

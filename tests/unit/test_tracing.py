@@ -110,3 +110,32 @@ def test_sender_drops_rather_than_blocks_when_the_collector_is_down():
     assert sender.dropped == 50
     assert sender.sent == 0
     sender.close()
+
+
+def test_overlapping_client_spans_are_siblings_under_the_request():
+    sender = RecordingSender()
+    tracer = Tracer("gateway", SETTINGS, sender=sender)
+    root = tracer.start_root("GET /orders/x", parent=TraceContext(TRACE, SPAN, True))
+    first, first_b3 = tracer.start_client_span("rpc orders.get_order")
+    second, second_b3 = tracer.start_client_span("rpc billing.get_payment_for_order")
+    assert current_b3().startswith(f"{TRACE}-{root.zipkin_attrs.span_id}")
+    # Finished in another order than started: the request stays the current span.
+    tracer.finish_client_span(first)
+    tracer.finish_client_span(second, ConnectionError("down"))
+    assert current_b3().startswith(f"{TRACE}-{root.zipkin_attrs.span_id}")
+    root.stop()
+
+    spans = sender.payloads[0]
+    server = next(s for s in spans if s["kind"] == "SERVER")
+    clients = {s["name"]: s for s in spans if s["kind"] == "CLIENT"}
+    assert {s["parentId"] for s in clients.values()} == {server["id"]}
+    assert parse_b3(first_b3).span_id == clients["rpc orders.get_order"]["id"]
+    assert parse_b3(second_b3).span_id == clients["rpc billing.get_payment_for_order"]["id"]
+    assert clients["rpc billing.get_payment_for_order"]["tags"]["error"] == "ConnectionError"
+
+
+def test_a_client_span_started_outside_a_trace_is_a_no_op():
+    tracer = Tracer("gateway", SETTINGS, sender=RecordingSender())
+    span, b3 = tracer.start_client_span("rpc x.y")
+    assert span is None and b3 is None
+    tracer.finish_client_span(span)
