@@ -9,12 +9,13 @@ Reading::
     cache.get_or_load("product:42", load_product, depends_on=["product:42"])
 
 * The value lives under a key that embeds the current *generation* of every
-  name in ``depends_on``, read before loading. ``cache.invalidate("product:42")``
-  bumps that generation, so readers move to a new key at once, and a reader that
-  loaded a stale row just before the change can only refill the old key, which
-  nobody reads any more (it expires with its TTL). Invalidate *after* the
-  database commit (``db.on_commit``): a reader that sees the new generation then
-  necessarily loads committed data.
+  name in ``depends_on``, read before loading. A read is one Redis round trip:
+  a script reads the generations and then the value under the key they name.
+  ``cache.invalidate("product:42")`` bumps that generation, so readers move to
+  a new key at once, and a reader that loaded a stale row just before the
+  change can only refill the old key, which nobody reads any more (it expires
+  with its TTL). Invalidate *after* the database commit (``db.on_commit``): a
+  reader that sees the new generation then necessarily loads committed data.
 * On a miss one caller takes a short lock (``SET NX PX lock_ttl``) and runs the
   loader; the others poll for the value every ``poll_interval`` up to
   ``lock_wait`` and load it themselves only if it never shows up (or the lock
@@ -36,6 +37,7 @@ older than any TTL, and the next bump jumps past every generation used before,
 so an old value can never become visible again.
 """
 
+import hashlib
 import json
 import logging
 import random
@@ -56,6 +58,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+# The generation of each name in KEYS (0 if never bumped), then the value under
+# ARGV[1] .. "g1.g2...": {value key, value or nil}. The value key is built here,
+# so this needs one Redis node, not a cluster.
+_READ = """
+local generations = {}
+for i, key in ipairs(KEYS) do
+    generations[i] = redis.call('GET', key) or '0'
+end
+local value_key = ARGV[1] .. table.concat(generations, '.')
+return {value_key, redis.call('GET', value_key)}
+"""
+_READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()
 
 # Move each generation to max(current + 1, now in ms) and refresh its expiry.
 _BUMP = """
@@ -133,6 +148,19 @@ class Cache:
         values = self.client.mget([self._generation_key(n) for n in names])
         return [_text(v) if v is not None else "0" for v in values]
 
+    def _read(self, key, names):
+        """(value key, cached raw value or None), in one round trip."""
+        if not names:
+            value_key = self._value_key(key, ())
+            return value_key, self.client.get(value_key)
+        keys = [self._generation_key(n) for n in names]
+        args = (len(keys), *keys, f"{self.prefix}v:{key}@")
+        try:
+            value_key, cached = self.client.evalsha(_READ_SHA, *args)
+        except redis_lib.exceptions.NoScriptError:  # a restarted Redis: load it again
+            value_key, cached = self.client.eval(_READ, *args)
+        return _text(value_key), cached
+
     # --- reading ---------------------------------------------------------------
 
     def get_or_load(self, key, loader, ttl=None, depends_on=()):
@@ -140,8 +168,7 @@ class Cache:
         if not self.enabled:
             return loader()
         try:
-            value_key = self._value_key(key, self.generations(list(depends_on)))
-            cached = self.client.get(value_key)
+            value_key, cached = self._read(key, list(depends_on))
         except redis_lib.RedisError as exc:
             self._degraded("read", exc)
             return loader()

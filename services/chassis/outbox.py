@@ -4,9 +4,9 @@ One relay runs in every service process that emits events. It is woken right
 after each commit that wrote outbox rows and also polls every
 ``events.relay_interval`` seconds, so after a crash or a broker outage it
 catches up on start. Each pass claims a batch of unsent rows in ``seq`` order
-(``FOR UPDATE SKIP LOCKED``, so replicas share the work), publishes each one
-and waits for the broker's confirm, then marks the published rows sent in the
-same transaction.
+(``FOR UPDATE SKIP LOCKED``, so replicas share the work), publishes them all,
+waits once for the broker's confirms, then marks the confirmed rows sent in
+one statement of the same transaction.
 
 Delivery is at least once: a crash after the broker confirmed but before the
 mark committed publishes those rows again, and the receivers' inboxes drop the
@@ -52,6 +52,8 @@ _PRUNE_INBOX = text(
 )
 _BACKLOG = text("SELECT count(*), min(created_at) FROM outbox_events WHERE published_at IS NULL")
 PRUNE_EVERY = 300.0
+# How long a batch waits for the broker's confirms before it counts as failed.
+CONFIRM_TIMEOUT = 30.0
 
 
 class ConfirmingChannel:
@@ -95,32 +97,97 @@ class ConfirmingChannel:
 
 
 class ConfirmingPublisher:
-    """Publishes to one exchange on a ``ConfirmingChannel``, one confirm per message."""
+    """Publishes batches to one exchange on a connection of its own, in
+    publisher-confirm mode, waiting once for the confirms of a whole batch.
 
-    def __init__(self, amqp_uri, exchange):
-        self.confirming = ConfirmingChannel(amqp_uri)
+    One confirm round trip per event was a fifth of the orders service's CPU:
+    the broker confirms a stream of publishes with few (often cumulative)
+    acks, and what it confirmed is safe whatever happens next. The connection
+    is opened on first use and dropped after any failure, since its delivery
+    tags then no longer match what was sent."""
+
+    def __init__(self, amqp_uri, exchange, confirm_timeout=CONFIRM_TIMEOUT):
+        self.amqp_uri = amqp_uri
         self.exchange = exchange  # the service's events exchange (nameko's declaration)
+        self.confirm_timeout = confirm_timeout
+        self.connection = None
         self.producer = None
+        self._next_tag = 1
+        self._unconfirmed = {}  # delivery tag -> index in the batch
+        self._acked = []
+        self._nacked = []
 
-    def publish(self, routing_key, envelope, headers):
-        def send(channel, fresh):
-            if fresh:
-                exchange = self.exchange(channel)
-                exchange.declare()
-                self.producer = Producer(channel, exchange=exchange)
-            self.producer.publish(
-                envelope,
-                routing_key=routing_key,
-                serializer="json",
-                headers=headers,
-                delivery_mode=2,
-                retry=False,
-            )
+    def _open(self):
+        if self.producer is not None:
+            return
+        self.connection = Connection(self.amqp_uri, connect_timeout=5)
+        channel = self.connection.channel()
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        exchange = self.exchange(channel)
+        exchange.declare()
+        self.producer = Producer(channel, exchange=exchange, auto_declare=False)
+        self._next_tag = 1  # the broker numbers a channel's publishes from 1
 
-        self.confirming.use(send)
+    def publish_all(self, messages):
+        """Publish ``(routing_key, envelope, headers)`` messages in order.
+
+        Returns ``(confirmed, error)``: the indexes of the messages the broker
+        confirmed, and the exception that stopped the rest (None if all were
+        confirmed). A message not confirmed may or may not have gone out."""
+        self._unconfirmed, self._acked, self._nacked = {}, [], []
+        try:
+            self._open()
+            for index, (routing_key, envelope, headers) in enumerate(messages):
+                self.producer.publish(
+                    envelope,
+                    routing_key=routing_key,
+                    serializer="json",
+                    headers=headers,
+                    delivery_mode=2,
+                    retry=False,
+                )
+                self._unconfirmed[self._next_tag] = index
+                self._next_tag += 1
+            deadline = time.monotonic() + self.confirm_timeout
+            while self._unconfirmed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no publisher confirm in {self.confirm_timeout} s")
+                self.connection.drain_events(timeout=remaining)
+        except Exception as exc:
+            self.close()
+            return sorted(self._acked), exc
+        if self._nacked:
+            return sorted(self._acked), NackedByBroker(f"{len(self._nacked)} event(s) refused")
+        return sorted(self._acked), None
+
+    def _settle(self, tag, multiple, into):
+        tags = [t for t in self._unconfirmed if t <= tag] if multiple else [tag]
+        for settled in tags:
+            index = self._unconfirmed.pop(settled, None)
+            if index is not None:
+                into.append(index)
+
+    def _on_ack(self, tag, multiple):
+        self._settle(tag, multiple, self._acked)
+
+    def _on_nack(self, tag, multiple):
+        self._settle(tag, multiple, self._nacked)
 
     def close(self):
-        self.confirming.close()
+        if self.connection is not None:
+            try:
+                self.connection.release()
+            except Exception:  # already broken
+                pass
+        self.connection = None
+        self.producer = None
+
+
+class NackedByBroker(Exception):
+    """The broker refused to take some published events (basic.nack)."""
 
 
 class OutboxRelay:
@@ -178,17 +245,18 @@ class OutboxRelay:
             if not rows:
                 conn.rollback()
                 return 0
-            sent = []
-            try:
-                for seq, event_type, envelope, headers in rows:
-                    self.publisher.publish(event_type, envelope, headers or {})
-                    sent.append(seq)
-            finally:
-                # Whatever was confirmed is marked, even if a later one failed.
-                if sent:
-                    conn.execute(_MARK, {"seqs": sent})
-                    conn.commit()
-                    self.published += len(sent)
+            confirmed, error = self.publisher.publish_all(
+                [(event_type, envelope, headers or {}) for _, event_type, envelope, headers in rows]
+            )
+            # Whatever was confirmed is marked, even if others failed; those
+            # stay unsent and the next pass publishes them again.
+            sent = [rows[index][0] for index in confirmed]
+            if sent:
+                conn.execute(_MARK, {"seqs": sent})
+                conn.commit()
+                self.published += len(sent)
+            if error is not None:
+                raise error
             return len(sent)
 
     def backlog(self):

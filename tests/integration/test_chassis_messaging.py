@@ -2,6 +2,7 @@
 
 import uuid
 
+import amqp
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_waiter
@@ -207,6 +208,22 @@ def test_the_redis_pool_is_closed_when_the_service_stops(running, redis_client, 
     container.stop()
     assert provider.client is None
     assert connections() == []
+
+
+def test_replies_survive_the_broker_closing_their_channel(running, config):
+    """Replies carry no publisher confirm, so the broker's only word on a broken
+    reply channel is a close nobody waits for: the next reply must notice it
+    and go out on a new channel, not vanish."""
+    container = running["chassis_notes"]
+    consumer = next(e for e in container.subextensions if hasattr(e, "replies"))
+    with ClusterRpcProxy(nameko_config(config, "t"), timeout=10) as proxy:
+        assert proxy.chassis_notes.health()["service"] == "chassis_notes"
+        channel = consumer.replies.producer.channel
+        # A publish to an exchange that does not exist: the broker closes the channel.
+        channel.basic_publish(amqp.Message(b"x"), exchange=f"none-{uuid.uuid4()}")
+        for _ in range(3):
+            assert proxy.chassis_notes.health()["service"] == "chassis_notes"
+    assert consumer.replies.producer.channel is not channel
 
 
 class NotesWithoutDatabase(NotesService):

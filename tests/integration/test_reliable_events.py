@@ -398,3 +398,60 @@ def test_the_relay_reports_its_backlog(start, engine):
     count, age = dispatcher.relay.backlog()
     assert count == unsent(engine)
     assert age >= 0
+
+
+# --- the relay's publisher -----------------------------------------------------
+
+
+@pytest.fixture
+def bound_queue(config, rabbit_vhost):
+    """(events exchange factory, queue name): a topic exchange of its own with one
+    queue taking everything, both deleted afterwards."""
+    from kombu import Connection, Exchange, Queue
+
+    name = f"relay-test-{uuid.uuid4().hex[:8]}"
+    exchange = Exchange(name, type="topic", durable=False, auto_delete=False)
+    with Connection(config["amqp"]["uri"]) as conn:
+        queue = Queue(name, exchange, routing_key="#", durable=False)
+        queue(conn.channel()).declare()
+        yield exchange, queue, conn
+        queue(conn.channel()).delete()
+        exchange(conn.channel()).delete()
+
+
+def test_a_batch_is_confirmed_whole_and_arrives_in_order(config, bound_queue):
+    from services.chassis.outbox import ConfirmingPublisher
+
+    exchange, queue, conn = bound_queue
+    publisher = ConfirmingPublisher(config["amqp"]["uri"], exchange)
+    try:
+        messages = [("thing_happened", {"n": n}, {"h": str(n)}) for n in range(50)]
+        assert publisher.publish_all(messages) == (list(range(50)), None)
+        assert publisher.publish_all(messages[:3]) == ([0, 1, 2], None)  # the channel goes on
+    finally:
+        publisher.close()
+    bodies = []
+    with conn.SimpleQueue(queue) as simple:
+        for _ in range(53):
+            message = simple.get(timeout=5)
+            bodies.append(message.payload["n"])
+            message.ack()
+    assert bodies == list(range(50)) + [0, 1, 2]
+
+
+def test_a_batch_the_broker_refuses_is_not_reported_confirmed(config, bound_queue):
+    from services.chassis.outbox import ConfirmingPublisher
+
+    exchange, _queue, conn = bound_queue
+    publisher = ConfirmingPublisher(config["amqp"]["uri"], exchange)
+    try:
+        assert publisher.publish_all([("a", {"n": 0}, {})]) == ([0], None)
+        # The exchange vanishes under the open channel: the broker closes it on
+        # the next publish, and none of the batch counts as sent.
+        exchange(conn.channel()).delete()
+        confirmed, error = publisher.publish_all([("a", {"n": n}, {}) for n in range(5)])
+        assert confirmed == [] and error is not None
+        # The next batch goes out on a new connection, which declares the exchange again.
+        assert publisher.publish_all([("a", {"n": 9}, {})]) == ([0], None)
+    finally:
+        publisher.close()
