@@ -170,12 +170,18 @@ def claim_payment(session, values):
     The conflict has no target on purpose: the id is derived from the order id, so
     a racing insert collides on the primary key and on ``order_id`` alike, and
     Postgres raises for a conflict on any unique index that is not an arbiter."""
-    statement = pg_insert(Payment).values(**values).on_conflict_do_nothing().returning(Payment.id)
-    created = session.execute(statement).first() is not None
+    # On the table, not the mapped class (the ORM's bulk insert path compiled anew
+    # each time); the new row comes back as the Payment, so the usual case (the
+    # first request for the order) needs no second query to load and lock it.
+    table = Payment.__table__
+    statement = pg_insert(table).values(**values).on_conflict_do_nothing().returning(*table.c)
+    payment = session.scalars(select(Payment).from_statement(statement)).one_or_none()
+    if payment is not None:
+        return payment, True
     payment = session.scalars(
         _locked(select(Payment).where(Payment.order_id == values["order_id"]))
     ).one()
-    return payment, created
+    return payment, False
 
 
 def find_payment(session, payment_id, for_update=False):
