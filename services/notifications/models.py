@@ -86,17 +86,23 @@ def event_recorded(session, event_id):
     return session.scalar(select(exists().where(Notification.event_id == event_id)))
 
 
+_notifications = Notification.__table__
+_INSERT_NOTIFICATIONS = (
+    insert(_notifications)
+    .on_conflict_do_nothing(constraint=EVENT_CHANNEL_CONSTRAINT)
+    .returning(_notifications.c.id)
+)
+
+
 def insert_notifications(session, rows):
     """Insert ``rows``, skipping (event, channel) pairs that exist; the ids inserted."""
     if not rows:
         return []
-    statement = (
-        insert(Notification)
-        .values(rows)
-        .on_conflict_do_nothing(constraint=EVENT_CHANNEL_CONSTRAINT)
-        .returning(Notification.id)
-    )
-    return list(session.scalars(statement))
+    # Every row with the same columns, as parameters of one statement built once:
+    # a multi-row VALUES on the mapped class was compiled anew for every event.
+    columns = set().union(*rows)
+    params = [{column: row.get(column) for column in columns} for row in rows]
+    return list(session.scalars(_INSERT_NOTIFICATIONS, params))
 
 
 # Rows that are (or were going to be) messages to their recipient.
