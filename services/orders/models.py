@@ -24,7 +24,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.chassis.events import event_tables
@@ -231,27 +230,27 @@ def lock_order_with_lines(session, order_id):
 # A new order and its first history entry in one statement; no row when the user's
 # idempotency key is taken (a concurrent insert with it waits here for that
 # transaction, then sees its outcome).
-# The columns of a new order (domain.new_order); shortages stay NULL.
+# A new order and its first history entry in one statement; no row when the user's
+# idempotency key is taken (a concurrent insert with it waits here for that
+# transaction, then sees its outcome). Text, because SQLAlchemy compiles a
+# PostgreSQL INSERT ... ON CONFLICT construct anew at every execution.
 _NEW_ORDER_COLUMNS = (
     "id user_id status total_amount currency payment_token payment_id reason "
     "idempotency_key request_hash deadline_at created_at updated_at"
 ).split()
-_insert_order = (
-    pg_insert(_orders)
-    .values({name: bindparam(name, type_=_orders.c[name].type) for name in _NEW_ORDER_COLUMNS})
-    .on_conflict_do_nothing(constraint=IDEMPOTENCY_CONSTRAINT)
-    .returning(_orders.c.id, _orders.c.status, _orders.c.created_at)
-    .cte("placed")
-)
-_INSERT_ORDER = (
-    insert(_history)
-    .from_select(
-        ["order_id", "status", "at"],
-        select(_insert_order.c.id, _insert_order.c.status, _insert_order.c.created_at),
+_INSERT_ORDER = text(
+    f"""
+    WITH placed AS (
+        INSERT INTO orders ({", ".join(_NEW_ORDER_COLUMNS)})
+        VALUES ({", ".join(f":{name}" for name in _NEW_ORDER_COLUMNS)})
+        ON CONFLICT ON CONSTRAINT {IDEMPOTENCY_CONSTRAINT} DO NOTHING
+        RETURNING id, status, created_at
     )
-    .add_cte(_insert_order)
-    .returning(_history.c.order_id)
-)
+    INSERT INTO order_history (order_id, status, at)
+    SELECT id, status, created_at FROM placed
+    RETURNING order_id
+    """
+).bindparams(bindparam("id", type_=Uuid), bindparam("user_id", type_=Uuid))
 
 
 def insert_order(session, values, lines):
