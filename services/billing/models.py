@@ -21,11 +21,11 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    bindparam,
     select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.billing import domain
@@ -160,6 +160,27 @@ def _locked(query):
     return query.with_for_update().execution_options(populate_existing=True)
 
 
+# The columns of a new payment (domain.new_payment, domain.tombstone). Text,
+# because SQLAlchemy compiles a PostgreSQL INSERT ... ON CONFLICT construct anew
+# at every execution.
+_NEW_PAYMENT_COLUMNS = (
+    "id order_id user_id amount currency status refunded_amount attempts created_at updated_at"
+).split()
+_CLAIM_PAYMENT = (
+    text(
+        f"""
+        INSERT INTO payments ({", ".join(_NEW_PAYMENT_COLUMNS)})
+        VALUES ({", ".join(f":{name}" for name in _NEW_PAYMENT_COLUMNS)})
+        ON CONFLICT DO NOTHING
+        RETURNING {", ".join(column.name for column in Payment.__table__.c)}
+        """
+    )
+    .bindparams(bindparam("id", type_=Uuid), bindparam("order_id", type_=Uuid))
+    .bindparams(bindparam("user_id", type_=Uuid))
+    .columns(*Payment.__table__.c)
+)
+
+
 def claim_payment(session, values):
     """Insert the payment row for ``values["order_id"]`` unless the order has one, then
     lock the order's row (this one or the earlier one) until the transaction ends.
@@ -170,12 +191,15 @@ def claim_payment(session, values):
     The conflict has no target on purpose: the id is derived from the order id, so
     a racing insert collides on the primary key and on ``order_id`` alike, and
     Postgres raises for a conflict on any unique index that is not an arbiter."""
-    statement = pg_insert(Payment).values(**values).on_conflict_do_nothing().returning(Payment.id)
-    created = session.execute(statement).first() is not None
+    # The new row comes back as the Payment, so the usual case (the first request
+    # for the order) needs no second query to load and lock it.
+    payment = session.scalars(select(Payment).from_statement(_CLAIM_PAYMENT), values).one_or_none()
+    if payment is not None:
+        return payment, True
     payment = session.scalars(
         _locked(select(Payment).where(Payment.order_id == values["order_id"]))
     ).one()
-    return payment, created
+    return payment, False
 
 
 def find_payment(session, payment_id, for_update=False):

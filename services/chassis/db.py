@@ -13,11 +13,11 @@ import logging
 import psycopg2.extensions
 from nameko_sqlalchemy.database import Database as _Database
 from nameko_sqlalchemy.database import DatabaseWrapper
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Uuid, bindparam, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from services.chassis.errors import Unavailable
+from services.chassis.events import INBOX_TABLE
 from services.chassis.messaging import MalformedEvent, as_exc_info, finish_unit_of_work
 from services.chassis.values import parse_uuid
 
@@ -35,6 +35,16 @@ def assert_green_psycopg():
             "psycopg2 is not greened: call eventlet.monkey_patch() before importing "
             "the service (nameko run does; tests do it in the root conftest.py)"
         )
+
+
+# Text, not the dialect's insert(): SQLAlchemy never caches the compiled form of
+# a PostgreSQL INSERT ... ON CONFLICT (its insert construct is marked uncacheable),
+# so the inbox row, written by every event handler, was compiled anew each time.
+_CLAIM_EVENT = text(
+    f"INSERT INTO {INBOX_TABLE} (event_id, consumer, event_type)"
+    " VALUES (:event_id, :consumer, :event_type)"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+).bindparams(bindparam("event_id", type_=Uuid))
 
 
 class UnitOfWork(DatabaseWrapper):
@@ -57,14 +67,12 @@ class UnitOfWork(DatabaseWrapper):
         event_id = parse_uuid(event.get("event_id"))
         if event_id is None:
             raise MalformedEvent(f"event_id is not a UUID: {str(event.get('event_id'))[:100]}")
-        table = self._inbox.__table__  # Core, not the ORM's bulk insert path
-        statement = (
-            pg_insert(table)
-            .values(event_id=event_id, consumer=consumer, event_type=str(event.get("type"))[:150])
-            .on_conflict_do_nothing()
-            .returning(table.c.event_id)
-        )
-        return self.session.execute(statement).first() is not None
+        values = {
+            "event_id": event_id,
+            "consumer": consumer,
+            "event_type": str(event.get("type"))[:150],
+        }
+        return self.session.execute(_CLAIM_EVENT, values).first() is not None
 
     def on_commit(self, callback):
         self._after_commit.append(callback)

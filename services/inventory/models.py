@@ -19,11 +19,13 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    bindparam,
     func,
     literal_column,
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -175,13 +177,6 @@ def _locked(query):
     )
 
 
-def lock_stock_of_skus(session, skus):
-    """Every stock row of these SKUs, locked in (sku, warehouse) order."""
-    if not skus:
-        return []
-    return list(session.scalars(_locked(select(StockLevel).where(StockLevel.sku.in_(skus)))))
-
-
 def lock_stock(session, keys):
     """The stock rows with these ``(sku, warehouse)`` keys, locked in that order."""
     keys = domain.lock_order(keys)
@@ -218,22 +213,25 @@ def lock_or_create_stock(session, keys, now):
 # --- reservations ----------------------------------------------------------------------
 
 
+# Text, because SQLAlchemy compiles a PostgreSQL INSERT ... ON CONFLICT construct
+# anew at every execution (a measurable share of this service's CPU per order).
+_INSERT_RESERVATION = text(
+    """
+    INSERT INTO reservations (id, order_id, status, expires_at, created_at, updated_at)
+    VALUES (:id, :order_id, :status, :expires_at, :created_at, :updated_at)
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING id
+    """
+).bindparams(bindparam("id", type_=Uuid), bindparam("order_id", type_=Uuid))
+
+
 def insert_reservation(session, values):
     """Insert the order's reservation row unless the order has one; True if inserted.
 
     The unique order_id makes a concurrent insert for the same order wait for
     the first one's transaction, then do nothing.
     """
-    # On the table, not the mapped class: a Core insert skips the ORM's bulk
-    # insert machinery (a measurable share of this service's CPU per order).
-    table = Reservation.__table__
-    statement = (
-        insert(table)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[table.c.order_id])
-        .returning(table.c.id)
-    )
-    return session.execute(statement).scalar_one_or_none() is not None
+    return session.execute(_INSERT_RESERVATION, values).scalar_one_or_none() is not None
 
 
 def find_reservation(session, order_id, for_update=False):
@@ -284,3 +282,110 @@ def insert_sync(session, sync_id, warehouse, body_hash):
 
 def find_sync(session, sync_id):
     return session.get(StockSync, sync_id, populate_existing=True)
+
+
+# --- the saga's hot path, in Core ------------------------------------------------------
+# Built once (SQLAlchemy caches their compiled form) and without ORM loads or
+# flushes: a reservation and its commit are the bulk of this service's work per order.
+
+_stock = StockLevel.__table__
+_reservations = Reservation.__table__
+_reservation_lines = ReservationLine.__table__
+
+_LOCK_AVAILABLE = (
+    select(_stock.c.sku, _stock.c.warehouse, _stock.c.on_hand - _stock.c.reserved)
+    .where(_stock.c.sku.in_(bindparam("skus", expanding=True)))
+    .order_by(_stock.c.sku, _stock.c.warehouse)
+    .with_for_update()
+)
+
+
+def lock_available(session, skus):
+    """``{(sku, warehouse): available}`` of every stock row of these SKUs, the rows
+    locked in (sku, warehouse) order."""
+    if not skus:
+        return {}
+    rows = session.execute(_LOCK_AVAILABLE, {"skus": list(skus)})
+    return {(sku, warehouse): available for sku, warehouse, available in rows}
+
+
+# One line of a reservation and what it takes from its (already locked) stock row.
+_RESERVE_LINE = text(
+    """
+    WITH line AS (
+        INSERT INTO reservation_lines (reservation_id, sku, warehouse, quantity)
+        VALUES (:reservation_id, :sku, :warehouse, :quantity)
+    )
+    UPDATE stock_levels SET reserved = reserved + :quantity, updated_at = :now
+    WHERE sku = :sku AND warehouse = :warehouse
+    """
+).bindparams(bindparam("reservation_id", type_=Uuid))
+
+
+def reserve_lines(session, reservation_id, lines, now):
+    """Record the reservation's ``(sku, warehouse, quantity)`` lines and hold their stock."""
+    for sku, warehouse, quantity in lines:
+        session.execute(
+            _RESERVE_LINE,
+            {
+                "reservation_id": reservation_id,
+                "sku": sku,
+                "warehouse": warehouse,
+                "quantity": quantity,
+                "now": now,
+            },
+        )
+
+
+_REJECT = (
+    update(_reservations)
+    .where(_reservations.c.id == bindparam("reservation_id"))
+    .values(status=domain.RELEASED, expires_at=None, updated_at=bindparam("now"))
+)
+
+
+def reject_reservation(session, reservation_id, now):
+    """The reservation just inserted is kept released, without lines or expiry."""
+    session.execute(_REJECT, {"reservation_id": reservation_id, "now": now})
+
+
+# Commit the order's active reservation: its stock leaves on_hand. The stock rows
+# are locked in (sku, warehouse) order (the CTE with FOR UPDATE runs first and
+# once), after the reservation row, as everywhere else.
+_COMMIT = text(
+    f"""
+    WITH committed AS (
+        UPDATE reservations SET status = '{domain.COMMITTED}', updated_at = :now
+        WHERE order_id = :order_id AND status = '{domain.ACTIVE}'
+        RETURNING id
+    ), locked AS (
+        SELECT s.sku, s.warehouse, l.quantity
+        FROM stock_levels s
+        JOIN reservation_lines l ON l.sku = s.sku AND l.warehouse = s.warehouse
+        JOIN committed c ON l.reservation_id = c.id
+        ORDER BY s.sku, s.warehouse
+        FOR UPDATE OF s
+    ), taken AS (
+        UPDATE stock_levels s
+        SET on_hand = s.on_hand - locked.quantity,
+            reserved = s.reserved - locked.quantity,
+            updated_at = :now
+        FROM locked
+        WHERE s.sku = locked.sku AND s.warehouse = locked.warehouse
+    )
+    SELECT id FROM committed
+    """
+).bindparams(bindparam("order_id", type_=Uuid))
+
+
+def commit_active_reservation(session, order_id, now):
+    """Commit the order's reservation if it is active; its id, or None (not active)."""
+    return session.execute(_COMMIT, {"order_id": uuid.UUID(order_id), "now": now}).scalar()
+
+
+_STATUS = select(_reservations.c.status).where(_reservations.c.order_id == bindparam("order_id"))
+
+
+def reservation_status(session, order_id):
+    """The status of the order's reservation, or None if it has none."""
+    return session.scalar(_STATUS, {"order_id": uuid.UUID(order_id)})

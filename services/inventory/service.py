@@ -18,7 +18,7 @@ from services.chassis.schemas import validate
 from services.chassis.service import AgoraService, setting_timer
 from services.chassis.values import utcnow
 from services.inventory import domain, models
-from services.inventory.models import Base, Reservation, ReservationLine
+from services.inventory.models import Base
 from services.inventory.schemas import (
     EVENTS,
     ORDER_ARGS,
@@ -216,34 +216,22 @@ class InventoryService(AgoraService):
             log.info("order %s already has a reservation: order_created ignored", order_id)
             return
         requested = domain.requested_quantities(data["items"])
-        stock = models.lock_stock_of_skus(session, list(requested))
-        available = {(row.sku, row.warehouse): row.on_hand - row.reserved for row in stock}
+        available = models.lock_available(session, list(requested))
         allocation = domain.allocate(requested, available, settings["default_warehouse"])
-        reservation = session.get(Reservation, values["id"])
         if not allocation.ok:
             # Kept, released and without lines, so the order is never reserved later.
-            reservation.status = domain.RELEASED
-            reservation.expires_at = None
+            models.reject_reservation(session, values["id"], now)
             self.dispatch(
                 "reservation_rejected",
                 {"order_id": order_id, "shortages": list(allocation.shortages)},
             )
             return
-        rows = {(row.sku, row.warehouse): row for row in stock}
-        for sku, warehouse, quantity in allocation.lines:
-            rows[(sku, warehouse)].reserved += quantity
-            rows[(sku, warehouse)].updated_at = now
-            session.add(
-                ReservationLine(
-                    reservation_id=reservation.id, sku=sku, warehouse=warehouse, quantity=quantity
-                )
-            )
-        session.flush()
+        # The rows are locked and the allocation fits what they had available:
+        # the check constraint (on_hand >= reserved) cannot fail here.
+        models.reserve_lines(session, values["id"], allocation.lines, now)
         self.dispatch(
             "stock_reserved",
-            domain.stock_reserved(
-                order_id, reservation.id, reservation.expires_at, allocation.lines
-            ),
+            domain.stock_reserved(order_id, values["id"], values["expires_at"], allocation.lines),
         )
 
     @event_handler("orders", "order_paid")
@@ -254,27 +242,22 @@ class InventoryService(AgoraService):
             "order_id"
         ]
         session = self.db.session
-        reservation = models.find_reservation(session, order_id, for_update=True)
-        status = reservation.status if reservation is not None else None
+        reservation_id = models.commit_active_reservation(session, order_id, utcnow())
+        if reservation_id is not None:
+            self.dispatch(
+                "reservation_committed",
+                {"order_id": order_id, "reservation_id": str(reservation_id)},
+            )
+            return
+        # Not active: a concurrent release or expiry had the row first (the
+        # update above waited for it), or the order was never reserved.
+        status = models.reservation_status(session, order_id)
         if status == domain.COMMITTED:
             log.info("reservation of order %s already committed", order_id)
             return
-        if status != domain.ACTIVE:
-            self.dispatch(
-                "reservation_commit_failed",
-                {"order_id": order_id, "reason": domain.commit_failure_reason(status)},
-            )
-            return
-        now = utcnow()
-        for line, row in self._locked_lines([reservation]):
-            row.on_hand -= line.quantity
-            row.reserved -= line.quantity
-            row.updated_at = now
-        reservation.status = domain.COMMITTED
-        reservation.updated_at = now
-        session.flush()
         self.dispatch(
-            "reservation_committed", {"order_id": order_id, "reservation_id": str(reservation.id)}
+            "reservation_commit_failed",
+            {"order_id": order_id, "reason": domain.commit_failure_reason(status)},
         )
 
     @event_handler("orders", "order_payment_failed")

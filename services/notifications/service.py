@@ -246,10 +246,10 @@ class NotificationsService(AgoraService):
             self.contacts.forget(str(user_id))
 
     def _record(self, template, event):
-        event_id, user_id = domain.event_ids(event)
-        session = self.db.session
-        if models.event_recorded(session, event_id):
-            return  # a redelivery: the unique (event, channel) key holds anyway
+        # No check for notifications of this event here: the chassis inbox has
+        # already let only the first delivery through, in this transaction, and
+        # the unique (event, channel) key holds anyway.
+        _, user_id = domain.event_ids(event)
         contact = self._contact(str(user_id))
         rendered = templates.render(template, event["data"], contact.name if contact else None)
         now = utcnow()

@@ -9,13 +9,13 @@ in the order's history and otherwise ignored.
 
 import logging
 import uuid
+from types import SimpleNamespace
 
 from nameko.dependency_providers import Config
 from nameko.exceptions import RemoteError, UnknownService
-from sqlalchemy.exc import IntegrityError
 
 from services.chassis import cursors
-from services.chassis.db import Database, is_unique_violation
+from services.chassis.db import Database
 from services.chassis.errors import Conflict, NotFound, Unavailable, ValidationError
 from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
 from services.chassis.schemas import validate
@@ -23,17 +23,18 @@ from services.chassis.service import AgoraService, setting_timer
 from services.chassis.values import parse_uuid, utcnow
 from services.orders import domain
 from services.orders.models import (
-    IDEMPOTENCY_CONSTRAINT,
     Base,
-    Order,
-    OrderHistory,
-    OrderLine,
     find_by_idempotency_key,
     find_order,
     history_of,
+    insert_order,
     lines_of,
+    lock_order_with_lines,
+    order_id_for_key,
     orders_of,
     overdue_orders,
+    record_change,
+    status_and_token,
 )
 from services.orders.schemas import (
     CANCEL_ARGS,
@@ -95,38 +96,26 @@ class OrdersService(AgoraService):
         owner = uuid.UUID(user_id)
         session = self.db.session
 
-        existing = find_by_idempotency_key(session, owner, idempotency_key)
-        if existing is not None:
-            return self._replay(existing, digest)
+        if order_id_for_key(session, owner, idempotency_key) is not None:
+            return self._replay(find_by_idempotency_key(session, owner, idempotency_key), digest)
 
         lines, total = domain.price_lines(payload["items"], self._products(payload["items"]))
         now = utcnow()
-        order = Order(
-            **domain.new_order(
-                user_id, payload, idempotency_key, lines, total, now, settings["saga_timeout"]
-            )
+        values = domain.new_order(
+            user_id, payload, idempotency_key, lines, total, now, settings["saga_timeout"]
         )
-        try:
-            # A concurrent request with the same key inserts first: only this
-            # insert is undone, and the order that won is the answer.
-            with session.begin_nested():
-                session.add(order)
-                session.flush()
-        except IntegrityError as exc:
-            if not is_unique_violation(exc, IDEMPOTENCY_CONSTRAINT):
-                raise
-            existing = find_by_idempotency_key(session, owner, idempotency_key)
-            return self._replay(existing, digest)
-
-        order_lines = [OrderLine(order_id=order.id, **values) for values in domain.new_lines(lines)]
-        history = OrderHistory(order_id=order.id, status=order.status, at=now)
-        session.add_all([*order_lines, history])
-        session.flush()
+        line_values = domain.new_lines(lines)
+        if not insert_order(session, values, line_values):
+            # A concurrent request with the same key inserted first: its order is the answer.
+            return self._replay(find_by_idempotency_key(session, owner, idempotency_key), digest)
+        order = SimpleNamespace(**values, shortages=None)
         facts = domain.OrderFacts(
             id=str(order.id), user_id=user_id, status=order.status, items=lines, total=total
         )
         self.dispatch("order_created", domain.created_payload(facts, order.deadline_at))
         # The view from what was just written, not read back.
+        history = SimpleNamespace(status=order.status, at=now, reason=None)
+        order_lines = [SimpleNamespace(**line) for line in line_values]
         return {"order": domain.order_view(order, order_lines, [history]), "created": True}
 
     @rpc
@@ -165,7 +154,10 @@ class OrdersService(AgoraService):
             confirmed = domain.confirmed_at(history_of(self.db.session, [order.id])[order.id])
         window = self._settings()["cancellation_window"]
         domain.check_customer_cancel(order.status, confirmed, utcnow(), window)
-        self._advance(order, domain.CUSTOMER_CANCEL)
+        lines = lines_of(self.db.session, [order.id])[order.id]
+        self._advance(order, lines, domain.CUSTOMER_CANCEL)
+        # The row was changed by a Core statement: the view reads it again.
+        self.db.session.expire(order)
         return self._views([order])[0]
 
     @rpc
@@ -179,13 +171,14 @@ class OrdersService(AgoraService):
         the order's status once there is no token to give; ``NotFound``.
         """
         _check(((ORDER_REF_ARGS, {"order_id": order_id}),))
-        order = self._owned(order_id, None)
-        if not domain.releases_token(order.status, order.payment_token):
-            raise Conflict(
-                f"an order that is {order.status} holds no payment token",
-                {"status": order.status},
-            )
-        return {"payment_token": order.payment_token}
+        parsed = parse_uuid(order_id)
+        found = status_and_token(self.db.session, parsed) if parsed is not None else None
+        if found is None:
+            raise _not_found(order_id)
+        status, token = found
+        if not domain.releases_token(status, token):
+            raise Conflict(f"an order that is {status} holds no payment token", {"status": status})
+        return {"payment_token": token}
 
     # --- the saga --------------------------------------------------------------
 
@@ -228,7 +221,7 @@ class OrdersService(AgoraService):
         overdue = overdue_orders(session, utcnow(), SWEEP_BATCH)
         lines = lines_of(session, [order.id for order in overdue])
         for order in overdue:
-            self._advance(order, domain.DEADLINE, lines=lines[order.id])
+            self._advance(order, lines[order.id], domain.DEADLINE)
         if overdue:
             log.info("swept %d overdue orders", len(overdue))
 
@@ -244,47 +237,35 @@ class OrdersService(AgoraService):
         if order_id is None:
             log.warning("%s without a valid order_id: dropped", trigger)
             return
-        order = find_order(self.db.session, order_id, for_update=True)
-        if order is None:
+        found = lock_order_with_lines(self.db.session, order_id)
+        if found is None:
             log.warning("%s for unknown order %s: dropped", trigger, order_id)
             return
         # A redelivered event never gets here: the chassis inbox skips it.
-        self._advance(order, trigger, data, parse_uuid(event.get("event_id")))
+        self._advance(*found, trigger, data, parse_uuid(event.get("event_id")))
 
-    def _advance(self, order, trigger, data=None, event_id=None, lines=None):
-        """Apply ``trigger`` to the locked ``order``: new status, history, events."""
-        session = self.db.session
-        if lines is None:
-            lines = lines_of(session, [order.id])[order.id]
+    def _advance(self, order, lines, trigger, data=None, event_id=None):
+        """Apply ``trigger`` to the locked ``order`` (with its ``lines``): new status,
+        history, events."""
         outcome = domain.advance(domain.facts(order, lines), trigger, data)
-        now = utcnow()
+        entry = {"status": order.status, "reason": None, "event_id": event_id, "at": utcnow()}
         if outcome is None:
-            note = domain.ignored_reason(trigger, order.status)
-            session.add(
-                OrderHistory(
-                    order_id=order.id, status=order.status, reason=note, event_id=event_id, at=now
-                )
-            )
-            log.info("order %s: %s", order.id, note)
+            entry["reason"] = domain.ignored_reason(trigger, order.status)
+            record_change(self.db.session, order.id, None, entry)
+            log.info("order %s: %s", order.id, entry["reason"])
             return None
-        order.status = outcome.status
-        order.reason = outcome.reason
-        order.payment_id = outcome.payment_id
+        change = {
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "payment_id": outcome.payment_id,
+            "updated_at": entry["at"],
+        }
         if outcome.clear_token:
-            order.payment_token = None
+            change["payment_token"] = None
         if outcome.shortages is not None:
-            order.shortages = outcome.shortages
-        order.updated_at = now
-        session.add(
-            OrderHistory(
-                order_id=order.id,
-                status=outcome.status,
-                reason=outcome.note,
-                event_id=event_id,
-                at=now,
-            )
-        )
-        session.flush()
+            change["shortages"] = outcome.shortages
+        entry.update(status=outcome.status, reason=outcome.note)
+        record_change(self.db.session, order.id, change, entry)
         for name, payload in outcome.events:
             self.dispatch(name, payload)
         return outcome
