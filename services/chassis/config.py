@@ -233,6 +233,7 @@ SCHEMA = _section(
             {
                 "users": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "password_hash": _ARGON2,
@@ -247,6 +248,7 @@ SCHEMA = _section(
                 ),
                 "auth": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "key_passphrase": {"type": "string", "minLength": 16},
@@ -257,6 +259,7 @@ SCHEMA = _section(
                 ),
                 "catalog": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "cursor_key": _KEY,
@@ -273,6 +276,7 @@ SCHEMA = _section(
                 ),
                 "inventory": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "reservation_ttl": _POSITIVE_INT,
@@ -285,6 +289,7 @@ SCHEMA = _section(
                 ),
                 "orders": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "cursor_key": _KEY,
@@ -297,6 +302,7 @@ SCHEMA = _section(
                 ),
                 "billing": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "provider": {"enum": ["simulated"]},
@@ -307,6 +313,7 @@ SCHEMA = _section(
                 ),
                 "notifications": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "cursor_key": _KEY,

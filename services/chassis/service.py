@@ -84,6 +84,8 @@ class HealthReport(DependencyProvider):
             healthy = all(state == "ok" for state in checks.values())
             return {
                 "service": container.service_name,
+                # Which of several processes answered (agora service --instance).
+                "instance": container.config.get("INSTANCE", container.service_name),
                 "version": VERSION,
                 "status": "ok" if healthy else "degraded",
                 "checks": checks,
