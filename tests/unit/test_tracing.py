@@ -110,3 +110,23 @@ def test_sender_drops_rather_than_blocks_when_the_collector_is_down():
     assert sender.dropped == 50
     assert sender.sent == 0
     sender.close()
+
+
+def test_spans_after_an_idle_spell_go_out_together_within_the_flush_interval():
+    sender = SpanSender("http://127.0.0.1:9/api/v2/spans", batch_size=100, flush_interval=0.1)
+    posted = []
+    sender._post = lambda batch: batch and posted.append(batch)
+
+    def wait_for(count):
+        deadline = time.monotonic() + 5
+        while len(posted) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    sender(b'[{"traceId": "a"}]')
+    wait_for(1)
+    time.sleep(0.3)  # idle: the sender thread waits for the next span
+    sender(b'[{"traceId": "b"}]')
+    sender(b'[{"traceId": "c"}]')
+    wait_for(2)
+    sender.close()
+    assert posted == [[{"traceId": "a"}], [{"traceId": "b"}, {"traceId": "c"}]]
