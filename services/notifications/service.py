@@ -100,7 +100,8 @@ class SendLoop(Entrypoint):
             self.container.spawn_worker(self, (), {}, handle_result=self.handle_result)
             due_in = self._done.wait()
             self._done.reset()
-            wait = self.interval if due_in is None else min(self.interval, due_in)
+            # Not at once for a row already due: another sender holds it locked.
+            wait = self.interval if due_in is None else min(self.interval, max(due_in, 0.1))
             with eventlet.Timeout(wait, False):
                 self._signal.wait()
             if self._signal.ready():
