@@ -4,7 +4,8 @@ agora check            are RabbitMQ, PostgreSQL and Redis reachable?
 agora setup            check, create the vhost and databases, migrate
 agora migrate          create the databases and apply every migration
 agora run              setup, start every service and the gateway, seed demo data
-agora service NAME     run one service with `nameko run` (validated config)
+agora service NAME [--instance NAME-N]
+                       run one service (one instance of it) with `nameko run`
 agora gateway          run the gateway with gunicorn (gthread)
 agora seed             load demo data through RPC (services must be running)
 agora shell            `nameko shell` on the platform's vhost and config
@@ -51,6 +52,13 @@ SERVICES = {
 }
 
 
+def instance_names(config, service):
+    """The process names of ``service``'s instances (``services.<name>.instances``):
+    ``orders`` when it runs alone, ``orders-1``, ``orders-2``... when it runs several."""
+    count = config["services"][service]["instances"]
+    return [service] if count == 1 else [f"{service}-{n}" for n in range(1, count + 1)]
+
+
 def state_dir():
     """Local, git-ignored state: rendered configs (they hold secrets)."""
     return Path(os.environ.get("AGORA_STATE_DIR", ROOT / ".agora"))
@@ -68,12 +76,16 @@ def config_or_exit(process=None):
         fail(str(exc), 2)
 
 
-def render_nameko_config(config, service):
+def render_nameko_config(config, service, instance=None):
     """Write the validated config for ``nameko run``/``nameko shell`` (0600: it holds
-    secrets): only what ``service`` reads (services.chassis.config.settings_paths)."""
+    secrets): only what ``service`` reads (services.chassis.config.settings_paths).
+    An ``instance`` (``orders-2``) is named in its logs and health() answers."""
     settings = nameko_config(config, service)
-    settings["LOGGING"] = logging_config(service, config["logging"]["level"])
-    return write_state_file(config, f"{service}.yaml", yaml.safe_dump(settings, sort_keys=False))
+    settings["LOGGING"] = logging_config(service, config["logging"]["level"], instance)
+    if instance is not None:
+        settings["INSTANCE"] = instance
+    name = instance or service
+    return write_state_file(config, f"{name}.yaml", yaml.safe_dump(settings, sort_keys=False))
 
 
 def write_state_file(config, name, text):
@@ -116,7 +128,11 @@ def cmd_setup(config, args):
 def cmd_service(config, args):
     if args.name not in SERVICES:
         fail(f"agora: unknown service {args.name!r} (one of: {', '.join(SERVICES)})", 2)
-    path = render_nameko_config(config, args.name)
+    instance = args.instance or args.name
+    if instance not in instance_names(config, args.name):
+        names = ", ".join(instance_names(config, args.name))
+        fail(f"agora: {args.name} has no instance {instance!r} (one of: {names})", 2)
+    path = render_nameko_config(config, args.name, instance)
     argv = [sys.executable, "-m", "nameko", "run", "--config", str(path), SERVICES[args.name]]
     os.execv(sys.executable, argv)
 
@@ -154,11 +170,13 @@ def cmd_gateway(config, args):
 
 
 def wait_for_services(config, names, timeout=90.0, children=()):
-    """Until every service answers health(); raises TimeoutError naming the laggards."""
+    """Until every instance of every service answers health(); raises TimeoutError
+    naming the laggards. The broker hands a service's calls to its consumers in
+    turn, so a service of N instances is asked until N different ones answered."""
     from nameko.standalone.rpc import ClusterRpcProxy
 
     deadline = time.monotonic() + timeout
-    pending = set(names)
+    pending = {instance: name for name in names for instance in instance_names(config, name)}
     with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=2) as rpc:
         while pending:
             for child in children:
@@ -166,12 +184,13 @@ def wait_for_services(config, names, timeout=90.0, children=()):
                     raise RuntimeError(
                         f"{child.spec.name} exited with code {child.process.returncode}"
                     )
-            for name in sorted(pending):
+            for name in sorted(set(pending.values())):
                 try:
-                    if rpc[name].health()["status"] == "ok":
-                        pending.discard(name)
+                    report = rpc[name].health()
                 except Exception:
-                    pass
+                    continue
+                if report["status"] == "ok":
+                    pending.pop(report.get("instance", name), None)
             if pending and time.monotonic() > deadline:
                 raise TimeoutError(f"no healthy answer from: {', '.join(sorted(pending))}")
             if pending:
@@ -215,28 +234,34 @@ def seed_demo_data(config):
     )
 
 
-def process_specs(config):
+def service_spec(service, instance, env=None):
+    """One instance of a service as a process to start: ``agora service``."""
     from agora.supervisor import ProcessSpec
 
-    specs = [
-        ProcessSpec(name, [sys.executable, "-m", "agora", "service", name]) for name in SERVICES
+    argv = [sys.executable, "-m", "agora", "service", service, "--instance", instance]
+    return ProcessSpec(instance, argv, env or {})
+
+
+def service_specs(config):
+    """Every instance of every service (``services.<name>.instances`` each)."""
+    return [
+        service_spec(service, instance)
+        for service in SERVICES
+        for instance in instance_names(config, service)
     ]
-    specs.append(ProcessSpec("gateway", gateway_argv(config)))
-    return specs
 
 
 def cmd_run(config, args):
-    from agora.supervisor import Supervisor, interrupt_on_signals
+    from agora.supervisor import ProcessSpec, Supervisor, interrupt_on_signals
 
     interrupt_on_signals()
     cmd_setup(config, args)
     supervisor = Supervisor(cwd=str(ROOT))
-    specs = process_specs(config)
     try:
-        services = [supervisor.start(spec) for spec in specs if spec.name in SERVICES]
+        services = [supervisor.start(spec) for spec in service_specs(config)]
         wait_for_services(config, SERVICES, children=services)
         seed_demo_data(config)
-        gateway = supervisor.start(specs[-1])
+        gateway = supervisor.start(ProcessSpec("gateway", gateway_argv(config)))
         base = f"http://{config['gateway']['host']}:{config['gateway']['port']}"
         wait_for_http(f"{base}/readyz", child=gateway)
     except (RuntimeError, TimeoutError) as exc:
@@ -430,6 +455,7 @@ def main(argv=None):
         command = sub.add_parser(name)
         if name == "service":
             command.add_argument("name")
+            command.add_argument("--instance", help="NAME-N of several (default: NAME)")
         if name == "dead-letters":
             command.add_argument("action", choices=("list", "show", "replay", "discard"))
             command.add_argument("event_id", nargs="?")

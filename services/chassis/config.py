@@ -239,6 +239,7 @@ SCHEMA = _section(
             {
                 "users": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "password_hash": _ARGON2,
@@ -253,6 +254,7 @@ SCHEMA = _section(
                 ),
                 "auth": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "key_passphrase": {"type": "string", "minLength": 16},
@@ -263,6 +265,7 @@ SCHEMA = _section(
                 ),
                 "catalog": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "cursor_key": _KEY,
@@ -279,6 +282,7 @@ SCHEMA = _section(
                 ),
                 "inventory": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "reservation_ttl": _POSITIVE_INT,
@@ -291,6 +295,7 @@ SCHEMA = _section(
                 ),
                 "orders": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "cursor_key": _KEY,
@@ -303,6 +308,7 @@ SCHEMA = _section(
                 ),
                 "billing": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "provider": {"enum": ["simulated"]},
@@ -313,6 +319,7 @@ SCHEMA = _section(
                 ),
                 "notifications": _section(
                     {
+                        "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
                         "cursor_key": _KEY,

@@ -19,9 +19,10 @@ def current_trace_ids():
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, service):
+    def __init__(self, service, instance=None):
         super().__init__()
         self.service = service
+        self.instance = instance
 
     def format(self, record):
         trace_id, span_id = current_trace_ids()
@@ -30,6 +31,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "service": self.service,
+            **({"instance": self.instance} if self.instance else {}),
             "logger": record.name,
             "message": record.getMessage(),
             "trace_id": trace_id,
@@ -46,8 +48,9 @@ class JsonFormatter(logging.Formatter):
 _NOISY = ("kombu", "amqp", "nameko", "py_zipkin", "urllib3")
 
 
-def logging_config(service, level="INFO"):
-    """The ``logging.config.dictConfig`` dict: every record one JSON line on stderr.
+def logging_config(service, level="INFO", instance=None):
+    """The ``logging.config.dictConfig`` dict: every record one JSON line on stderr,
+    naming the ``instance`` (``orders-2``) too when a service runs several.
 
     Used for the gateway (and gunicorn's own logger) and, rendered into the
     Nameko config, for every service."""
@@ -55,7 +58,13 @@ def logging_config(service, level="INFO"):
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "services.chassis.logs.JsonFormatter", "service": service}},
+        "formatters": {
+            "json": {
+                "()": "services.chassis.logs.JsonFormatter",
+                "service": service,
+                "instance": instance,
+            }
+        },
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",

@@ -26,7 +26,6 @@ import redis
 import sqlalchemy.exc
 from eventlet.semaphore import Semaphore
 from kombu import Connection, Producer
-from kombu.mixins import ConsumerMixin
 from nameko.events import BROADCAST, get_event_exchange
 from nameko.events import EventHandler as NamekoEventHandler
 from nameko.extensions import DependencyProvider, SharedExtension
@@ -45,14 +44,65 @@ from services.chassis.values import isoformat_utc, utcnow
 
 log = logging.getLogger(__name__)
 
-# Nameko's consumer thread notices a stop request only between two waits for
-# the broker, and kombu waits 1 s at a time: every container took 1.5 s to stop
-# (a deploy, a restart, each test). A 0.2 s wait costs a few idle wake-ups a
-# second and makes a stop take a fraction of a second.
-CONSUMER_POLL_SECONDS = 0.2
-QueueConsumer.consume = functools.partialmethod(
-    ConsumerMixin.consume, safety_interval=CONSUMER_POLL_SECONDS
-)
+# Nameko's consumer thread notices a stop request (a consumer to cancel, or
+# should_stop) only between two waits for the broker. Waking every 0.2 s to look
+# was ~90% of an idle service's CPU; a wait now lasts up to CONSUMER_POLL_SECONDS
+# and a stop request ends it at once (_end_idle_wait), so a container still
+# stops in a fraction of a second. Heartbeats are checked between two waits:
+# keep this well under nameko's 60 s heartbeat.
+CONSUMER_POLL_SECONDS = 5.0
+
+
+class _IdleWaitEnded(TimeoutError):
+    """Thrown into the consumer thread's wait for the broker: as on any timeout,
+    py-amqp keeps a frame it had partly read, and the loop goes round."""
+
+
+def _consume(self, limit=None, **kwargs):
+    """kombu's ``ConsumerMixin.consume``, whose wait a stop request can end."""
+    with self.consumer_context(**kwargs) as (connection, channel, consumers):
+        while not self.should_stop:
+            self.on_iteration()  # cancels the consumers whose removal was asked
+            if self.should_stop:
+                break
+            self._idle_wait = eventlet.getcurrent()
+            try:
+                connection.drain_events(timeout=CONSUMER_POLL_SECONDS)
+            except TimeoutError:
+                connection.heartbeat_check()
+                continue
+            except OSError:
+                if self.should_stop:
+                    break
+                raise
+            finally:
+                self._idle_wait = None
+            yield
+
+
+def _end_idle_wait(consumer):
+    # Only a thread waiting for the broker in _consume is interrupted: it is
+    # suspended there, as greenthreads switch only where they wait.
+    waiting = getattr(consumer, "_idle_wait", None)
+    if waiting is not None and waiting is not eventlet.getcurrent():
+        eventlet.kill(waiting, _IdleWaitEnded())
+
+
+def _interrupting(request):
+    """``request`` (unregister_provider, kill) registers what the consumer thread
+    must do, then waits for it: the wait is ended once the request is made."""
+
+    @functools.wraps(request)
+    def interrupting(self, *args):
+        eventlet.spawn_after(0, _end_idle_wait, self)
+        return request(self, *args)
+
+    return interrupting
+
+
+QueueConsumer.consume = _consume
+QueueConsumer.unregister_provider = _interrupting(QueueConsumer.unregister_provider)
+QueueConsumer.kill = _interrupting(QueueConsumer.kill)
 
 
 def keep_changes(error):

@@ -4,6 +4,7 @@ import logging
 from importlib import metadata
 from weakref import WeakKeyDictionary
 
+from eventlet import Timeout
 from nameko.events import EventHandler as NamekoEventHandler
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
@@ -84,6 +85,8 @@ class HealthReport(DependencyProvider):
             healthy = all(state == "ok" for state in checks.values())
             return {
                 "service": container.service_name,
+                # Which of several processes answered (agora service --instance).
+                "instance": container.config.get("INSTANCE", container.service_name),
                 "version": VERSION,
                 "status": "ok" if healthy else "degraded",
                 "checks": checks,
@@ -126,19 +129,49 @@ class SecretHashing(DependencyProvider):
         return self.hasher
 
 
+# A timer whose next work is already due runs again after this pause, not at
+# once: the rows are locked by another worker, which will be done in a moment.
+DUE_WAIT_FLOOR = 0.1
+
+
 class SettingTimer(Timer):
     """``@setting_timer("sweep_interval")``: a Nameko timer whose interval (seconds)
     is the setting of that name in ``services.<this service>``. The worker's unit
-    of work commits when the method returns (``Database.worker_result``)."""
+    of work commits when the method returns (``Database.worker_result``).
 
-    def __init__(self, setting, **kwargs):
+    With ``until_due=True`` it runs at start, and the method returns in how many
+    seconds its next work is due (None: it knows of none): it runs again then,
+    but ``interval`` seconds after its last run at the latest. An idle service
+    does not wake every few seconds to find nothing, and due work is not left
+    waiting."""
+
+    def __init__(self, setting, until_due=False, **kwargs):
         self.setting = setting
+        self.until_due = until_due
         super().__init__(interval=None, **kwargs)
 
     def setup(self):
         services = self.container.config["AGORA"]["services"]
         self.interval = services[self.container.service_name][self.setting]
         super().setup()
+
+    def _run(self):
+        if not self.until_due:
+            return super()._run()
+        wait = 0
+        while True:
+            with Timeout(wait, exception=False):
+                self.should_stop.wait()
+                break
+            self.handle_timer_tick()
+            due_in = self.worker_complete.wait()
+            self.worker_complete.reset()
+            wait = self.interval if due_in is None else max(DUE_WAIT_FLOOR, due_in)
+            wait = min(self.interval, wait)
+
+    def handle_result(self, worker_ctx, result, exc_info):
+        self.worker_complete.send(result if self.until_due and exc_info is None else None)
+        return result, exc_info
 
 
 setting_timer = SettingTimer.decorator

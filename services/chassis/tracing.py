@@ -121,9 +121,12 @@ class SpanSender:
     def _run(self):
         self._http = requests.Session()
         batch = []
-        deadline = time.monotonic() + self.flush_interval
+        deadline = None
         while True:
-            timeout = max(0.0, deadline - time.monotonic())
+            # A batch is sent at most flush_interval after its first span; with
+            # none waiting, the thread sleeps until one comes (an idle process
+            # would otherwise wake every flush_interval for nothing).
+            timeout = None if not batch else max(0.0, deadline - time.monotonic())
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
@@ -132,11 +135,12 @@ class SpanSender:
                 self._post(batch)
                 return
             if item is not None:
+                if not batch:
+                    deadline = time.monotonic() + self.flush_interval
                 batch.extend(self._decode(item))
-            if len(batch) >= self.batch_size or time.monotonic() >= deadline:
+            if batch and (len(batch) >= self.batch_size or time.monotonic() >= deadline):
                 self._post(batch)
                 batch = []
-                deadline = time.monotonic() + self.flush_interval
 
     @staticmethod
     def _decode(payload):

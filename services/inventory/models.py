@@ -253,6 +253,13 @@ def reservation_lines(session, reservation_ids):
     return list(session.scalars(query))
 
 
+def next_expiry(session):
+    """When the earliest active reservation expires, or None if none is active."""
+    return session.scalar(
+        select(func.min(Reservation.expires_at)).where(Reservation.status == domain.ACTIVE)
+    )
+
+
 def claim_expired_reservations(session, now, limit):
     """Active reservations past their deadline, locked; rows other workers hold are skipped."""
     query = (

@@ -312,16 +312,24 @@ class InventoryService(AgoraService):
             {"order_id": order_id, "reservation_id": str(reservation.id), "reason": reason},
         )
 
-    @setting_timer("expiry_interval")
+    @setting_timer("expiry_interval", until_due=True)
     def expire_reservations(self):
         """Active reservations past expires_at -> expired, reserved -= q -> reservation_expired.
 
-        Rows another replica is sweeping (or an event is settling) are skipped."""
+        Rows another replica is sweeping (or an event is settling) are skipped.
+        Returns in how many seconds the next active reservation expires (one
+        made later expires at least reservation_ttl away)."""
         session = self.db.session
         now = utcnow()
         batch = models.claim_expired_reservations(session, now, domain.EXPIRY_BATCH)
-        if not batch:
-            return 0
+        if batch:
+            self._expire(batch, now)
+        expiry = models.next_expiry(session)
+        ttl = self._settings()["reservation_ttl"]
+        return ttl if expiry is None else min(ttl, (expiry - now).total_seconds())
+
+    def _expire(self, batch, now):
+        """Release the stock these reservations held; each one tells orders."""
         for line, row in self._locked_lines(batch):
             row.reserved -= line.quantity
             row.updated_at = now
@@ -332,9 +340,8 @@ class InventoryService(AgoraService):
                 "reservation_expired",
                 {"order_id": str(reservation.order_id), "reservation_id": str(reservation.id)},
             )
-        session.flush()
+        self.db.session.flush()
         log.info("expired %d reservations", len(batch))
-        return len(batch)
 
     def _locked_lines(self, reservations):
         """``(line, stock row)`` of these reservations, the stock rows locked in order."""

@@ -182,6 +182,14 @@ def claim_due(session, now, limit, until, max_attempts):
     return [(row.id, row.attempts) for row in claimed]
 
 
+def next_due(session):
+    """When the earliest queued row is due (a retry, or a claim whose sender may
+    have died), or None if none is queued."""
+    return session.scalar(
+        select(func.min(Notification.next_attempt_at)).where(Notification.status == domain.QUEUED)
+    )
+
+
 def exhausted_due(session, now, max_attempts, limit):
     """Due queued rows whose tries are used up (a sender died mid-send), locked."""
     return list(

@@ -4,8 +4,9 @@ Handlers only *record* what to send, one row per (event, channel), in the
 handler's transaction: they never talk to a mail server, so a slow or dead
 SMTP server never holds up the order saga. Sending is the sender's job:
 
-* after a handler commits it wakes the send loop, which otherwise runs every
-  ``send_interval`` seconds;
+* after a handler commits it wakes the send loop, which otherwise runs when
+  the earliest queued row is due (a retry), or ``send_interval`` seconds after
+  its last run at the latest (rows another process queued and left);
 * the loop claims due rows in a short transaction of its own
   (``FOR UPDATE SKIP LOCKED``; ``attempts + 1`` and ``next_attempt_at`` pushed
   past the time a send can take), commits, sends without holding any lock,
@@ -57,9 +58,11 @@ class SendLoop(Entrypoint):
     service's config section, and that can be woken early with ``wake()``.
 
     It runs the method once at start (rows left queued by a previous process),
-    then whenever woken or ``interval`` seconds after the last run. Wakes that
-    arrive during a run make one more run right after it; several coalesce.
-    The unit of work (commit, events) finishes before the next run starts.
+    then whenever woken, or when the method said its next work is due (it
+    returns in how many seconds, or None), at most ``interval`` seconds after
+    the last run. Wakes that arrive during a run make one more run right after
+    it; several coalesce. The unit of work (commit, events) finishes before the
+    next run starts.
     """
 
     def __init__(self, setting, **kwargs):
@@ -95,9 +98,11 @@ class SendLoop(Entrypoint):
     def _run(self):
         while not self._stopping:
             self.container.spawn_worker(self, (), {}, handle_result=self.handle_result)
-            self._done.wait()
+            due_in = self._done.wait()
             self._done.reset()
-            with eventlet.Timeout(self.interval, False):
+            # Not at once for a row already due: another sender holds it locked.
+            wait = self.interval if due_in is None else min(self.interval, max(due_in, 0.1))
+            with eventlet.Timeout(wait, False):
                 self._signal.wait()
             if self._signal.ready():
                 self._signal.reset()
@@ -105,7 +110,7 @@ class SendLoop(Entrypoint):
     def handle_result(self, worker_ctx, result, exc_info):
         # Commit (and publish) before the loop may start the next run.
         exc_info = finish_unit_of_work(worker_ctx, exc_info)
-        self._done.send(True)
+        self._done.send(result if exc_info is None else None)
         return result, exc_info
 
 
@@ -340,7 +345,8 @@ class NotificationsService(AgoraService):
 
     @send_loop("send_interval")
     def send_due(self):
-        """Send the due notifications (one batch); returns how many were tried."""
+        """Send the due notifications (one batch); returns in how many seconds
+        the next queued row is due (None: none is queued)."""
         settings = self.config["AGORA"]["services"]["notifications"]
         max_attempts = settings["max_attempts"]
         margin = domain.claim_margin(settings["smtp"]["timeout"], settings["sms"]["timeout"])
@@ -373,7 +379,8 @@ class NotificationsService(AgoraService):
         self._give_up_exhausted(max_attempts)
         if len(claimed) == SEND_BATCH:
             self.wake_sender()  # more may be due: go on right after this batch
-        return len(notes)
+        due = models.next_due(self.db.session)
+        return None if due is None else max(0.0, (due - utcnow()).total_seconds())
 
     def _record_outcome(self, note, error, permanent, settings):
         now = utcnow()

@@ -17,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     bindparam,
+    func,
     insert,
     select,
     text,
@@ -173,6 +174,11 @@ def orders_of(session, user_id, limit, after=None, status=None):
         query = query.where(tuple_(Order.created_at, Order.id) < tuple_(*after))
     query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)
     return list(session.scalars(query))
+
+
+def next_deadline(session):
+    """The earliest deadline of an open order, or None if none is open."""
+    return session.scalar(select(func.min(Order.deadline_at)).where(Order.status.in_(domain.OPEN)))
 
 
 def overdue_orders(session, now, limit):

@@ -30,6 +30,7 @@ from services.orders.models import (
     insert_order,
     lines_of,
     lock_order_with_lines,
+    next_deadline,
     order_id_for_key,
     orders_of,
     overdue_orders,
@@ -214,16 +215,26 @@ class OrdersService(AgoraService):
     def on_payment_failed(self, event):
         self._on_event(domain.PAYMENT_FAILED_EVENT, event)
 
-    @setting_timer("sweep_interval")
+    @setting_timer("sweep_interval", until_due=True)
     def sweep(self):
-        """Open orders past their deadline: expired, or cancelled after a failed payment."""
+        """Open orders past their deadline: expired, or cancelled after a failed
+        payment. Returns in how many seconds the next open order's deadline
+        passes (an order placed later has one at least saga_timeout away)."""
         session = self.db.session
-        overdue = overdue_orders(session, utcnow(), SWEEP_BATCH)
+        now = utcnow()
+        overdue = overdue_orders(session, now, SWEEP_BATCH)
         lines = lines_of(session, [order.id for order in overdue])
         for order in overdue:
             self._advance(order, lines[order.id], domain.DEADLINE)
         if overdue:
             log.info("swept %d overdue orders", len(overdue))
+        deadline = next_deadline(session)
+        saga_timeout = self._settings()["saga_timeout"]
+        return (
+            saga_timeout
+            if deadline is None
+            else min(saga_timeout, (deadline - now).total_seconds())
+        )
 
     # --- helpers -------------------------------------------------------------
 

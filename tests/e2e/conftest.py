@@ -1,4 +1,5 @@
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -31,15 +32,17 @@ def sms():
     gateway.close()
 
 
-@pytest.fixture(scope="session")
-def platform(rabbit_vhost, redis_client, zipkin, smtp, sms):
-    """Every service and the gunicorn gateway as real processes, for the session.
+@contextmanager
+def running_platform(zipkin, smtp, sms, name="e2e", overlay=None):
+    """Every service and the gunicorn gateway as real processes, stopped and
+    their vhost and databases removed on exit; ``overlay``: a config file
+    merged last (AGORA_CONFIG), e.g. more instances of some services.
 
-    On a vhost, databases and Redis prefix of their own: these processes live
-    until the session ends, and the integration tests' in-process services must
-    never share RPC or event queues with them, nor outbox tables (a relay
-    publishes every unsent row of its database, whoever wrote it), nor the rows
-    their sweeps and senders pick up."""
+    On a vhost, databases and Redis prefix of their own (``name``): these
+    processes live until the session ends, and the integration tests' in-process
+    services must never share RPC or event queues with them, nor outbox tables
+    (a relay publishes every unsent row of its database, whoever wrote it), nor
+    the rows their sweeps and senders pick up."""
     from services.chassis.migrations import drop_database, upgrade
     from tests.conftest import SERVICES
 
@@ -47,10 +50,10 @@ def platform(rabbit_vhost, redis_client, zipkin, smtp, sms):
         {
             "AGORA_GATEWAY_PORT": str(free_port()),
             "AGORA_ZIPKIN_URL": zipkin.url,
-            "AGORA_AMQP_VHOST": os.environ["AGORA_AMQP_VHOST"] + "-e2e",
-            "AGORA_DB_PREFIX": os.environ["AGORA_DB_PREFIX"] + "e2e_",
+            "AGORA_AMQP_VHOST": f"{os.environ['AGORA_AMQP_VHOST']}-{name}",
+            "AGORA_DB_PREFIX": f"{os.environ['AGORA_DB_PREFIX']}{name.replace('-', '_')}_",
             # Under the run's prefix, so the run's clean-up removes these keys too.
-            "AGORA_REDIS_PREFIX": os.environ["AGORA_REDIS_PREFIX"] + "e2e:",
+            "AGORA_REDIS_PREFIX": f"{os.environ['AGORA_REDIS_PREFIX']}{name}:",
             "AGORA_SMTP_PORT": str(smtp.port),
             # Customers who give a phone number get text messages too.
             "AGORA_SMS_PROVIDER": "http",
@@ -59,6 +62,8 @@ def platform(rabbit_vhost, redis_client, zipkin, smtp, sms):
             "AGORA_SAGA_TIMEOUT": str(SAGA_TIMEOUT),
         }
     )
+    if overlay is not None:
+        env["AGORA_CONFIG"] = str(overlay)
     config = load_config({**os.environ, **env})
     ensure_vhost(config)
     for service in SERVICES:
@@ -72,6 +77,12 @@ def platform(rabbit_vhost, redis_client, zipkin, smtp, sms):
         delete_vhost(config)
         for service in SERVICES:
             drop_database(config, service)
+
+
+@pytest.fixture(scope="session")
+def platform(rabbit_vhost, redis_client, zipkin, smtp, sms):
+    with running_platform(zipkin, smtp, sms) as running:
+        yield running
 
 
 @pytest.fixture
@@ -92,6 +103,10 @@ def rpc(platform):
 @pytest.fixture(scope="session")
 def demo(platform, rpc):
     """The demo users and OAuth2 clients, seeded once; their settings from config."""
+    return seed_demo(platform, rpc)
+
+
+def seed_demo(platform, rpc):
     from agora.seed import seed
 
     seed(rpc, platform.config)
@@ -133,6 +148,10 @@ def code_flow_login(base_url, client_id, email, password, scope):
 
 @pytest.fixture(scope="session")
 def admin_token(platform, demo):
+    return admin_access_token(platform, demo)
+
+
+def admin_access_token(platform, demo):
     """An access token of the demo admin, holding every scope: admin scopes come
     only through the authorization code flow with PKCE."""
     from services.auth.schemas import SCOPES

@@ -795,11 +795,15 @@ def test_a_cancel_before_the_order_is_reserved_leaves_a_tombstone(
 # --- expiry ----------------------------------------------------------------------------------
 
 
+# The expiry runs when a reservation is due, not only at its next poll (expiry_interval).
+@pytest.mark.parametrize("expiry_interval", [0.2, 3600.0], ids=["polling", "when-due"])
 def test_reservations_expire_after_the_ttl(
-    container_factory, service_config, engine, listener, publish, catalog_stand_in
+    container_factory, service_config, engine, listener, publish, catalog_stand_in, expiry_interval
 ):
     settings = copy.deepcopy(service_config("inventory"))
-    settings["AGORA"]["services"]["inventory"].update(reservation_ttl=1, expiry_interval=0.2)
+    settings["AGORA"]["services"]["inventory"].update(
+        reservation_ttl=1, expiry_interval=expiry_interval
+    )
     inventory = container_factory(InventoryService, settings)
     inventory.start()
     sku = new_sku()

@@ -322,13 +322,15 @@ def test_a_duplicated_event_makes_one_notification(
 # --- retries -------------------------------------------------------------------
 
 
+# A retry is run when it is due, not at the sender's next poll (send_interval).
+@pytest.mark.parametrize("send_interval", [0.5, 3600.0], ids=["polling", "when-due"])
 def test_smtp_down_retries_with_backoff_until_the_server_is_up(
-    start_notifications, users, publish, engine, listener
+    start_notifications, users, publish, engine, listener, send_interval
 ):
     server = SmtpServer(port=free_port())  # not started yet
     try:
         user = register(users)
-        start_notifications(server.port, max_attempts=20)
+        start_notifications(server.port, max_attempts=20, send_interval=send_interval)
         settings = {"base": 0.2, "cap": 2.0}
         envelope = publish("order_expired", event_data("order_expired", user["id"]))
 

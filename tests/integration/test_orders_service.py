@@ -738,8 +738,10 @@ def test_customer_cancels_a_reserved_order(orders, catalog, publish):
     assert seen(order["id"], "order_paid") == []
 
 
-def test_the_sweep_expires_an_order_past_its_deadline(start_orders, catalog):
-    orders = start_orders(saga_timeout=1, sweep_interval=0.2)
+# The sweep runs when a deadline passes, not only at its next poll (sweep_interval).
+@pytest.mark.parametrize("sweep_interval", [0.2, 3600.0], ids=["polling", "when-due"])
+def test_the_sweep_expires_an_order_past_its_deadline(start_orders, catalog, sweep_interval):
+    orders = start_orders(saga_timeout=1, sweep_interval=sweep_interval)
     order = place(orders, catalog)
     event = wait_event(order["id"], "order_expired")["data"]
     assert event["previous_status"] == "pending"

@@ -72,3 +72,15 @@ def test_exceptions_stay_inside_the_json_line():
     (entry,) = lines(stream)
     assert entry["level"] == "ERROR"
     assert "ValueError: boom" in entry["exception"]
+
+
+def test_an_instance_of_several_is_named_in_every_line():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("orders", instance="orders-2"))
+    logger = logging.getLogger("test.logs.instance")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.warning("swept")
+    [entry] = lines(stream)
+    assert (entry["service"], entry["instance"]) == ("orders", "orders-2")

@@ -139,3 +139,23 @@ def test_a_client_span_started_outside_a_trace_is_a_no_op():
     span, b3 = tracer.start_client_span("rpc x.y")
     assert span is None and b3 is None
     tracer.finish_client_span(span)
+
+
+def test_spans_after_an_idle_spell_go_out_together_within_the_flush_interval():
+    sender = SpanSender("http://127.0.0.1:9/api/v2/spans", batch_size=100, flush_interval=0.1)
+    posted = []
+    sender._post = lambda batch: batch and posted.append(batch)
+
+    def wait_for(count):
+        deadline = time.monotonic() + 5
+        while len(posted) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    sender(b'[{"traceId": "a"}]')
+    wait_for(1)
+    time.sleep(0.3)  # idle: the sender thread waits for the next span
+    sender(b'[{"traceId": "b"}]')
+    sender(b'[{"traceId": "c"}]')
+    wait_for(2)
+    sender.close()
+    assert posted == [[{"traceId": "a"}], [{"traceId": "b"}, {"traceId": "c"}]]
