@@ -33,7 +33,13 @@ If Redis is down, each process limits with its own in-memory counters (the same
 limits) and goes back to Redis when it answers again; a warning is logged once
 per outage. A down Redis costs at most one ``redis.socket_timeout`` on the
 request that finds it down, and on the occasional request that checks whether
-it is back (flask-limiter retries after 1, 2, 4 ... 32 s, then from 1 s again).
+it is back (after 1, 2, 4 ... 32 s, then from 1 s again).
+
+Every limit of a request is checked, counted and measured for the headers by
+one Lua script (``gateway/lua/rate_limits.lua``): one Redis round trip per
+request, plus one more after a failed login (its failure counters). The
+counters, keys and strategies are those flask-limiter kept with the limits
+library (moving window by default), so the semantics did not change with it.
 """
 
 import hashlib
@@ -435,7 +441,8 @@ def init_limits(app, config=None):
         return limiter
 
     def applicable():
-        """The limits of this request, in flask-limiter's order (shortest window first)."""
+        """The limits of this request, shortest window first; evaluation stops at
+        the first breached one, so a longer window is not counted after it."""
         found = current_group()
         if found is None:
             return []

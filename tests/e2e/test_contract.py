@@ -18,6 +18,7 @@ curl command that reproduces it.
 """
 
 import time
+import uuid
 
 import pytest
 import requests
@@ -160,7 +161,9 @@ def _wait_for_closed_circuits(base_url, timeout=15.0):
     """A 502 found by the run opens a service's breaker: wait until it answers again."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if requests.get(f"{base_url}/v1/products?limit=1", timeout=10).status_code == 200:
+        # A query never read before, so the gateway's catalog cache cannot answer it.
+        probe = f"{base_url}/v1/products?limit=1&q=probe{uuid.uuid4().hex[:8]}"
+        if requests.get(probe, timeout=10).status_code == 200:
             return
         time.sleep(0.5)
 
