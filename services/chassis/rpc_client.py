@@ -60,6 +60,8 @@ TICK = 1.0
 # this long after its deadline.
 _GRACE = 1.0
 _PUBLISH_ARGS = "Bssbb"  # basic.publish: ticket, exchange, routing key, mandatory, immediate
+# The reply thread reads up to this much at a time (see _Session.__init__).
+_READ_SIZE = 4096
 
 
 class BrokerUnreachable(Exception):
@@ -151,7 +153,15 @@ class _Session:
             self._publisher = self._connection.channel()
             # Set once: the reply thread drains with this same timeout, so
             # py-amqp never changes the socket's timeout under a publisher.
-            self._connection.transport.sock.settimeout(TICK)
+            transport = self._connection.transport
+            transport.sock.settimeout(TICK)
+            # py-amqp asks the socket for exactly the next part of a frame:
+            # nine reads per reply, each releasing and retaking the GIL, and
+            # behind busy request threads every retake can wait a switch
+            # interval. Read what is there instead; py-amqp keeps the rest
+            # in its read buffer for the next frames.
+            recv = transport.sock.recv
+            transport._quick_recv = lambda size: recv(max(size, _READ_SIZE))
         except Exception as exc:
             self._client.collect()
             raise BrokerUnreachable(f"{exc.__class__.__name__}: {exc}") from exc
