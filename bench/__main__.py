@@ -46,6 +46,10 @@ The table goes to stdout; every figure also goes as JSON to BENCH_JSON (default
 .agora/bench/<UTC timestamp>.json). The platform runs on its own vhost, databases,
 Redis prefix and SMTP sink, all removed afterwards.
 
+BENCH_ONLY picks scenarios by part of their names (``BENCH_ONLY="orders/{id},POST"``);
+BENCH_PROFILE=<folder> also samples every process with py-spy during each run with
+more than one client (bench/profile.py: raw stacks and a summary per scenario).
+
 Only what every version of the platform has is used (Platform, the demo seed, the
 gateway's routes), so this folder can be copied into an older checkout to measure it.
 """
@@ -63,7 +67,7 @@ from datetime import UTC, datetime
 from agora.cli import SERVICES, seed_demo_data
 from agora.infra import delete_vhost, ensure_vhost, preflight
 from agora.platform import Platform, free_port, platform_env
-from bench import report, rest, sagas, wrk
+from bench import profile, report, rest, sagas, wrk
 from services.chassis.config import RATE_LIMIT_GROUPS, ROOT, load_config
 from services.chassis.files import write_private
 from services.chassis.migrations import drop_database, upgrade
@@ -206,9 +210,13 @@ class Bench:
         """One wrk run, with the CPU the platform's processes spent over it; returns
         the result and a function giving their CPU seconds since the run started."""
         named = rest.processes(self.platform.children)
+        spies = profile.start(named, scenario, clients, seconds)
         before = rest.cpu_times(named)
         result = wrk.run(scenario, self.base, paths, clients, seconds, **options)
-        result.platform_cpu_s = rest.cpu_spent(before, rest.cpu_times(named))
+        after = rest.cpu_times(named)
+        result.platform_cpu_s = rest.cpu_spent(before, after)
+        result.cpu_by_process_s = rest.cpu_spent_by_name(named, before, after)
+        profile.finish(spies)
         self.results.append(result)
         print(report.table([result]).splitlines()[-1], flush=True)
         return result, lambda: rest.cpu_spent(before, rest.cpu_times(named))
@@ -287,28 +295,46 @@ def scenarios(bench, config, engine):
     sagas.wait_for_open_sagas(engine, since, sagas.db_now(engine), SAGA_WAIT)
     customers = customer_tokens(http, base, demo, CLIENTS)
 
-    bench.load("GET /healthz", ["/healthz"])
-    bench.load("GET /v1/products/{id} cached", product_paths)
-    bench.load("GET /v1/products?limit=20 cached", ["/v1/products?limit=20"])
-    bench.load("GET /v1/products/{id} token", product_paths, tokens=[token])
-    bench.load("GET /v1/users/me", ["/v1/users/me"], tokens=[token])
-    bench.load("GET /v1/orders/{id} token", [f"/v1/orders/{i}" for i in order_ids], tokens=[token])
-    bench.orders_load(engine, ids[0], customers)
-    bench.sustained(engine, ids[0], customers)
+    if wanted("GET /healthz"):
+        bench.load("GET /healthz", ["/healthz"])
+    if wanted("GET /v1/products/{id} cached"):
+        bench.load("GET /v1/products/{id} cached", product_paths)
+    if wanted("GET /v1/products?limit=20 cached"):
+        bench.load("GET /v1/products?limit=20 cached", ["/v1/products?limit=20"])
+    if wanted("GET /v1/products/{id} token"):
+        bench.load("GET /v1/products/{id} token", product_paths, tokens=[token])
+    if wanted("GET /v1/users/me"):
+        bench.load("GET /v1/users/me", ["/v1/users/me"], tokens=[token])
+    if wanted("GET /v1/orders/{id} token"):
+        order_paths = [f"/v1/orders/{i}" for i in order_ids]
+        bench.load("GET /v1/orders/{id} token", order_paths, tokens=[token])
+    if wanted("POST /v1/orders"):
+        bench.orders_load(engine, ids[0], customers)
+    if wanted("sustained"):
+        bench.sustained(engine, ids[0], customers)
 
     # Requests wrk left in flight at its end may still have placed orders: at rest
     # means after every saga of the run.
     sagas.wait_for_open_sagas(engine, since, sagas.db_now(engine), SAGA_WAIT)
-    time.sleep(REST_SETTLE)
-    bench.rest = rest.sample(rest.processes(bench.platform.children), REST_SECONDS)
-    print(report.rest_table(bench.rest), flush=True)
+    if wanted("at rest"):
+        time.sleep(REST_SETTLE)
+        bench.rest = rest.sample(rest.processes(bench.platform.children), REST_SECONDS)
+        print(report.rest_table(bench.rest), flush=True)
 
     # The gateway's own catalog cache (where there is one) answers the cached reads
     # above without an RPC; with it off the same read shows the RPC path.
-    restart(bench, ["gateway"], AGORA_GATEWAY_CATALOG_CACHE="false")
-    bench.load("GET /v1/products/{id} via RPC", product_paths)
-    restart(bench, ["catalog"], AGORA_CATALOG_CACHE_ENABLED="false")
-    bench.load("GET /v1/products/{id} uncached", product_paths)
+    if wanted("GET /v1/products/{id} via RPC"):
+        restart(bench, ["gateway"], AGORA_GATEWAY_CATALOG_CACHE="false")
+        bench.load("GET /v1/products/{id} via RPC", product_paths)
+    if wanted("GET /v1/products/{id} uncached"):
+        restart(bench, ["catalog"], AGORA_CATALOG_CACHE_ENABLED="false")
+        bench.load("GET /v1/products/{id} uncached", product_paths)
+
+
+def wanted(scenario):
+    """BENCH_ONLY (comma-separated parts of scenario names) picks scenarios; all by default."""
+    only = [part.strip() for part in os.environ.get("BENCH_ONLY", "").split(",") if part.strip()]
+    return not only or any(part in scenario for part in only)
 
 
 def restart(bench, names, **env):
@@ -372,6 +398,10 @@ def finish(bench, started):
     )
     print(f"\n{machine}\n")
     print(report.table(bench.results))
+    split = report.cpu_split_table(bench.results)
+    if split:
+        print("\nwhere the CPU went (16 clients; brokers, databases and wrk not counted)\n")
+        print(split)
     if bench.sagas:
         print()
         print(report.sagas_table(bench.sagas))

@@ -42,6 +42,21 @@ def table(results):
     return _columns(header, rows)
 
 
+def cpu_split_table(results):
+    """CPU ms per good answer by process kind, for the runs with more than one client:
+    where each path's cost lies."""
+    runs = [r for r in results if r.clients > 1 and r.cpu_by_process_s]
+    kinds = sorted({kind for r in runs for kind in r.cpu_by_process_s})
+    if not runs:
+        return ""
+    header = ("scenario, CPU ms/req", *kinds, "")
+    rows = []
+    for r in runs:
+        split = r.cpu_ms_per_request_by_process()
+        rows.append((r.scenario, *(_number(split.get(kind), 2) for kind in kinds), ""))
+    return _columns(header, rows)
+
+
 def sagas_table(rows):
     """Saga figures (bench.sagas.figures plus scenario, drained, cpu_ms_per_order)."""
     header = (

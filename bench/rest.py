@@ -70,6 +70,25 @@ def cpu_spent(before, after):
     return sum(after[pid] - before[pid] for pid in after if pid in before)
 
 
+def process_kind(name):
+    """``orders-2`` -> ``orders``, ``gateway worker`` -> ``gateway``."""
+    base = name.split()[0]
+    stem, _, number = base.rpartition("-")
+    return stem if stem and number.isdigit() else base
+
+
+def cpu_spent_by_name(named, before, after):
+    """:func:`cpu_spent` split by process name, instances and workers summed under
+    their kind (``orders-2`` and ``orders`` as ``orders``, ``gateway worker`` as
+    ``gateway``)."""
+    spent = {}
+    for pid in after:
+        if pid in before:
+            kind = process_kind(named[pid])
+            spent[kind] = spent.get(kind, 0.0) + after[pid] - before[pid]
+    return spent
+
+
 def sample(named, seconds):
     """CPU of each process in ``named`` (PID -> name) over ``seconds``, as % of one
     core, and its resident memory at the end; a process gone meanwhile is left out."""

@@ -62,6 +62,8 @@ class Result:
     # nor wrk's): per request, a figure that the machine's other load moves far less
     # than req/s.
     platform_cpu_s: float | None = None
+    # The same split by process kind (gateway, orders, ...): where the CPU went.
+    cpu_by_process_s: dict = field(default_factory=dict)
 
     @property
     def ok(self):
@@ -82,6 +84,12 @@ class Result:
     def error_count(self):
         return sum(self.errors.get(kind, 0) for kind in SOCKET_ERRORS) + sum(self.statuses.values())
 
+    def cpu_ms_per_request_by_process(self):
+        """``{process kind: CPU ms per good answer}``."""
+        if not self.ok:
+            return {}
+        return {name: 1000.0 * spent / self.ok for name, spent in self.cpu_by_process_s.items()}
+
     def error_text(self):
         """``0``, or the count and its kinds: ``12 (timeout 2, 503 10)``."""
         kinds = [(kind, self.errors.get(kind, 0)) for kind in SOCKET_ERRORS]
@@ -96,6 +104,9 @@ class Result:
             "rps": round(self.rps, 1),
             "error_count": self.error_count,
             "cpu_ms_per_request": None if cpu is None else round(cpu, 2),
+            "cpu_ms_per_request_by_process": {
+                name: round(ms, 2) for name, ms in self.cpu_ms_per_request_by_process().items()
+            },
         }
 
 
