@@ -46,7 +46,9 @@ The table goes to stdout; every figure also goes as JSON to BENCH_JSON (default
 .agora/bench/<UTC timestamp>.json). The platform runs on its own vhost, databases,
 Redis prefix and SMTP sink, all removed afterwards.
 
-BENCH_ONLY picks scenarios by part of their names (``BENCH_ONLY="orders/{id},POST"``);
+BENCH_INSTANCES="orders=3,inventory=2,billing=2" runs several processes of those
+services (services.<name>.instances). BENCH_ONLY picks scenarios by part of their
+names (``BENCH_ONLY="orders/{id},POST"``);
 BENCH_PROFILE=<folder> also samples every process with py-spy during each run with
 more than one client (bench/profile.py: raw stacks and a summary per scenario).
 
@@ -190,10 +192,21 @@ def isolated_env(smtp_port):
         overlay,
         "auth:\n  access_token_ttl: 14400\n"
         "gateway:\n  rate_limits:\n    groups:\n"
-        + "".join(f"      {group}: 100000000/minute\n" for group in RATE_LIMIT_GROUPS),
+        + "".join(f"      {group}: 100000000/minute\n" for group in RATE_LIMIT_GROUPS)
+        + instances_overlay(),
     )
     env["AGORA_CONFIG"] = overlay
     return env
+
+
+def instances_overlay():
+    """BENCH_INSTANCES="orders=3,inventory=2" as config lines (processes per service)."""
+    pairs = [part.split("=") for part in os.environ.get("BENCH_INSTANCES", "").split(",") if part]
+    if not pairs:
+        return ""
+    return "services:\n" + "".join(
+        f"  {name.strip()}:\n    instances: {int(n)}\n" for name, n in pairs
+    )
 
 
 class Bench:
