@@ -37,7 +37,7 @@ from sqlalchemy import insert
 
 from services.chassis.deadletter import RetryPublisher
 from services.chassis.errors import EXPECTED, Unavailable, ValidationError
-from services.chassis.outbox import ConfirmingPublisher, OutboxRelay
+from services.chassis.outbox import ConfirmingPublisher, OutboxRelay, release_quietly
 from services.chassis.schemas import validate
 from services.chassis.tracing import B3_KEY
 from services.chassis.values import isoformat_utc, utcnow
@@ -211,11 +211,7 @@ class ReplyPublisher:
         )
 
     def close(self):
-        if self.connection is not None:
-            try:
-                self.connection.release()
-            except Exception:  # already broken
-                pass
+        release_quietly(self.connection)
         self.connection = None
         self.producer = None
 

@@ -56,6 +56,15 @@ PRUNE_EVERY = 300.0
 CONFIRM_TIMEOUT = 30.0
 
 
+def release_quietly(connection):
+    """Release a kombu connection (None allowed) that may already be broken."""
+    if connection is not None:
+        try:
+            connection.release()
+        except Exception:  # already broken: nothing left to close
+            pass
+
+
 class ConfirmingChannel:
     """A channel on a broker connection of its own, in publisher-confirm mode: a
     publish on it returns once the broker has taken the message (or raises).
@@ -87,11 +96,7 @@ class ConfirmingChannel:
             raise
 
     def close(self):
-        if self.connection is not None:
-            try:
-                self.connection.release()
-            except Exception:  # already broken
-                pass
+        release_quietly(self.connection)
         self.connection = None
         self.channel = None
 
@@ -177,11 +182,7 @@ class ConfirmingPublisher:
         self._settle(tag, multiple, self._nacked)
 
     def close(self):
-        if self.connection is not None:
-            try:
-                self.connection.release()
-            except Exception:  # already broken
-                pass
+        release_quietly(self.connection)
         self.connection = None
         self.producer = None
 
