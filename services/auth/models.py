@@ -270,9 +270,11 @@ def record_access_revocation(session, jti, client_id, expires_at, now):
 
 
 def revoked_access_tokens(session, expired_before):
-    """``(jti, expires_at)`` of revoked tokens that expire after ``expired_before``
-    (a token is accepted up to the clock skew after its expiry)."""
-    query = select(RevokedAccessToken.jti, RevokedAccessToken.expires_at).where(
+    """``(jti, expires_at, client_id)`` of revoked tokens that expire after
+    ``expired_before`` (a token is accepted up to the clock skew after its expiry)."""
+    query = select(
+        RevokedAccessToken.jti, RevokedAccessToken.expires_at, RevokedAccessToken.client_id
+    ).where(
         RevokedAccessToken.expires_at > expired_before
     )
     return [tuple(row) for row in session.execute(query)]

@@ -352,24 +352,34 @@ class AuthService(AgoraService):
         now = utcnow()
         ttl, skew = self.settings["access_token_ttl"], self.settings["clock_skew"]
         entries = [
-            (revoked_family_key(family_id), domain.family_denial_ttl(revoked_at, now, ttl, skew))
+            (
+                revoked_family_key(family_id),
+                "revoked",
+                domain.family_denial_ttl(revoked_at, now, ttl, skew),
+            )
             for family_id, revoked_at in models.revoked_families(
                 session, domain.denied_since(now, ttl, skew)
             )
         ]
         expired_before = domain.accepted_until(now, skew)
+        # The value is what revoke_access_token writes (the client), so a sync
+        # that runs beside a revocation writes the same entry, not another one.
         entries += [
-            (revoked_access_key(jti), domain.access_revocation_ttl(domain.epoch(exp), now, skew))
-            for jti, exp in models.revoked_access_tokens(session, expired_before)
+            (
+                revoked_access_key(jti),
+                client_id,
+                domain.access_revocation_ttl(domain.epoch(exp), now, skew),
+            )
+            for jti, exp, client_id in models.revoked_access_tokens(session, expired_before)
         ]
         models.forget_access_revocations(session, expired_before)
-        entries = [(key, seconds) for key, seconds in entries if seconds > 0]
+        entries = [entry for entry in entries if entry[2] > 0]
         if not entries:
             return 0
         try:
             pipeline = self.cache.pipeline(transaction=False)
-            for key, seconds in entries:
-                pipeline.set(self.cache.key(key), "revoked", ex=seconds)
+            for key, value, seconds in entries:
+                pipeline.set(self.cache.key(key), value, ex=seconds)
             pipeline.execute()
         except redis_lib.RedisError as exc:
             log.warning(
