@@ -223,6 +223,23 @@ SCHEMA = _section(
                 "jwks_min_refresh_interval": _NUMBER,
             }
         ),
+        "metrics": _section(
+            {
+                "enabled": {"type": "boolean"},
+                # Where each process serves /metrics: off the public API port. Port 0
+                # takes any free port; the registry publishes each process's URL.
+                "host": _STRING,
+                "port": {"type": "integer", "minimum": 0, "maximum": 65535},
+            }
+        ),
+        "discovery": _section(
+            {
+                # Each instance heartbeats every heartbeat_interval seconds; the
+                # registry forgets an instance silent for ttl seconds.
+                "heartbeat_interval": _NUMBER,
+                "ttl": _NUMBER,
+            }
+        ),
         "events": _section(
             {
                 "relay_interval": _NUMBER,
@@ -408,6 +425,8 @@ SHARED_SETTINGS = (
     "redis",
     "tracing",
     "logging",
+    "metrics",
+    "discovery",
     "events",
     # The timeout of a service's own RPC calls to other services.
     "gateway.rpc.timeout",
@@ -423,6 +442,8 @@ GATEWAY_SETTINGS = (
     "redis",
     "tracing",
     "logging",
+    "metrics",
+    "discovery",
     "gateway",
     "auth",
 )
