@@ -76,23 +76,23 @@ class RequestMetrics:
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
-        status = []
+        answered = []  # (status code, route)
 
         def recording_start_response(line, headers, exc_info=None):
-            status.append(line)
+            # Flask answers inside the request context: the matched rule is known here.
+            answered.append((line[:3], route_of(environ)))
             return start_response(line, headers, exc_info)
 
         try:
             return self.wsgi_app(environ, recording_start_response)
         finally:
-            self.record(environ, status[-1][:3] if status else "500", started)
+            status, route = answered[-1] if answered else ("500", UNMATCHED)
+            self.record(environ.get("REQUEST_METHOD", ""), route, status, started)
 
-    def record(self, environ, status, started):
+    def record(self, method, route, status, started):
         elapsed = time.perf_counter() - started
-        method = environ.get("REQUEST_METHOD", "")
         if method not in METHODS:
             method = OTHER_METHOD
-        route = route_of(environ)
         key = (route, method, status)
         counter = self._counts.get(key)
         if counter is None:
@@ -105,8 +105,10 @@ class RequestMetrics:
 
 
 def route_of(environ):
-    """The Flask URL rule the request matched, or ``unmatched``."""
-    # Werkzeug's Request keeps itself in the environ; Flask matched it on push.
+    """The Flask URL rule the request matched, or ``unmatched``.
+
+    Werkzeug's Request keeps itself in the environ (Flask matched its rule on
+    pushing the request context, and forgets it when the context is popped)."""
     request = environ.get("werkzeug.request")
     rule = getattr(request, "url_rule", None)
     return rule.rule if rule is not None else UNMATCHED

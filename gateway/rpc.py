@@ -229,11 +229,11 @@ class PendingCall:
                 self._error = exc
 
     def result(self):
-        error = None
+        error = outcome = None
         try:
             return self._breaker.call(self._finish)
         except pybreaker.CircuitBreakerError as exc:
-            self._client._record(self._service, self._method, call_outcome(exc), self._started)
+            outcome = call_outcome(exc)  # refused, or this call's failure tripped it
             error = ServiceUnavailable(
                 self._service,
                 "circuit open",
@@ -243,11 +243,10 @@ class PendingCall:
             raise error from None
         except BaseException as exc:
             error = exc
-            self._client._record(self._service, self._method, call_outcome(exc), self._started)
             raise
-        else:
-            self._client._record(self._service, self._method, metrics.OK, self._started)
         finally:
+            outcome = outcome or call_outcome(error)
+            self._client._record(self._service, self._method, outcome, self._started)
             self._client.tracer.finish_client_span(self._span, error)
 
     def _finish(self):
