@@ -4,6 +4,7 @@ real brokers, then a GET of the process's /metrics, parsed by prometheus_client.
 Every process has one registry and the tests share it, so each test compares a
 scrape after its calls with one before (``delta``), on series of its own."""
 
+import copy
 import datetime
 import uuid
 
@@ -26,6 +27,7 @@ from services.chassis.outbox import OutboxRelay
 from services.chassis.schemas import obj
 from services.chassis.service import VERSION, AgoraService
 from services.chassis.testing import call_entrypoint as call
+from services.orders.service import OrdersService
 from tests.support.metrics import scrape
 from tests.support.polling import wait_until
 
@@ -291,3 +293,40 @@ def test_a_stopped_service_leaves_the_scrape_time_gauges(start):
     scraped = scrape(endpoint())
     assert not scraped.has("agora_db_pool_connections", service="metered", state="idle")
     assert not scraped.has("agora_outbox_backlog", service="metered")
+
+
+def test_an_order_expired_by_its_deadline_counts_its_statuses_and_its_saga(
+    container_factory, service_config, start_service
+):
+    catalog = start_service(CatalogService)
+    settings = copy.deepcopy(service_config("orders"))
+    settings["AGORA"]["services"]["orders"]["saga_timeout"] = 1
+    orders = container_factory(OrdersService, settings)
+    orders.start()
+    product = call(
+        catalog,
+        "create_product",
+        {
+            "sku": f"SKU-S{uuid.uuid4().hex[:8]}".upper(),
+            "name": "Saga mug",
+            "price": {"amount": 700, "currency": "EUR"},
+        },
+    )
+    before = scrape(endpoint())
+    payload = {"items": [{"product_id": product["id"], "quantity": 1}], "payment": {"token": "t"}}
+    call(orders, "create_order", str(uuid.uuid4()), payload, uuid.uuid4().hex)
+    # No inventory runs here: the order waits until its deadline, and the sweep expires it.
+    labels = {"service": "orders"}
+
+    def expired():
+        now = scrape(endpoint())
+        return now if delta(before, now, "agora_saga_timeouts_total", **labels) >= 1 else None
+
+    after = wait_until(expired, timeout=30, what="the order expired by the sweep")
+    changes = "agora_orders_status_changes_total"
+    assert delta(before, after, changes, status="pending", **labels) == 1
+    # The sweep may close other modules' leftover orders in the same database too.
+    assert delta(before, after, changes, status="expired", **labels) >= 1
+    sagas = "agora_saga_duration_seconds_count"
+    assert delta(before, after, sagas, outcome="expired", **labels) >= 1
+    assert delta(before, after, sagas, outcome="confirmed", **labels) == 0
