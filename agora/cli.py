@@ -157,6 +157,9 @@ def gateway_argv(config):
         "--bind",
         f"{gateway['host']}:{gateway['port']}",
         "--no-control-socket",
+        # Numbers the workers (gateway.workers): each serves /metrics on a port of its own.
+        "--config",
+        "python:gateway.workers",
         "--graceful-timeout",
         "10",
         "--log-config-json",

@@ -14,11 +14,14 @@ from gateway.catalog_cache import PRODUCT_EVENTS, CatalogCache
 from gateway.errors import register_error_handlers
 from gateway.events import EventListener
 from gateway.limits import init_limits
+from gateway.metrics import init_metrics
 from gateway.openapi import init_openapi
 from gateway.rpc import RpcClient
 from gateway.tracing import init_tracing
+from gateway.workers import worker_index
 from services.chassis.config import amqp_uri, load_config, nameko_config, settings_for
 from services.chassis.logs import setup_logging
+from services.chassis.metrics import enabled as metrics_enabled
 from services.chassis.redis import make_client
 from services.chassis.tracing import Tracer
 
@@ -38,7 +41,12 @@ def create_app(config=None):
     app.config["AGORA"] = config
 
     tracer = Tracer("gateway", config["tracing"])
-    rpc = RpcClient(nameko_config(config, "gateway"), gateway["rpc"], tracer)
+    rpc = RpcClient(
+        nameko_config(config, "gateway"),
+        gateway["rpc"],
+        tracer,
+        record_metrics=metrics_enabled(config),
+    )
     redis = make_client(config["redis"], name="gateway")
     keys = KeyCache(
         lambda: rpc.call("auth", "jwks"),
@@ -71,6 +79,8 @@ def create_app(config=None):
     init_limits(app)
     guard.init_enforce(app)
     init_openapi(app)
+    # Last: the middleware wraps the whole app, error handlers and limiter included.
+    init_metrics(app, config, worker_index())
 
     atexit.register(rpc.close)
     atexit.register(tracer.close)

@@ -59,6 +59,7 @@ from limits.strategies import STRATEGIES
 from redis.exceptions import RedisError
 
 from gateway.errors import error_response
+from gateway.metrics import count_rate_limited
 from gateway.netaddr import limit_subject, parse_trusted, resolve_client_ip
 from services.chassis.config import ConfigError
 from services.chassis.redis import make_client
@@ -473,7 +474,9 @@ def init_limits(app, config=None):
         # Evaluation stops at the first breach: the limits after it have no window.
         g.rate_limits = list(zip(applied[: len(windows)], windows, strict=True))
         if windows[-1].breached:
-            return _rate_limited(applied[len(windows) - 1], windows[-1])
+            breached = applied[len(windows) - 1]
+            count_rate_limited(breached.name)
+            return _rate_limited(breached, windows[-1])
         return None
 
     @app.after_request

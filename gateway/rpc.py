@@ -22,6 +22,7 @@ from amqp.exceptions import NotFound
 from kombu import Connection
 from nameko.exceptions import BadRequest, RemoteError
 
+from gateway import metrics
 from services.chassis.errors import AgoraError
 from services.chassis.rpc_client import (
     BrokerUnreachable,
@@ -35,13 +36,17 @@ log = logging.getLogger(__name__)
 
 
 class ServiceUnavailable(Exception):
-    """The service cannot answer now; the client may retry after ``retry_after`` s."""
+    """The service cannot answer now; the client may retry after ``retry_after`` s.
 
-    def __init__(self, service, reason, retry_after=1):
+    ``outcome`` is how the call counts in ``agora_gateway_rpc_calls_total``:
+    ``unavailable``, ``timeout`` or ``breaker_open``."""
+
+    def __init__(self, service, reason, retry_after=1, outcome=metrics.UNAVAILABLE):
         super().__init__(f"{service} is unavailable ({reason})")
         self.service = service
         self.reason = reason
         self.retry_after = retry_after
+        self.outcome = outcome
 
 
 class UpstreamError(Exception):
@@ -172,6 +177,20 @@ def _is_business_error(exc):
     return isinstance(exc, AgoraError)
 
 
+def call_outcome(exc):
+    """How a call that ended with ``exc`` (None: it succeeded) counts in
+    ``agora_gateway_rpc_calls_total``."""
+    if exc is None:
+        return metrics.OK
+    if isinstance(exc, pybreaker.CircuitBreakerError):
+        # The call whose failure trips the breaker raises this too, over its own error.
+        cause = exc.__context__
+        return metrics.BREAKER_OPEN if cause is None else call_outcome(cause)
+    if isinstance(exc, ServiceUnavailable):
+        return exc.outcome
+    return metrics.ERROR
+
+
 class PendingCall:
     """One call of ``RpcClient.call_async``: published at once, answered by ``result()``.
 
@@ -182,13 +201,24 @@ class PendingCall:
     there); a call never waited for costs its reply only (dropped on arrival).
     """
 
-    __slots__ = ("_client", "_service", "_method", "_call", "_breaker", "_span", "_reply", "_error")
+    __slots__ = (
+        "_client",
+        "_service",
+        "_method",
+        "_call",
+        "_breaker",
+        "_span",
+        "_reply",
+        "_error",
+        "_started",
+    )
 
     def __init__(self, client, service, method, args, kwargs):
         self._client = client
         self._service = service
         self._method = method
         self._breaker = client.breaker(service)
+        self._started = time.perf_counter()
         self._span, b3 = client.tracer.start_client_span(f"rpc {service}.{method}")
         self._call = (args, kwargs, {B3_KEY: b3} if b3 else {})
         self._reply = self._error = None
@@ -199,18 +229,24 @@ class PendingCall:
                 self._error = exc
 
     def result(self):
-        error = None
+        error = outcome = None
         try:
             return self._breaker.call(self._finish)
-        except pybreaker.CircuitBreakerError:
+        except pybreaker.CircuitBreakerError as exc:
+            outcome = call_outcome(exc)  # refused, or this call's failure tripped it
             error = ServiceUnavailable(
-                self._service, "circuit open", self._client._retry_after(self._breaker)
+                self._service,
+                "circuit open",
+                self._client._retry_after(self._breaker),
+                outcome=metrics.BREAKER_OPEN,
             )
             raise error from None
         except BaseException as exc:
             error = exc
             raise
         finally:
+            outcome = outcome or call_outcome(error)
+            self._client._record(self._service, self._method, outcome, self._started)
             self._client.tracer.finish_client_span(self._span, error)
 
     def _finish(self):
@@ -226,7 +262,7 @@ class RpcClient:
     """``rpc.call("users", "register", payload)`` from any gateway thread;
     ``rpc.call_async(...)`` for calls that should overlap (``.result()`` each)."""
 
-    def __init__(self, nameko_config, settings, tracer, name="gateway"):
+    def __init__(self, nameko_config, settings, tracer, name="gateway", record_metrics=True):
         self.nameko_config = nameko_config
         self.timeout = settings["timeout"]
         self.tracer = tracer
@@ -235,6 +271,8 @@ class RpcClient:
         self._breaker_settings = settings["breaker"]
         self._breakers = {}
         self._lock = threading.Lock()
+        # agora_gateway_rpc_* children per (service, method); None: not counted.
+        self._series = {} if record_metrics else None
 
     def breaker(self, service):
         breaker = self._breakers.get(service)
@@ -247,12 +285,22 @@ class RpcClient:
                         fail_max=self._breaker_settings["fail_max"],
                         reset_timeout=self._breaker_settings["reset_timeout"],
                         exclude=[_is_business_error],
-                        listeners=[opened],
+                        listeners=[opened, metrics.BreakerMetrics(service)],
                         name=service,
                     )
                     breaker.opened = opened
                     self._breakers[service] = breaker
         return breaker
+
+    def _record(self, service, method, outcome, started):
+        if self._series is None:
+            return
+        series = self._series.get((service, method))
+        if series is None:
+            series = self._series.setdefault(
+                (service, method), metrics.RpcCallSeries(service, method)
+            )
+        series.record(outcome, started)
 
     def _retry_after(self, breaker):
         remaining = breaker.reset_timeout - (time.monotonic() - breaker.opened.opened_at)
@@ -282,7 +330,9 @@ class RpcClient:
         except AgoraError:
             raise
         except ReplyTimeout:
-            raise ServiceUnavailable(service, f"no reply within {self.timeout}s") from None
+            raise ServiceUnavailable(
+                service, f"no reply within {self.timeout}s", outcome=metrics.TIMEOUT
+            ) from None
         except ConnectionLost as exc:
             raise ServiceUnavailable(
                 service, f"transport error: {exc.cause.__class__.__name__}"

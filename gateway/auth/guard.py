@@ -16,8 +16,13 @@ A route declares what it needs with ``@requires("catalog:write")`` (or
 from flask import current_app, g, request
 
 from gateway.auth.principal import Principal
-from gateway.auth.tokens import TokenError
+from gateway.auth.tokens import MALFORMED, TokenError
 from gateway.errors import ApiError
+from gateway.metrics import count_token_rejection
+
+# Reasons the guard itself gives (the verifier's are in gateway.auth.tokens).
+MISSING = "missing"
+INSUFFICIENT_SCOPE = "insufficient_scope"
 
 REALM = "agora"
 PROTECTED_PREFIX = "/v1/"
@@ -54,7 +59,7 @@ def _bearer_token():
         return None
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        raise TokenError("send the access token as 'Authorization: Bearer <token>'")
+        raise TokenError("send the access token as 'Authorization: Bearer <token>'", MALFORMED)
     return value.strip()
 
 
@@ -72,6 +77,7 @@ def principal_from_claims(claims):
 def identify():
     g.principal = None
     g.auth_error = None
+    g.auth_error_reason = None
     if not request.path.startswith(PROTECTED_PREFIX):
         return
     try:
@@ -81,12 +87,14 @@ def identify():
             g.principal = principal_from_claims(claims)
     except TokenError as exc:
         g.auth_error = exc.description
+        g.auth_error_reason = exc.reason
 
 
 def enforce():
     if not request.path.startswith(PROTECTED_PREFIX):
         return
     if g.get("auth_error"):
+        count_token_rejection(g.get("auth_error_reason") or MALFORMED)
         raise ApiError(
             401,
             "invalid_token",
@@ -99,6 +107,7 @@ def enforce():
         return
     principal = g.get("principal")
     if principal is None:
+        count_token_rejection(MISSING)
         message = "an access token is required"
         raise ApiError(
             401,
@@ -114,6 +123,7 @@ def check_scopes(principal, scopes):
     for views whose scope depends on the request (``@requires()`` plus this)."""
     missing = [scope for scope in scopes if scope not in principal.scopes]
     if missing:
+        count_token_rejection(INSUFFICIENT_SCOPE)
         needed = " ".join(scopes)
         raise ApiError(
             403,

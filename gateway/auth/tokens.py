@@ -35,12 +35,28 @@ MAX_TOKEN_LENGTH = 8192
 _ADMIN = frozenset(ADMIN_SCOPES)
 
 
-class TokenError(Exception):
-    """The token is not acceptable; ``description`` says why (safe to show)."""
+# Why a token was refused: agora_gateway_token_rejections_total's reason (bounded).
+MALFORMED = "malformed"
+WRONG_ALGORITHM = "wrong_algorithm"
+WRONG_TYPE = "wrong_type"
+UNKNOWN_KEY = "unknown_key"
+BAD_SIGNATURE = "bad_signature"
+EXPIRED = "expired"
+WRONG_AUDIENCE = "wrong_audience"
+WRONG_ISSUER = "wrong_issuer"
+INVALID_CLAIMS = "invalid_claims"
+REVOKED = "revoked"
+REVOCATION_UNCHECKED = "revocation_unchecked"
 
-    def __init__(self, description):
+
+class TokenError(Exception):
+    """The token is not acceptable; ``description`` says why (safe to show),
+    ``reason`` is one of the bounded names above (for metrics)."""
+
+    def __init__(self, description, reason=INVALID_CLAIMS):
         super().__init__(description)
         self.description = description
+        self.reason = reason
 
 
 class KeyCache:
@@ -111,13 +127,13 @@ def _segment(value):
 def unverified_header(token):
     """The JOSE header of a compact JWS, or TokenError."""
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
-        raise TokenError("the token is malformed")
+        raise TokenError("the token is malformed", MALFORMED)
     try:
         header = _segment(token.split(".", 1)[0])
     except (ValueError, UnicodeError):
-        raise TokenError("the token is malformed") from None
+        raise TokenError("the token is malformed", MALFORMED) from None
     if not isinstance(header, dict):
-        raise TokenError("the token is malformed")
+        raise TokenError("the token is malformed", MALFORMED)
     return header
 
 
@@ -148,33 +164,33 @@ class TokenVerifier:
         # The algorithm is pinned: "none", HS256 (e.g. keyed with the public
         # key) or anything else never reaches signature verification.
         if header.get("alg") != SIGNING_ALGORITHM:
-            raise TokenError("the token's algorithm is not accepted")
+            raise TokenError("the token's algorithm is not accepted", WRONG_ALGORITHM)
         if header.get("typ") != ACCESS_TOKEN_TYPE:
-            raise TokenError("the token is not an access token")
+            raise TokenError("the token is not an access token", WRONG_TYPE)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise TokenError("the token names no signing key")
+            raise TokenError("the token names no signing key", UNKNOWN_KEY)
         key = self.keys.get(kid)
         if key is None:
-            raise TokenError("the token's signing key is unknown")
+            raise TokenError("the token's signing key is unknown", UNKNOWN_KEY)
         try:
             decoded = jwt.decode(token, key, algorithms=[SIGNING_ALGORITHM])
         except (JoseError, ValueError):
-            raise TokenError("the token's signature is invalid") from None
+            raise TokenError("the token's signature is invalid", BAD_SIGNATURE) from None
         claims = decoded.claims
         try:
             self._registry.validate(claims)
         except JoseError as exc:
-            raise TokenError(_claim_problem(exc)) from None
+            raise TokenError(*_claim_problem(exc)) from None
         for name in ("scope", "client_id"):
             if not isinstance(claims.get(name), str):
-                raise TokenError(f"the token has no valid {name} claim")
+                raise TokenError(f"the token has no valid {name} claim", INVALID_CLAIMS)
         return claims
 
     def verify(self, token):
         claims = self.claims(token)
         if self.is_revoked(claims):
-            raise TokenError("the token has been revoked")
+            raise TokenError("the token has been revoked", REVOKED)
         return claims
 
     def is_revoked(self, claims):
@@ -196,7 +212,8 @@ class TokenVerifier:
             if _ADMIN & set(claims["scope"].split()):
                 raise TokenError(
                     "revocations cannot be checked right now; tokens with admin scopes "
-                    "are refused until they can, retry later"
+                    "are refused until they can, retry later",
+                    REVOCATION_UNCHECKED,
                 ) from None
             return False
         if self._redis_failing:
@@ -206,14 +223,15 @@ class TokenVerifier:
 
 
 def _claim_problem(exc):
+    """(description, reason) of a claim that failed validation."""
     name = exc.__class__.__name__
     if name == "ExpiredTokenError":
-        return "the token has expired"
+        return "the token has expired", EXPIRED
     claim = getattr(exc, "claim", None)
     if claim == "aud":
-        return "the token is not meant for this API"
+        return "the token is not meant for this API", WRONG_AUDIENCE
     if claim == "iss":
-        return "the token was not issued by this server"
+        return "the token was not issued by this server", WRONG_ISSUER
     if claim:
-        return f"the token's {claim} claim is invalid"
-    return "the token's claims are invalid"
+        return f"the token's {claim} claim is invalid", INVALID_CLAIMS
+    return "the token's claims are invalid", INVALID_CLAIMS

@@ -41,6 +41,14 @@ CARD_DECLINED = "card_declined"
 PROCESSING_ERROR = "processing_error"
 TIMEOUT = "timeout"
 FAILURE_CODES = (CARD_DECLINED, PROCESSING_ERROR, TIMEOUT)
+# A charge's outcome as agora_billing_charges_total counts it, by failure code.
+CHARGE_OUTCOMES = {None: SUCCEEDED, CARD_DECLINED: "declined", TIMEOUT: "timeout"}
+
+
+def charge_outcome(failure_code):
+    """``succeeded`` (no failure code), ``declined``, ``timeout`` or ``error``."""
+    return CHARGE_OUTCOMES.get(failure_code, "error")
+
 
 # refund_issued.reason of the refunds billing makes itself when an order closes.
 ORDER_CANCELLED = "order_cancelled"

@@ -28,11 +28,14 @@ from services.billing.schemas import (
 from services.chassis.db import Database
 from services.chassis.errors import Conflict, NotFound, Unavailable
 from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
+from services.chassis.metrics import BILLING_CHARGES, children
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService
 from services.chassis.values import utcnow
 
 log = logging.getLogger(__name__)
+
+_charges = children(BILLING_CHARGES, "billing")
 
 # refund_payment's reason when the caller gives none.
 DEFAULT_REFUND_REASON = "refund"
@@ -173,6 +176,8 @@ class BillingService(AgoraService):
         outcome = self.processor.charge(amount, token, str(payment.id))
         payment.attempts = outcome.attempts
         payment.updated_at = utcnow()
+        failure = None if outcome.ok else outcome.error.code
+        self.db.on_commit(_charges(domain.charge_outcome(failure)).inc)
         if outcome.ok:
             payment.status = domain.SUCCEEDED
             payment.provider_charge_id = outcome.result.id

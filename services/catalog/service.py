@@ -27,6 +27,7 @@ from services.chassis.cache import Cache
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, NotFound
 from services.chassis.messaging import EventDispatcher, rpc
+from services.chassis.metrics import cache_stats
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService
 
@@ -94,7 +95,7 @@ class CatalogService(AgoraService):
             return domain.product_view(product)
 
         generation = _product_generation(canonical)
-        return self._cache().get_or_load(generation, load, depends_on=[generation])
+        return self._cache("products").get_or_load(generation, load, depends_on=[generation])
 
     @rpc
     def known_skus(self, skus):
@@ -120,7 +121,9 @@ class CatalogService(AgoraService):
 
         if not canonical:
             return load()
-        return self._cache().get_or_load(f"page:{after}", load, depends_on=[COLLECTION])
+        return self._cache("product_pages").get_or_load(
+            f"page:{after}", load, depends_on=[COLLECTION]
+        )
 
     def _settings(self):
         return self.config["AGORA"]["services"]["catalog"]
@@ -128,9 +131,12 @@ class CatalogService(AgoraService):
     def _cursors(self):
         return domain.ListingCursors(cursors.signing_key(self._settings()["cursor_key"]))
 
-    def _cache(self):
+    def _cache(self, name=None):
+        """The catalog's cache; ``name`` (``products``, ``product_pages``) labels
+        its hits and misses."""
         settings = self._settings()["cache"]
-        return Cache.from_settings(self.cache, self.cache.key("catalog", ""), settings)
+        stats = cache_stats(self.name, name) if name else None
+        return Cache.from_settings(self.cache, self.cache.key("catalog", ""), settings, stats=stats)
 
     def _invalidate_after_commit(self, *generations):
         cache = self._cache()

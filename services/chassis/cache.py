@@ -35,6 +35,10 @@ TTL) so that an entity changed once does not keep a key forever. If a
 generation key expires, readers fall back to generation 0, whose values are far
 older than any TTL, and the next bump jumps past every generation used before,
 so an old value can never become visible again.
+
+``stats`` (``metrics.cache_stats(service, name)``) counts each read of
+``get_or_load`` as a hit or a miss (``agora_cache_requests_total``); a read
+while Redis is down is a miss.
 """
 
 import hashlib
@@ -111,8 +115,10 @@ class Cache:
         generation_ttl=DEFAULT_GENERATION_TTL,
         warn_every=30.0,
         enabled=True,
+        stats=None,
     ):
         self.enabled = enabled
+        self.stats = stats
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
@@ -171,12 +177,19 @@ class Cache:
             value_key, cached = self._read(key, list(depends_on))
         except redis_lib.RedisError as exc:
             self._degraded("read", exc)
+            self._count(hit=False)
             return loader()
         if cached is not None:
             found, value = _decode(cached)
             if found:
+                self._count(hit=True)
                 return value
+        self._count(hit=False)
         return self._fill(value_key, loader, self.ttl if ttl is None else ttl)
+
+    def _count(self, hit):
+        if self.stats is not None:
+            (self.stats.hit if hit else self.stats.miss).inc()
 
     def _fill(self, value_key, loader, ttl):
         lock_key = value_key + ":lock"

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from services.chassis.errors import Unavailable
 from services.chassis.events import INBOX_TABLE
 from services.chassis.messaging import MalformedEvent, as_exc_info, finish_unit_of_work
+from services.chassis.metrics import DB_POOL
 from services.chassis.values import parse_uuid
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,17 @@ class Database(_Database):
             **self.engine_options,
         }
         super().setup()
+        # agora_db_pool_connections reads the pool when Prometheus scrapes.
+        self._pool_engine = self.engine
+        DB_POOL.add(self.container.service_name, self._pool_engine)
+
+    def stop(self):
+        DB_POOL.remove(self.container.service_name, self._pool_engine)
+        super().stop()
+
+    def kill(self):
+        DB_POOL.remove(self.container.service_name, self._pool_engine)
+        super().kill()
 
     def get_dependency(self, worker_ctx):
         unit = UnitOfWork(self.Session, getattr(self.declarative_base, "agora_inbox", None))

@@ -36,6 +36,9 @@ ERROR = "x-agora-error"
 FAILED_AT = "x-agora-failed-at"
 # The longest delay queue idles this long after its last message before it goes.
 _DELAY_QUEUE_IDLE_MS = 600_000
+# What handle_failure did with a message.
+RETRY = "retry"
+DEAD_LETTER = "dead-letter"
 
 
 def dead_letter_queue_name(service):
@@ -99,7 +102,7 @@ class RetryPublisher:
         headers[FAILED_AT] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if attempt >= self.settings["max_attempts"]:
             target = dead_letter_queue(self.service)
-            outcome = "dead-letter"
+            outcome = DEAD_LETTER
         else:
             delay_ms = int(retry_delay(attempt, self.settings) * 1000)
             name = f"{queue_name}.backoff-{delay_ms}"
@@ -115,7 +118,7 @@ class RetryPublisher:
                     "x-expires": delay_ms + _DELAY_QUEUE_IDLE_MS,
                 },
             )
-            outcome = "retry"
+            outcome = RETRY
         with self.lock:
             self._publish(message, queue_name, target, headers)
         return outcome

@@ -35,8 +35,9 @@ from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcProxy as NamekoRpcProxy
 from sqlalchemy import insert
 
-from services.chassis.deadletter import RetryPublisher
+from services.chassis.deadletter import DEAD_LETTER, RetryPublisher
 from services.chassis.errors import EXPECTED, Unavailable, ValidationError
+from services.chassis.metrics import DEAD_LETTERS, EVENT_RETRIES, INBOX_DUPLICATES, OUTBOX
 from services.chassis.outbox import ConfirmingPublisher, OutboxRelay, release_quietly
 from services.chassis.schemas import validate
 from services.chassis.tracing import B3_KEY
@@ -285,6 +286,13 @@ class EventHandler(NamekoEventHandler):
             source_service, event_type, expected_exceptions=expected_exceptions, **kwargs
         )
 
+    def setup(self):
+        super().setup()
+        service = self.container.service_name
+        event = f"{self.source_service}.{self.event_type}"
+        self._retries = EVENT_RETRIES.labels(service, event)
+        self._dead_letters = DEAD_LETTERS.labels(service, self.queue.name)
+
     def handle_result(self, message, worker_ctx, result, exc_info):
         exc_info = finish_unit_of_work(worker_ctx, exc_info)
         if exc_info is None:
@@ -296,6 +304,7 @@ class EventHandler(NamekoEventHandler):
             log.exception("could not move a failed %s event aside; requeued", self.event_type)
             self.queue_consumer.requeue_message(message)
             return result, exc_info
+        (self._dead_letters if outcome == DEAD_LETTER else self._retries).inc()
         log.warning(
             "%s.%s failed on %s.%s (%s): %s",
             worker_ctx.service_name,
@@ -323,6 +332,8 @@ def event_handler(source_service, event_type, **kwargs):
     """
 
     def decorate(fn):
+        duplicates = {}  # service name -> its agora_inbox_duplicates_total child
+
         @functools.wraps(fn)
         def handle(self, event):
             if not isinstance(event, dict) or not isinstance(event.get("event_id"), str):
@@ -331,6 +342,13 @@ def event_handler(source_service, event_type, **kwargs):
             if db is not None:
                 if not db.claim_event(event, f"{self.name}.{fn.__name__}"):
                     log.info("event %s already handled by %s", event["event_id"], fn.__name__)
+                    counter = duplicates.get(self.name)
+                    if counter is None:
+                        event_name = f"{source_service}.{event_type}"
+                        counter = duplicates[self.name] = INBOX_DUPLICATES.labels(
+                            self.name, event_name
+                        )
+                    counter.inc()
                     return None
             return fn(self, event)
 
@@ -506,11 +524,16 @@ class EventDispatcher(DependencyProvider):
 
     def start(self):
         publisher = ConfirmingPublisher(self.container.config["AMQP_URI"], self.exchange)
-        self.relay = OutboxRelay(self.database.engine, publisher, self.settings)
+        service = self.container.service_name
+        self.relay = OutboxRelay(self.database.engine, publisher, self.settings, service)
+        # agora_outbox_backlog and _oldest_age_seconds: one indexed query per
+        # scrape (the relay's own loop runs after every commit that wrote events).
+        OUTBOX.add(service, self.relay)
         self.container.spawn_managed_thread(self.relay.run, identifier="outbox_relay")
 
     def stop(self):
         if self.relay is not None:
+            OUTBOX.remove(self.container.service_name, self.relay)
             self.relay.stop()
 
     kill = stop

@@ -22,6 +22,8 @@ from eventlet.event import Event
 from kombu import Connection, Producer
 from sqlalchemy import text
 
+from services.chassis.metrics import OUTBOX_PUBLISH_DURATION, OUTBOX_PUBLISHED
+
 log = logging.getLogger(__name__)
 
 _CLAIM = text(
@@ -194,7 +196,7 @@ class NackedByBroker(Exception):
 class OutboxRelay:
     """Publishes a service's outbox; ``wake()`` after a commit, ``stop()`` on shutdown."""
 
-    def __init__(self, engine, publisher, settings):
+    def __init__(self, engine, publisher, settings, service=None):
         self.engine = engine
         self.publisher = publisher
         self.batch = settings["relay_batch"]
@@ -206,6 +208,9 @@ class OutboxRelay:
         self._last_prune = 0.0
         self.last_error = None
         self.published = 0
+        # Metrics of the service (None: not counted, e.g. a relay in a tool).
+        self._publish_seconds = OUTBOX_PUBLISH_DURATION.labels(service) if service else None
+        self._published_total = OUTBOX_PUBLISHED.labels(service) if service else None
 
     def wake(self):
         if not self._event.ready():
@@ -246,9 +251,12 @@ class OutboxRelay:
             if not rows:
                 conn.rollback()
                 return 0
+            started = time.perf_counter()
             confirmed, error = self.publisher.publish_all(
                 [(event_type, envelope, headers or {}) for _, event_type, envelope, headers in rows]
             )
+            if self._publish_seconds is not None:
+                self._publish_seconds.observe(time.perf_counter() - started)
             # Whatever was confirmed is marked, even if others failed; those
             # stay unsent and the next pass publishes them again.
             sent = [rows[index][0] for index in confirmed]
@@ -256,6 +264,8 @@ class OutboxRelay:
                 conn.execute(_MARK, {"seqs": sent})
                 conn.commit()
                 self.published += len(sent)
+                if self._published_total is not None:
+                    self._published_total.inc(len(sent))
             if error is not None:
                 raise error
             return len(sent)

@@ -10,6 +10,7 @@ from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
 
 from services.chassis.messaging import rpc
+from services.chassis.metrics import EntrypointMetrics
 from services.chassis.offload import offload
 from services.chassis.redis import Redis
 from services.chassis.tracing import B3_KEY, Tracer, format_b3, mark_error, parse_b3
@@ -98,13 +99,15 @@ class HealthReport(DependencyProvider):
 class AgoraService:
     """Base class: ``class UsersService(AgoraService): name = "users"``.
 
-    Every service gets tracing, ``health()`` and the platform's Redis as
-    ``self.cache`` (namespaced by the run's key prefix, closed on stop).
+    Every service gets tracing, ``health()``, the platform's Redis as
+    ``self.cache`` (namespaced by the run's key prefix, closed on stop) and
+    Prometheus metrics (its /metrics endpoint, every entrypoint counted and timed).
     """
 
     tracing = Tracing()
     health_report = HealthReport()
     cache = Redis()
+    metrics = EntrypointMetrics()
 
     @rpc
     def health(self):

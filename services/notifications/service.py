@@ -39,6 +39,7 @@ from services.chassis.messaging import (
     finish_unit_of_work,
     rpc,
 )
+from services.chassis.metrics import NOTIFICATIONS_SENT, children
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService
 from services.chassis.values import parse_uuid, utcnow
@@ -49,7 +50,11 @@ from services.notifications.schemas import EVENTS, LIST_QUERY
 
 log = logging.getLogger(__name__)
 
+_sends = children(NOTIFICATIONS_SENT, "notifications")
+
 SEND_BATCH = 50
+# agora_notifications_sent_total's outcome for a try that failed with tries left.
+RETRY = "retry"
 CONTACT_TTL = 60.0
 
 
@@ -319,6 +324,9 @@ class NotificationsService(AgoraService):
         for row in rows:
             if row["id"] in inserted and row["status"] == domain.FAILED:
                 self._dispatch_failed(row, row["last_error"])
+            if row["id"] in inserted and row["status"] != domain.QUEUED:
+                # Never sent: suppressed over the cap, skipped, failed at once.
+                self.db.on_commit(_sends(row["channel"], row["status"]).inc)
         if any(row["id"] in inserted and row["status"] == domain.QUEUED for row in rows):
             self.db.on_commit(self.wake_sender)
 
@@ -398,6 +406,8 @@ class NotificationsService(AgoraService):
             self.db.session, note["id"], note["attempts"], outcome, now, scrub=scrub
         ):
             return  # taken over by another sender after the claim margin
+        counted = outcome.status if outcome.status in (domain.SENT, domain.FAILED) else RETRY
+        self.db.on_commit(_sends(note["channel"], counted).inc)
         if outcome.status == domain.SENT:
             self.dispatch("notification_sent", _note_event(note))
         elif outcome.status == domain.FAILED:
@@ -420,6 +430,7 @@ class NotificationsService(AgoraService):
             row.next_attempt_at = None
             row.last_error = row.last_error or "gave up: the last try never reported back"
             row.updated_at = now
+            self.db.on_commit(_sends(row.channel, domain.FAILED).inc)
             self._dispatch_failed(
                 {
                     "id": row.id,

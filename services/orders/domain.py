@@ -144,6 +144,12 @@ RULES = {
 CANCELLABLE = frozenset(RULES[CUSTOMER_CANCEL])
 
 
+def ends_saga(previous, status):
+    """Whether entering ``status`` from ``previous`` ends the order's saga: its
+    first terminal status (a confirmed order cancelled later ended it already)."""
+    return previous not in TERMINAL and status in TERMINAL
+
+
 def decide(status, trigger):
     """The Decision for ``trigger`` on an order in ``status``, or None: ignore it."""
     if status not in TRANSITIONS:

@@ -204,7 +204,8 @@ _history = OrderHistory.__table__
 
 # What the status machine reads of an order (domain.facts) and of its lines (line_view).
 OrderRow = namedtuple(
-    "OrderRow", "id user_id status total_amount currency payment_id reason deadline_at"
+    "OrderRow",
+    "id user_id status total_amount currency payment_id reason deadline_at created_at",
 )
 LineRow = namedtuple("LineRow", "product_id sku name quantity unit_price_amount currency")
 

@@ -7,6 +7,7 @@ resulting events in the same transaction. Events that do not apply are noted
 in the order's history and otherwise ignored.
 """
 
+import functools
 import logging
 import uuid
 from types import SimpleNamespace
@@ -18,6 +19,12 @@ from services.chassis import cursors
 from services.chassis.db import Database
 from services.chassis.errors import Conflict, NotFound, Unavailable, ValidationError
 from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
+from services.chassis.metrics import (
+    ORDERS_STATUS_CHANGES,
+    SAGA_DURATION,
+    SAGA_TIMEOUTS,
+    children,
+)
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService, setting_timer
 from services.chassis.values import parse_uuid, utcnow
@@ -50,6 +57,19 @@ from services.orders.schemas import (
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 100
+
+_entered = children(ORDERS_STATUS_CHANGES, "orders")
+_saga_ended = children(SAGA_DURATION, "orders")
+_saga_timeouts = SAGA_TIMEOUTS.labels("orders")
+
+
+def _count_change(previous, status, placed_at, trigger):
+    """After the commit that moved an order from ``previous`` to ``status``."""
+    _entered(status).inc()
+    if domain.ends_saga(previous, status):
+        _saga_ended(status).observe(max(0.0, (utcnow() - placed_at).total_seconds()))
+        if trigger == domain.DEADLINE:
+            _saga_timeouts.inc()
 
 
 def _check(checks):
@@ -110,6 +130,7 @@ class OrdersService(AgoraService):
             # A concurrent request with the same key inserted first: its order is the answer.
             return self._replay(find_by_idempotency_key(session, owner, idempotency_key), digest)
         order = SimpleNamespace(**values, shortages=None)
+        self.db.on_commit(_entered(order.status).inc)
         facts = domain.OrderFacts(
             id=str(order.id), user_id=user_id, status=order.status, items=lines, total=total
         )
@@ -277,6 +298,11 @@ class OrdersService(AgoraService):
             change["shortages"] = outcome.shortages
         entry.update(status=outcome.status, reason=outcome.note)
         record_change(self.db.session, order.id, change, entry)
+        self.db.on_commit(
+            functools.partial(
+                _count_change, order.status, outcome.status, order.created_at, trigger
+            )
+        )
         for name, payload in outcome.events:
             self.dispatch(name, payload)
         return outcome
