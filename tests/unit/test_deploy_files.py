@@ -139,3 +139,51 @@ def test_compose_gives_each_process_only_its_own_secrets():
     assert "AGORA_PG_PASSWORD" in migrate and "AGORA_AUTH_KEY_PASSPHRASE" not in migrate
     for name in SERVICES:
         assert f"AGORA_{name.upper()}_DB_PASSWORD" in migrate
+
+
+COMPOSE_TARGETS = ROOT / "compose" / "prometheus-targets.json"
+
+
+def test_compose_prometheus_scrapes_every_process_on_its_metrics_port():
+    import json
+
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    groups = json.loads(COMPOSE_TARGETS.read_text())
+    scraped = {}
+    for group in groups:
+        assert set(group["labels"]) == {"service", "process"}
+        for target in group["targets"]:
+            host, port = target.split(":")
+            assert port == "9100" and host in compose, target
+            scraped[host] = group["labels"]["service"]
+    assert scraped == {name: name for name in (*SERVICES, "gateway")}
+    for name in scraped:
+        environment = compose[name]["environment"]
+        assert environment["AGORA_METRICS_HOST"] == "0.0.0.0", name
+        assert str(environment["AGORA_METRICS_PORT"]) == "9100", name
+
+
+def _mounts(service):
+    """(host path resolved from compose/, container path) of each bind mount."""
+    mounts = []
+    for volume in service.get("volumes", ()):
+        source, target = volume.split(":")[:2]
+        if source.startswith("."):
+            mounts.append(((COMPOSE.parent / source).resolve(), target))
+    return mounts
+
+
+def test_compose_runs_prometheus_and_grafana_on_the_repository_config():
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    prometheus = dict((str(t), s) for s, t in _mounts(compose["prometheus"]))
+    config = ROOT / "config" / "prometheus"
+    assert prometheus["/etc/prometheus/prometheus.yml"] == config / "prometheus.yml"
+    assert prometheus["/etc/prometheus/rules"] == config / "rules"
+    assert prometheus["/etc/prometheus/targets/compose.json"] == COMPOSE_TARGETS
+    assert "--config.file=/etc/prometheus/prometheus.yml" in compose["prometheus"]["command"]
+    grafana = dict((str(t), s) for s, t in _mounts(compose["grafana"]))
+    assert grafana["/etc/grafana/provisioning"] == ROOT / "config" / "grafana" / "provisioning"
+    assert ROOT / "config" / "grafana" / "dashboards" in grafana.values()
+    assert compose["grafana"]["environment"]["AGORA_PROMETHEUS_URL"] == "http://prometheus:9090"
+    for source, _target in _mounts(compose["prometheus"]) + _mounts(compose["grafana"]):
+        assert source.exists(), source
