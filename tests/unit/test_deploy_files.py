@@ -145,20 +145,24 @@ COMPOSE_TARGETS = ROOT / "compose" / "prometheus-targets.json"
 
 
 def test_compose_prometheus_scrapes_every_process_on_its_metrics_port():
+    """Port 9100 in every container; gateway worker i serves on 9100 + i."""
     import json
 
+    from services.chassis.config import load_config
+
     compose = yaml.safe_load(COMPOSE.read_text())["services"]
-    groups = json.loads(COMPOSE_TARGETS.read_text())
-    scraped = {}
-    for group in groups:
+    workers = load_config({"AGORA_ENV": "development"}, process="gateway")["gateway"]["workers"]
+    expected = {(f"{name}:9100", name, name) for name in SERVICES}
+    expected |= {(f"gateway:{9100 + i}", "gateway", f"gateway-w{i}") for i in range(workers)}
+    scraped = set()
+    for group in json.loads(COMPOSE_TARGETS.read_text()):
         assert set(group["labels"]) == {"service", "process"}
         for target in group["targets"]:
-            host, port = target.split(":")
-            assert port == "9100" and host in compose, target
-            scraped[host] = group["labels"]["service"]
-    assert scraped == {name: name for name in (*SERVICES, "gateway")}
-    for name in scraped:
+            scraped.add((target, group["labels"]["service"], group["labels"]["process"]))
+    assert scraped == expected
+    for name in (*SERVICES, "gateway"):
         environment = compose[name]["environment"]
+        assert environment["AGORA_ENV"] == "development", name
         assert environment["AGORA_METRICS_HOST"] == "0.0.0.0", name
         assert str(environment["AGORA_METRICS_PORT"]) == "9100", name
 
