@@ -21,13 +21,10 @@ PROCESSES = {*SERVICES, "gateway"}
 
 # Series that exist only once something specific happened, so a scrape of a
 # platform that just placed an order may lack them (prometheus_client creates a
-# labelled series at its first use). Each with the event that creates it.
+# labelled series at its first use; the chassis creates most of its series at
+# zero when a service starts, these not). Each with the event that creates it.
 AFTER_SPECIFIC_EVENTS = {
-    "agora_saga_timeouts_total": "an order saga passed its deadline",
-    "agora_dead_letters_total": "a message failed every retry",
-    "agora_event_retries_total": "an event handler failed and was scheduled again",
-    "agora_inbox_duplicates_total": "an event was delivered twice",
-    "agora_gateway_breaker_transitions_total": "a gateway breaker changed state",
+    "agora_inbox_duplicates_total": "an event was delivered twice and skipped",
     "agora_gateway_rate_limited_total": "a request was refused with 429",
     "agora_rpc_client_retries_total": "a service retried an idempotent call",
 }
@@ -144,7 +141,8 @@ def test_every_metric_the_dashboards_and_rules_use_is_exported(prometheus, shop,
         for name in observability.metric_names(expression.promql)
         if name not in prometheus_made
     }
-    assert set(AFTER_SPECIFIC_EVENTS) <= observability.catalogue_series()
+    # The allowance names only catalogued names some dashboard or rule uses.
+    assert set(AFTER_SPECIFIC_EVENTS) <= observability.catalogue_series() & set(used)
 
     # The notifications of the order's confirmation are sent a little after it.
     deadline = time.monotonic() + 30
