@@ -30,16 +30,6 @@ AFTER_SPECIFIC_EVENTS = {
 }
 
 
-def live_instances(registry):
-    """The registry's instances, once every service and the gateway is there."""
-
-    def complete():
-        instances = [i for i in registry.instances() if i.get("metrics_url")]
-        return {i["service"] for i in instances} >= PROCESSES and instances
-
-    return wait_until(complete, 60, "every process registered with a metrics URL")
-
-
 @pytest.fixture(scope="module")
 def registry(platform):
     from services.chassis.discovery import registry_from_config
@@ -49,15 +39,26 @@ def registry(platform):
 
 @pytest.fixture(scope="module")
 def prometheus(platform, registry, tmp_path_factory):
-    """Prometheus on its own port and data dir, its targets written from the
-    registry as `agora run` writes them."""
-    from services.chassis.discovery import write_file_sd
+    """Prometheus on its own port and data dir, its targets file rewritten from
+    the registry while it starts, as `agora run` keeps it (a process an earlier
+    test killed stays listed until the registry's TTL drops it); ``.instances``:
+    the registry's live instances once every one is a target and up."""
+    from services.chassis.discovery import file_sd_targets, write_file_sd
 
     binaries = ensure_prometheus()
     folder = tmp_path_factory.mktemp("prometheus")
     prepare(folder)
-    instances = live_instances(registry)
-    write_file_sd(instances, folder / "targets" / "agora.json")
+    targets_file = folder / "targets" / "agora.json"
+    written = []
+
+    def sync_targets():
+        instances = [i for i in registry.instances() if i.get("metrics_url")]
+        if file_sd_targets(instances) != written:
+            write_file_sd(instances, targets_file)
+            written[:] = file_sd_targets(instances)
+        return instances
+
+    sync_targets()
     port = free_port()
     server = PrometheusServer(
         server_argv(binaries, folder, "127.0.0.1", port, "1h"),
@@ -65,13 +66,19 @@ def prometheus(platform, registry, tmp_path_factory):
         folder / "prometheus.log",
     ).start()
     try:
-        server.instances = instances
 
-        def all_up():
+        def every_process_up():
+            instances = sync_targets()
+            if not PROCESSES <= {i["service"] for i in instances}:
+                return None
             targets = [t for t in server.active_targets() if t["labels"]["job"] == "agora"]
-            return len(targets) == len(instances) and all(t["health"] == "up" for t in targets)
+            scraped = {t["labels"]["instance"] for t in targets if t["health"] == "up"}
+            listed = {_endpoint(i["metrics_url"]) for i in instances}
+            return instances if len(targets) == len(listed) and scraped == listed else None
 
-        wait_until(all_up, 60, "every target scraped and up", interval=0.5)
+        server.instances = wait_until(
+            every_process_up, 90, "every registered process a target and up", interval=0.5
+        )
         yield server
     finally:
         server.stop()
