@@ -12,6 +12,7 @@ agora shell            `nameko shell` on the platform's vhost and config
 agora rotate-keys      new token-signing key (services must be running)
 agora login            tokens through the code flow with PKCE (admins: the only way)
 agora dead-letters     list | show ID | replay [ID] | discard ID  [--service NAME]
+agora prometheus       a local Prometheus over what `agora run` started (docs/observability.md)
 agora asyncapi         write docs/asyncapi.yaml from the services' EVENTS contracts
 agora broker-definitions [--with-operator]
                        the broker users and permissions as RabbitMQ definitions (JSON)
@@ -422,6 +423,47 @@ def cmd_broker_definitions(config, args):
     print(json.dumps(document, indent=2))
 
 
+def cmd_prometheus(config, args):
+    """Serve config/prometheus, copied to <state dir>/prometheus/ beside the targets
+    `agora run` writes there, with its data under it too; installs Debian's
+    prometheus package first where it is missing."""
+    import socket
+
+    from agora.platform import free_port
+    from agora.prometheus import PrometheusUnavailable, ensure_prometheus, prepare, server_argv
+
+    try:
+        binaries = ensure_prometheus()
+    except PrometheusUnavailable as exc:
+        fail(f"agora: {exc}")
+    settings = config["prometheus"]
+    host, port = settings["host"], settings["port"] or free_port()
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(
+                f"agora: cannot serve Prometheus on {host}:{port} ({exc}); "
+                "choose another port with AGORA_PROMETHEUS_PORT (0: any free port)"
+            )
+    folder = state_dir() / "prometheus"
+    prepare(folder)
+    base = f"http://{host}:{port}"
+    if not any((folder / "targets").glob("*.json")):
+        print(
+            f"agora: no targets in {folder / 'targets'} yet: `make run` writes them",
+            file=sys.stderr,
+        )
+    print(
+        f"agora: Prometheus at {base} (data in {folder / 'data'}); Ctrl-C stops it.\n"
+        f"  targets: {base}/targets   alerts: {base}/alerts\n"
+        f"  Grafana on it: AGORA_PROMETHEUS_URL={base} (docs/observability.md)",
+        flush=True,
+    )
+    argv = server_argv(binaries, folder, host, port, settings["retention"])
+    os.execv(binaries.prometheus, argv)
+
+
 def cmd_asyncapi(config, args):
     from agora.asyncapi import write
 
@@ -440,6 +482,7 @@ COMMANDS = {
     "rotate-keys": cmd_rotate_keys,
     "login": cmd_login,
     "dead-letters": cmd_dead_letters,
+    "prometheus": cmd_prometheus,
     "asyncapi": cmd_asyncapi,
     "broker-definitions": cmd_broker_definitions,
 }

@@ -240,6 +240,14 @@ SCHEMA = _section(
                 "ttl": _NUMBER,
             }
         ),
+        # `agora prometheus`: the local server's address and how long it keeps data.
+        "prometheus": _section(
+            {
+                "host": _STRING,
+                "port": {"type": "integer", "minimum": 0, "maximum": 65535},
+                "retention": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d|w|y)$"},
+            }
+        ),
         "events": _section(
             {
                 "relay_interval": _NUMBER,

@@ -139,3 +139,55 @@ def test_compose_gives_each_process_only_its_own_secrets():
     assert "AGORA_PG_PASSWORD" in migrate and "AGORA_AUTH_KEY_PASSPHRASE" not in migrate
     for name in SERVICES:
         assert f"AGORA_{name.upper()}_DB_PASSWORD" in migrate
+
+
+COMPOSE_TARGETS = ROOT / "compose" / "prometheus-targets.json"
+
+
+def test_compose_prometheus_scrapes_every_process_on_its_metrics_port():
+    """Port 9100 in every container; gateway worker i serves on 9100 + i."""
+    import json
+
+    from services.chassis.config import load_config
+
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    workers = load_config({"AGORA_ENV": "development"}, process="gateway")["gateway"]["workers"]
+    expected = {(f"{name}:9100", name, name) for name in SERVICES}
+    expected |= {(f"gateway:{9100 + i}", "gateway", f"gateway-w{i}") for i in range(workers)}
+    scraped = set()
+    for group in json.loads(COMPOSE_TARGETS.read_text()):
+        assert set(group["labels"]) == {"service", "process"}
+        for target in group["targets"]:
+            scraped.add((target, group["labels"]["service"], group["labels"]["process"]))
+    assert scraped == expected
+    for name in (*SERVICES, "gateway"):
+        environment = compose[name]["environment"]
+        assert environment["AGORA_ENV"] == "development", name
+        assert environment["AGORA_METRICS_HOST"] == "0.0.0.0", name
+        assert str(environment["AGORA_METRICS_PORT"]) == "9100", name
+
+
+def _mounts(service):
+    """(host path resolved from compose/, container path) of each bind mount."""
+    mounts = []
+    for volume in service.get("volumes", ()):
+        source, target = volume.split(":")[:2]
+        if source.startswith("."):
+            mounts.append(((COMPOSE.parent / source).resolve(), target))
+    return mounts
+
+
+def test_compose_runs_prometheus_and_grafana_on_the_repository_config():
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    prometheus = dict((str(t), s) for s, t in _mounts(compose["prometheus"]))
+    config = ROOT / "config" / "prometheus"
+    assert prometheus["/etc/prometheus/prometheus.yml"] == config / "prometheus.yml"
+    assert prometheus["/etc/prometheus/rules"] == config / "rules"
+    assert prometheus["/etc/prometheus/targets/compose.json"] == COMPOSE_TARGETS
+    assert "--config.file=/etc/prometheus/prometheus.yml" in compose["prometheus"]["command"]
+    grafana = dict((str(t), s) for s, t in _mounts(compose["grafana"]))
+    assert grafana["/etc/grafana/provisioning"] == ROOT / "config" / "grafana" / "provisioning"
+    assert ROOT / "config" / "grafana" / "dashboards" in grafana.values()
+    assert compose["grafana"]["environment"]["AGORA_PROMETHEUS_URL"] == "http://prometheus:9090"
+    for source, _target in _mounts(compose["prometheus"]) + _mounts(compose["grafana"]):
+        assert source.exists(), source
