@@ -157,6 +157,9 @@ def gateway_argv(config):
         "--bind",
         f"{gateway['host']}:{gateway['port']}",
         "--no-control-socket",
+        # Each worker's registration in the registry (gateway-w0, gateway-w1...).
+        "--config",
+        "python:gateway.gunicorn_hooks",
         "--graceful-timeout",
         "10",
         "--log-config-json",

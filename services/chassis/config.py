@@ -240,6 +240,15 @@ SCHEMA = _section(
                 "ttl": _NUMBER,
             }
         ),
+        "health_monitor": _section(
+            {
+                # Each service instance checks its database and Redis this often
+                # (seconds), each within timeout; while either fails it stops
+                # consuming its queues (services/chassis/health.py).
+                "interval": _NUMBER,
+                "timeout": _NUMBER,
+            }
+        ),
         "events": _section(
             {
                 "relay_interval": _NUMBER,
@@ -427,6 +436,7 @@ SHARED_SETTINGS = (
     "logging",
     "metrics",
     "discovery",
+    "health_monitor",
     "events",
     # The timeout of a service's own RPC calls to other services.
     "gateway.rpc.timeout",

@@ -1,0 +1,29 @@
+"""The gateway's workers in the registry (services/chassis/discovery.py).
+
+Each gunicorn worker registers as service ``gateway``, process ``gateway-w<i>``
+(gateway/gunicorn_hooks.py), with the URL of its own /metrics endpoint, and
+heartbeats from a daemon thread until it exits.
+"""
+
+from services.chassis import metrics
+from services.chassis.discovery import Announcer, Registry, instance_record
+
+
+def registry_of(app):
+    """The registry, on the gateway's own Redis client."""
+    registry = app.extensions.get("agora.registry")
+    if registry is None:
+        ttl = app.config["AGORA"]["discovery"]["ttl"]
+        registry = Registry(app.extensions["agora.redis"], ttl)
+        app.extensions["agora.registry"] = registry
+    return registry
+
+
+def announce(app, process):
+    """Register this process as ``process`` and keep it registered; returns
+    the Announcer (``stop()`` deregisters)."""
+    config = app.config["AGORA"]
+    record = instance_record("gateway", process, metrics.serve(config["metrics"]))
+    announcer = Announcer(registry_of(app), record, config["discovery"]["heartbeat_interval"])
+    announcer.start_thread()
+    return announcer
