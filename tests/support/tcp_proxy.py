@@ -64,7 +64,7 @@ class TcpProxy:
                 if not data:
                     break
                 sink.sendall(data)
-        except OSError:
+        except (OSError, EOFError):  # EOFError: eventlet's, on a socket closed by cut()
             pass
         finally:
             for sock in (source, sink):
