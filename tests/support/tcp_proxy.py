@@ -4,17 +4,71 @@
 and forwards every connection to ``host:port``. ``cut()`` closes every
 forwarded connection and stops listening, so new connections are refused at
 once (as when the server's host is unreachable and says so); ``restore()``
-listens again on the same port. Works with plain threads and under eventlet's
-monkey patching (the test suite's), where its threads are green.
+listens again on the same port; ``stop()`` ends it.
+
+The forwarding runs in a process of its own (``python -m
+tests.support.tcp_proxy HOST PORT``, driven over its stdin): in the test
+process, under eventlet's monkey patching, its sockets would share the hub with
+the services under test, and a socket it closes could leave a stale reader on a
+file descriptor number that a service's next database connection reuses.
 """
 
 import socket
+import subprocess
+import sys
 import threading
 
 _CHUNK = 65536
 
 
 class TcpProxy:
+    """The proxy, in a child process; the same API as :class:`Forwarder`."""
+
+    def __init__(self, target_host, target_port):
+        self.target = (target_host, target_port)
+        self.port = None
+        self._process = None
+
+    def start(self):
+        argv = [sys.executable, "-m", "tests.support.tcp_proxy", *map(str, self.target)]
+        self._process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        self.port = int(self._answer())
+        return self
+
+    def _answer(self):
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the TCP proxy exited ({self._process.wait(5)})")
+        return line.strip()
+
+    def _command(self, command):
+        self._process.stdin.write(command + "\n")
+        self._process.stdin.flush()
+        assert self._answer() == "ok"
+
+    def cut(self):
+        self._command("cut")
+
+    def restore(self):
+        self._command("restore")
+
+    def stop(self):
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.stdin.close()  # end of input: it exits
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(5)
+        self._process.stdout.close()
+
+
+class Forwarder:
+    """The proxy itself, on plain threads."""
+
     def __init__(self, target_host, target_port, host="127.0.0.1"):
         self.target = (target_host, target_port)
         self.host = host
@@ -64,7 +118,7 @@ class TcpProxy:
                 if not data:
                     break
                 sink.sendall(data)
-        except (OSError, EOFError):  # EOFError: eventlet's, on a socket closed by cut()
+        except OSError:
             pass
         finally:
             for sock in (source, sink):
@@ -103,3 +157,25 @@ def _close(sock):
     except OSError:
         pass
     sock.close()
+
+
+def main(argv):
+    """``python -m tests.support.tcp_proxy HOST PORT``: prints its port, then
+    answers ``ok`` to each ``cut`` or ``restore`` line; exits at end of input."""
+    forwarder = Forwarder(argv[0], int(argv[1])).start()
+    print(forwarder.port, flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "cut":
+            forwarder.cut()
+        elif command == "restore":
+            forwarder.restore()
+        else:
+            print(f"unknown command {command!r}", file=sys.stderr, flush=True)
+            continue
+        print("ok", flush=True)
+    forwarder.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
