@@ -35,7 +35,7 @@ def proxy(config):
 
 def catalog_config(config, instance, postgres_port=None):
     settings = copy.deepcopy(config)
-    settings["health_monitor"] = {"interval": 0.2, "timeout": 1.0}
+    settings["health_monitor"] = {"interval": 0.2, "timeout": 2.0}
     if postgres_port is not None:
         settings["postgres"]["url"] = f"postgresql+psycopg2://127.0.0.1:{postgres_port}"
     cfg = nameko_config(settings, "catalog")

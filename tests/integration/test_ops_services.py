@@ -21,7 +21,7 @@ from tests.unit.test_token_verifier import KEY, claims, public_jwks, sign
 pytestmark = pytest.mark.integration
 OWN_VHOST = True  # no other module's catalog consumes here
 
-TTL = 1.0
+TTL = 2.0
 PATH = "/v1/ops/services"
 
 
