@@ -1,7 +1,8 @@
 """``agora status`` (``make status``): what runs, in a terminal table.
 
 Every service with its live instances (from the registry: process, pid, host,
-age, last heartbeat, metrics endpoint), its RPC queue's depth and consumers;
+age, last heartbeat, metrics endpoint), its RPC queue's depth and consumers and
+the gateway's circuit breaker for it (read from the gateway workers' metrics);
 the event handler queues' depths and consumers; each service's dead letters;
 the gateway's worker processes and whether it answers ``/readyz``. What cannot
 be reached (Redis, RabbitMQ, the gateway) is said, not raised: the command
@@ -90,6 +91,35 @@ def _readiness(config):
     return {"url": url, "ready": False, "detail": f"not ready (HTTP {response.status_code})"}
 
 
+BREAKER_STATES = {0: "closed", 1: "half_open", 2: "open"}
+
+
+def gateway_breakers(instances, timeout=2.0):
+    """``{service: state}`` of the gateway's circuit breakers, read from each
+    worker's ``agora_gateway_breaker_state`` gauge on its /metrics endpoint;
+    each worker has its own breakers, and the worst state is shown."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    worst = {}
+    for worker in instances or ():
+        if worker["service"] != GATEWAY or not worker.get("metrics_url"):
+            continue
+        try:
+            text = requests.get(worker["metrics_url"], timeout=timeout).text
+            families = list(text_string_to_metric_families(text))
+        except (requests.RequestException, ValueError):
+            continue  # a worker that just exited, or not a metrics endpoint
+        for family in families:
+            if family.name != "agora_gateway_breaker_state":
+                continue
+            for sample in family.samples:
+                service, value = sample.labels.get("service"), int(sample.value)
+                if service and value in BREAKER_STATES:
+                    worst[service] = max(worst.get(service, 0), value)
+    return {service: BREAKER_STATES[value] for service, value in worst.items()}
+
+
 def collect(config, services):
     """Everything ``render`` shows, for ``services`` (names), as plain data."""
     events = {service: handler_queues(service) for service in services}
@@ -107,6 +137,7 @@ def collect(config, services):
         "broker_error": broker_error,
         "event_queues": events,
         "dead_letter_queues": dead,
+        "breakers": gateway_breakers(instances),
         "gateway": _readiness(config),
         "now": time.time(),
     }
@@ -162,7 +193,9 @@ def render(status):
     instances = status["instances"]
     for service in [*status["services"], GATEWAY]:
         own = [] if instances is None else [i for i in instances if i["service"] == service]
-        rpc = ["", ""] if service == GATEWAY else _queue_cells(status, f"rpc-{service}")
+        rpc = ["", "", ""]
+        if service != GATEWAY:
+            rpc = [*_queue_cells(status, f"rpc-{service}"), status["breakers"].get(service, "-")]
         if not own:
             live = "?" if instances is None else "none running"
             rows.append([service, live, "", "", "", "", "", *rpc])
@@ -177,11 +210,11 @@ def render(status):
                     _since(instance["started_at"], now),
                     _since(instance["last_heartbeat"], now) + " ago",
                     instance["metrics_url"] or "-",
-                    *(rpc if n == 0 else ["", ""]),
+                    *(rpc if n == 0 else ["", "", ""]),
                 ]
             )
     header = ["SERVICE", "PROCESS", "PID", "HOST", "AGE", "HEARTBEAT", "METRICS"]
-    header += ["RPC QUEUE", "CONSUMERS"]
+    header += ["RPC QUEUE", "CONSUMERS", "BREAKER"]
     out += ["Services", table(header, rows), ""]
 
     rows = []

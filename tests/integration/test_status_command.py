@@ -47,7 +47,7 @@ def test_with_nothing_running_it_says_what_is_down(config):
     services = section(result.stdout, "Services")
     assert services[0].split()[:3] == ["SERVICE", "PROCESS", "PID"]
     rows = {line.split()[0]: line.split()[1:] for line in services[1:]}
-    assert rows["catalog"] == ["none", "running", "-", "-"]  # no queue yet
+    assert rows["catalog"] == ["none", "running", "-", "-", "-"]  # no queue, no breaker yet
     assert rows["gateway"] == ["none", "running"]
     assert "Event queues" in result.stdout and "Dead letters" in result.stdout
     down = result.stdout.split("Down:\n", 1)[1]
@@ -101,8 +101,44 @@ def dead_letter(config):
         dead_letter_queue("billing")(connection.channel()).delete()
 
 
+# Two gateway workers' breakers as their /metrics endpoints expose them.
+BREAKER_METRICS = (
+    'agora_gateway_breaker_state{service="catalog"} 1.0\n'
+    'agora_gateway_breaker_state{service="orders"} 0.0\n',
+    'agora_gateway_breaker_state{service="catalog"} 0.0\n'
+    'agora_gateway_breaker_state{service="orders"} 2.0\n',
+)
+
+
+@pytest.fixture
+def gateway_workers(config, redis_client):
+    """Two gateway workers in the registry, each with a /metrics endpoint."""
+    from werkzeug.wrappers import Response
+
+    from services.chassis.discovery import instance_record, registry_from_config
+
+    registry = registry_from_config(config)
+    servers, records = [], []
+    for n, text in enumerate(BREAKER_METRICS):
+        app = Response(
+            "# TYPE agora_gateway_breaker_state gauge\n" + text,
+            content_type="text/plain; version=0.0.4",
+        )
+        server = make_server("127.0.0.1", 0, app)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        records.append(instance_record("gateway", f"gateway-w{n}", url))
+        registry.register(records[-1])
+        servers.append(server)
+    yield
+    for server, record in zip(servers, records, strict=True):
+        registry.deregister(record["instance_id"])
+        server.shutdown()
+    registry.redis.close()
+
+
 def test_it_shows_instances_queues_dead_letters_and_the_gateway(
-    config, catalog, gateway, dead_letter, monkeypatch, capsys
+    config, catalog, gateway, gateway_workers, dead_letter, monkeypatch, capsys
 ):
     monkeypatch.setenv("AGORA_AMQP_VHOST", amqp_vhost(config))
     monkeypatch.setenv("AGORA_GATEWAY_PORT", str(gateway))
@@ -111,8 +147,11 @@ def test_it_shows_instances_queues_dead_letters_and_the_gateway(
 
     [row] = [line.split() for line in section(output, "Services") if "catalog-7" in line]
     assert row[:3] == ["catalog", "catalog-7", str(os.getpid())]
-    assert row[-3].startswith("http://127.0.0.1:")  # its metrics endpoint
-    assert row[-2:] == ["0", "1"]  # rpc-catalog: no message waiting, one consumer
+    assert row[-4].startswith("http://127.0.0.1:")  # its metrics endpoint
+    # rpc-catalog: no message waiting, one consumer; the gateway workers' breaker
+    assert row[-3:] == ["0", "1", "half_open"]
+    [orders] = [line.split() for line in section(output, "Services") if line.startswith("orders")]
+    assert orders[-1] == "open"  # the worst of the two workers
     dead = {line.split()[0]: line.split()[-1] for line in section(output, "Dead letters")[1:]}
     assert dead["billing"] == "1"
     assert f"Gateway http://127.0.0.1:{gateway}/readyz: ready" in output
