@@ -247,6 +247,13 @@ SCHEMA = _section(
                 # consuming its queues (services/chassis/health.py).
                 "interval": _NUMBER,
                 "timeout": _NUMBER,
+                # The dependencies whose loss takes the instance off its queues
+                # (all are checked and exported as gauges either way).
+                "dependencies": {
+                    "type": "array",
+                    "items": {"enum": ["database", "redis"]},
+                    "uniqueItems": True,
+                },
             }
         ),
         "events": _section(

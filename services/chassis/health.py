@@ -2,7 +2,8 @@
 
 Every ``health_monitor.interval`` seconds each service instance checks its own
 database (if it has one) and Redis, each within ``health_monitor.timeout``
-seconds. When either is unreachable the instance cancels its consumers of the
+seconds. When one of ``health_monitor.dependencies`` (by default both) is
+unreachable the instance cancels its consumers of the
 RPC queue and of its event handlers' queues, so the broker gives every call
 and event to the healthy instances, instead of to one that can only answer
 "unavailable" or send events towards their dead letters. It consumes again as
@@ -71,6 +72,7 @@ class HealthMonitor(DependencyProvider):
         redis = _redis_of(self.container)
         if redis is not None:
             self.checks["redis"] = redis.health
+        self.required = set(settings["dependencies"])
         self.consuming = True
         self._stopped = threading.Event()
 
@@ -105,7 +107,7 @@ class HealthMonitor(DependencyProvider):
             DEPENDENCY_UP.labels(self.service, dependency).set(1 if up else 0)
             if not up:
                 down.append(dependency)
-        healthy = not down
+        healthy = not self.required.intersection(down)
         if healthy != self.consuming:
             self.consuming = healthy
             self._set_consuming(healthy)

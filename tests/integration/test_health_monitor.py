@@ -33,9 +33,13 @@ def proxy(config):
     proxy.stop()
 
 
-def catalog_config(config, instance, postgres_port=None):
+def catalog_config(config, instance, postgres_port=None, dependencies=("database", "redis")):
     settings = copy.deepcopy(config)
-    settings["health_monitor"] = {"interval": 0.2, "timeout": 2.0}
+    settings["health_monitor"] = {
+        "interval": 0.2,
+        "timeout": 2.0,
+        "dependencies": list(dependencies),
+    }
     if postgres_port is not None:
         settings["postgres"]["url"] = f"postgresql+psycopg2://127.0.0.1:{postgres_port}"
     cfg = nameko_config(settings, "catalog")
@@ -45,9 +49,9 @@ def catalog_config(config, instance, postgres_port=None):
 
 @pytest.fixture
 def start_catalog(container_factory, config, rabbit_vhost, databases, redis_client):
-    def start(instance, postgres_port=None):
+    def start(instance, postgres_port=None, **options):
         container = container_factory(
-            CatalogService, catalog_config(config, instance, postgres_port)
+            CatalogService, catalog_config(config, instance, postgres_port, **options)
         )
         container.start()
         return container
@@ -131,3 +135,16 @@ def test_the_gauges_follow_the_instance_and_its_dependencies(config, proxy, star
     assert gauge("agora_instance_consuming", **consuming) == 1
     assert gauge("agora_dependency_up", **database) == 1
     wait_until(lambda: rpc_consumers(config) == 1, what="its consumer back on rpc-catalog")
+
+
+def test_a_dependency_left_out_of_the_list_is_watched_but_does_not_stop_it(
+    config, proxy, start_catalog
+):
+    container = start_catalog("catalog", postgres_port=proxy.port, dependencies=["redis"])
+    database = {"service": "catalog", "dependency": "database"}
+    wait_until(lambda: gauge("agora_dependency_up", **database) == 1, what="a first check")
+    proxy.cut()
+    wait_until(lambda: gauge("agora_dependency_up", **database) == 0, what="the database down")
+    assert monitor(container).consuming
+    assert gauge("agora_instance_consuming", service="catalog") == 1
+    assert rpc_consumers(config) == 1
