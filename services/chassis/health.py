@@ -56,6 +56,17 @@ def _redis_of(container):
     return None
 
 
+def _database_health(database):
+    """The database's ``health()``, or None while every pooled connection is in
+    use: a probe would only wait for one (longer than its timeout), and a busy
+    instance is not a broken one. Its workers meet an outage themselves then."""
+    pool = database.engine.pool
+    max_overflow = getattr(pool, "_max_overflow", -1)  # a QueuePool's; -1: no cap
+    if max_overflow >= 0 and pool.checkedin() == 0 and pool.overflow() >= max_overflow:
+        return None
+    return database.health()
+
+
 class HealthMonitor(DependencyProvider):
     """Part of every ``AgoraService``: stops and resumes consuming with the
     health of the instance's database and Redis."""
@@ -68,11 +79,12 @@ class HealthMonitor(DependencyProvider):
         self.checks = {}
         database = _database_of(self.container)
         if database is not None:
-            self.checks["database"] = database.health
+            self.checks["database"] = lambda: _database_health(database)
         redis = _redis_of(self.container)
         if redis is not None:
             self.checks["redis"] = redis.health
         self.required = set(settings["dependencies"])
+        self.up = dict.fromkeys(self.checks, True)
         self.consuming = True
         self._stopped = threading.Event()
 
@@ -90,23 +102,25 @@ class HealthMonitor(DependencyProvider):
             self.check()
 
     def _probe(self, check):
+        """True (up), False (down) or None (cannot tell now)."""
         # A check that hangs (a black-holed connection) counts as down.
         with eventlet.Timeout(self.timeout, False):
-            return check() == "ok"
+            state = check()
+            return None if state is None else state == "ok"
         return False
 
     def check(self):
         """One round: every dependency probed, gauges set, consuming paused or resumed."""
-        down = []
         for dependency, check in self.checks.items():
             try:
                 up = self._probe(check)
             except Exception:
                 log.debug("%s health check failed", dependency, exc_info=True)
                 up = False
-            DEPENDENCY_UP.labels(self.service, dependency).set(1 if up else 0)
-            if not up:
-                down.append(dependency)
+            if up is not None:
+                self.up[dependency] = up
+            DEPENDENCY_UP.labels(self.service, dependency).set(1 if self.up[dependency] else 0)
+        down = [dependency for dependency, up in self.up.items() if not up]
         healthy = not self.required.intersection(down)
         if healthy != self.consuming:
             self.consuming = healthy
