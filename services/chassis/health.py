@@ -98,8 +98,11 @@ class HealthMonitor(DependencyProvider):
     kill = stop
 
     def _run(self):
-        while not self._stopped.wait(self.interval):
+        # A first round at once: the gauges exist from the start.
+        while True:
             self.check()
+            if self._stopped.wait(self.interval):
+                return
 
     def _probe(self, check):
         """True (up), False (down) or None (cannot tell now)."""
