@@ -247,6 +247,8 @@ SCHEMA = _section(
                 # consuming its queues (services/chassis/health.py).
                 "interval": _NUMBER,
                 "timeout": _NUMBER,
+                # Consecutive failed checks that make a dependency count as down.
+                "failure_threshold": _POSITIVE_INT,
                 # The dependencies whose loss takes the instance off its queues
                 # (all are checked and exported as gauges either way).
                 "dependencies": {

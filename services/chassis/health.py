@@ -2,8 +2,9 @@
 
 Every ``health_monitor.interval`` seconds each service instance checks its own
 database (if it has one) and Redis, each within ``health_monitor.timeout``
-seconds. When one of ``health_monitor.dependencies`` (by default both) is
-unreachable the instance cancels its consumers of the
+seconds. When one of ``health_monitor.dependencies`` (by default both) fails
+``health_monitor.failure_threshold`` checks in a row, the instance cancels its
+consumers of the
 RPC queue and of its event handlers' queues, so the broker gives every call
 and event to the healthy instances, instead of to one that can only answer
 "unavailable" or send events towards their dead letters. It consumes again as
@@ -84,7 +85,10 @@ class HealthMonitor(DependencyProvider):
         if redis is not None:
             self.checks["redis"] = redis.health
         self.required = set(settings["dependencies"])
+        self.threshold = settings["failure_threshold"]
         self.up = dict.fromkeys(self.checks, True)
+        # Consecutive failed checks: one slow answer on a loaded machine is not an outage.
+        self.failures = dict.fromkeys(self.checks, 0)
         self.consuming = True
         self._stopped = threading.Event()
 
@@ -122,8 +126,9 @@ class HealthMonitor(DependencyProvider):
                 up = False
             if up is not None:
                 self.up[dependency] = up
+                self.failures[dependency] = 0 if up else self.failures[dependency] + 1
             DEPENDENCY_UP.labels(self.service, dependency).set(1 if self.up[dependency] else 0)
-        down = [dependency for dependency, up in self.up.items() if not up]
+        down = [d for d, failures in self.failures.items() if failures >= self.threshold]
         healthy = not self.required.intersection(down)
         if healthy != self.consuming:
             self.consuming = healthy

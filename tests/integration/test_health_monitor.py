@@ -38,6 +38,7 @@ def catalog_config(config, instance, postgres_port=None, dependencies=("database
     settings["health_monitor"] = {
         "interval": 0.2,
         "timeout": 2.0,
+        "failure_threshold": 2,
         "dependencies": list(dependencies),
     }
     if postgres_port is not None:
