@@ -134,8 +134,25 @@ def registry_from_config(config):
     return Registry(client, config["discovery"]["ttl"])
 
 
+# Addresses a server binds to that no client can connect to.
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+def advertised_url(url, host=None):
+    """``url`` as others reach it: a server bound to every interface
+    (``0.0.0.0``, as in a container) is named by this host's name instead."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.hostname not in _WILDCARDS:
+        return url
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{host or socket.gethostname()}{port}").geturl()
+
+
 def instance_record(service, process, metrics_url):
-    """A new record for this process: a fresh instance id, this host and pid."""
+    """A new record for this process: a fresh instance id, this host and pid,
+    and the URL of its /metrics endpoint as others reach it."""
     return {
         "instance_id": str(uuid.uuid4()),
         "service": service,
@@ -144,7 +161,7 @@ def instance_record(service, process, metrics_url):
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "started_at": isoformat_utc(utcnow()),
-        "metrics_url": metrics_url,
+        "metrics_url": advertised_url(metrics_url),
     }
 
 

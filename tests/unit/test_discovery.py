@@ -14,6 +14,7 @@ from services.chassis.discovery import (
     VERSION,
     Announcer,
     Registry,
+    advertised_url,
     file_sd_targets,
     instance_record,
     write_file_sd,
@@ -140,3 +141,16 @@ def test_stop_deregisters_and_a_redis_failure_there_does_not_raise(caplog):
     registry.down = True
     other.stop()  # logged: it expires within ttl
     assert "expires from the registry" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "advertised"),
+    [
+        ("http://127.0.0.1:9100/metrics", "http://127.0.0.1:9100/metrics"),
+        ("http://0.0.0.0:9100/metrics", "http://catalog-7f3a:9100/metrics"),
+        ("http://[::]:9100/metrics", "http://catalog-7f3a:9100/metrics"),
+        (None, None),
+    ],
+)
+def test_a_server_bound_to_every_interface_is_advertised_by_host_name(url, advertised):
+    assert advertised_url(url, host="catalog-7f3a") == advertised
