@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.agora-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run prometheus test test-unit test-integration test-e2e lint migrate seed shell rotate-keys login bench clean
+.PHONY: help install run status prometheus test test-unit test-integration test-e2e lint migrate seed shell rotate-keys login bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ install: $(STAMP) ## Create .venv and install Agora with its pinned dependencies
 
 run: $(STAMP) ## Start the whole platform in the foreground (Ctrl-C stops it)
 	$(BIN)/python -m agora run
+
+status: $(STAMP) ## What runs: every service's instances, its queues, dead letters, the gateway
+	@$(BIN)/python -m agora status
 
 prometheus: $(STAMP) ## Prometheus over what `make run` started (installs Debian's prometheus if missing)
 	$(BIN)/python -m agora prometheus

@@ -14,11 +14,13 @@ agora login            tokens through the code flow with PKCE (admins: the only 
 agora dead-letters     list | show ID | replay [ID] | discard ID  [--service NAME]
 agora prometheus       a local Prometheus over what `agora run` started (docs/observability.md)
 agora asyncapi         write docs/asyncapi.yaml from the services' EVENTS contracts
+agora status           what runs: instances, queues, dead letters, the gateway
 agora broker-definitions [--with-operator]
                        the broker users and permissions as RabbitMQ definitions (JSON)
 """
 
 import argparse
+import atexit
 import json
 import os
 import re
@@ -257,9 +259,14 @@ def service_specs(config):
 
 def cmd_run(config, args):
     from agora.supervisor import ProcessSpec, Supervisor, interrupt_on_signals
+    from agora.targets import PrometheusTargets, targets_path
 
     interrupt_on_signals()
     cmd_setup(config, args)
+    # Every live process's /metrics for Prometheus (file-based discovery),
+    # rewritten from the registry while the platform runs, removed on exit.
+    targets = PrometheusTargets(config, targets_path(state_dir())).start()
+    atexit.register(targets.stop)
     supervisor = Supervisor(cwd=str(ROOT))
     try:
         services = [supervisor.start(spec) for spec in service_specs(config)]
@@ -408,6 +415,13 @@ def cmd_dead_letters(config, args):
     print(f"agora: {count} dead letter(s) replayed")
 
 
+def cmd_status(config, args):
+    """What runs: services, instances, queues, dead letters, the gateway."""
+    from agora.status import collect, render
+
+    print(render(collect(config, SERVICES)), end="", flush=True)
+
+
 def cmd_broker_definitions(config, args):
     """Print what ``agora setup`` imports, for a broker rabbitmqctl cannot reach:
     ``rabbitmqctl import_definitions``, the management API, or ``load_definitions``
@@ -484,6 +498,7 @@ COMMANDS = {
     "dead-letters": cmd_dead_letters,
     "prometheus": cmd_prometheus,
     "asyncapi": cmd_asyncapi,
+    "status": cmd_status,
     "broker-definitions": cmd_broker_definitions,
 }
 

@@ -6,6 +6,7 @@ from flask import Flask
 
 from gateway.api import inventory, notifications, orders, payments, products, users
 from gateway.api.health import init_health
+from gateway.api.ops import init_ops
 from gateway.auth import guard
 from gateway.auth import views as oauth
 from gateway.auth.server import AgoraAuthorizationServer
@@ -68,6 +69,7 @@ def create_app(config=None):
     register_error_handlers(app)
     guard.init_identify(app)
     init_health(app)
+    init_ops(app)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(products.bp)

@@ -103,6 +103,22 @@ class InstanceCheck:
                 self._known.pop(service, None)
             return answer
 
+    def queue_state(self, queue):
+        """``(messages ready, consumers)`` of ``queue`` now (a passive declare),
+        None if it does not exist; raises if the broker cannot be reached."""
+        with self._lock:
+            try:
+                _queue, messages, consumers = self._open_channel().queue_declare(
+                    queue, passive=True
+                )
+            except NotFound:
+                self._channel = None  # the broker closes the channel on a 404
+                return None
+            except Exception:
+                self.close()
+                raise
+        return messages, consumers
+
     def _open_channel(self):
         if self._connection is None or not self._connection.connected:
             self._connection = Connection(self._uri, connect_timeout=self._timeout)

@@ -30,3 +30,17 @@ def pre_fork(server, worker):
 def post_fork(server, worker):
     global _index
     _index = worker.agora_index
+
+
+def post_worker_init(worker):
+    """Register the worker in the registry as ``gateway-w<index>`` once its app is
+    loaded (gateway/discovery.py); it heartbeats until the worker exits."""
+    from gateway.discovery import announce
+
+    worker.agora_announcer = announce(worker.wsgi, f"gateway-w{worker.agora_index}")
+
+
+def worker_exit(server, worker):
+    announcer = getattr(worker, "agora_announcer", None)
+    if announcer is not None:
+        announcer.stop()

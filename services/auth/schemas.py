@@ -62,7 +62,7 @@ SCOPES = {
     "inventory:write": "Set stock levels",
     "billing:admin": "Refund payments and handle disputes",
     "users:admin": "Read and manage every user",
-    "ops:read": "Read the platform's health report (every service)",
+    "ops:read": "Read the platform's health and services reports (every service, every instance)",
 }
 CUSTOMER_SCOPES = ("profile", "orders:read", "orders:write")
 ADMIN_SCOPES = ("catalog:write", "inventory:write", "billing:admin", "users:admin", "ops:read")

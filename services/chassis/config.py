@@ -240,6 +240,24 @@ SCHEMA = _section(
                 "ttl": _NUMBER,
             }
         ),
+        "health_monitor": _section(
+            {
+                # Each service instance checks its database and Redis this often
+                # (seconds), each within timeout; while either fails it stops
+                # consuming its queues (services/chassis/health.py).
+                "interval": _NUMBER,
+                "timeout": _NUMBER,
+                # Consecutive failed checks that make a dependency count as down.
+                "failure_threshold": _POSITIVE_INT,
+                # The dependencies whose loss takes the instance off its queues
+                # (all are checked and exported as gauges either way).
+                "dependencies": {
+                    "type": "array",
+                    "items": {"enum": ["database", "redis"]},
+                    "uniqueItems": True,
+                },
+            }
+        ),
         # `agora prometheus`: the local server's address and how long it keeps data.
         "prometheus": _section(
             {
@@ -435,6 +453,7 @@ SHARED_SETTINGS = (
     "logging",
     "metrics",
     "discovery",
+    "health_monitor",
     "events",
     # The timeout of a service's own RPC calls to other services.
     "gateway.rpc.timeout",

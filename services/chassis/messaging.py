@@ -60,12 +60,16 @@ class _IdleWaitEnded(TimeoutError):
 
 
 def _consume(self, limit=None, **kwargs):
-    """kombu's ``ConsumerMixin.consume``, whose wait a stop request can end."""
+    """kombu's ``ConsumerMixin.consume``, whose wait a stop request can end, and
+    whose work queues a health monitor can pause (``set_consuming``)."""
     with self.consumer_context(**kwargs) as (connection, channel, consumers):
+        # Consumers made on a (re)connection consume from the start.
+        self._agora_cancelled = False
         while not self.should_stop:
             self.on_iteration()  # cancels the consumers whose removal was asked
             if self.should_stop:
                 break
+            _apply_pause(self)
             self._idle_wait = eventlet.getcurrent()
             try:
                 connection.drain_events(timeout=CONSUMER_POLL_SECONDS)
@@ -99,6 +103,38 @@ def _interrupting(request):
         return request(self, *args)
 
     return interrupting
+
+
+def _pausable(provider):
+    """The consumers a paused instance cancels: its RPC queue and its event
+    handlers' shared queues, the work another instance can take. Replies to its
+    own calls and broadcast queues (one per instance) keep flowing."""
+    if isinstance(provider, RpcConsumer):
+        return True
+    return isinstance(provider, NamekoEventHandler) and provider.handler_type != BROADCAST
+
+
+def _apply_pause(queue_consumer):
+    # Only the consumer thread may use its channel: set_consuming asks, this does.
+    paused = getattr(queue_consumer, "_agora_paused", False)
+    if paused == getattr(queue_consumer, "_agora_cancelled", False):
+        return
+    for provider, consumer in list(queue_consumer._consumers.items()):
+        if _pausable(provider):
+            if paused:
+                consumer.cancel()  # basic.cancel: the broker sends the others everything
+            else:
+                consumer.consume()
+    queue_consumer._agora_cancelled = paused
+
+
+def set_consuming(queue_consumer, consuming):
+    """Ask a container's ``QueueConsumer`` to stop (``consuming=False``) or
+    resume taking work from its RPC and event queues; its consumer thread does
+    it at once. Workers already running finish; messages already delivered are
+    handled (a delivery that crosses the cancel is requeued by the client)."""
+    queue_consumer._agora_paused = not consuming
+    eventlet.spawn_after(0, _end_idle_wait, queue_consumer)
 
 
 QueueConsumer.consume = _consume

@@ -1,7 +1,6 @@
 """The base every Agora service class extends: tracing and ``health()``."""
 
 import logging
-from importlib import metadata
 from weakref import WeakKeyDictionary
 
 from eventlet import Timeout
@@ -9,6 +8,9 @@ from nameko.events import EventHandler as NamekoEventHandler
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
 
+from services.chassis import metrics
+from services.chassis.discovery import VERSION, Announcer, instance_record, registry_from_config
+from services.chassis.health import HealthMonitor
 from services.chassis.messaging import rpc
 from services.chassis.metrics import EntrypointMetrics
 from services.chassis.offload import offload
@@ -16,11 +18,6 @@ from services.chassis.redis import Redis
 from services.chassis.tracing import B3_KEY, Tracer, format_b3, mark_error, parse_b3
 
 log = logging.getLogger(__name__)
-
-try:
-    VERSION = metadata.version("agora")
-except metadata.PackageNotFoundError:  # running from a source tree without install
-    VERSION = "0.0.0"
 
 _tracers = {}
 
@@ -96,18 +93,61 @@ class HealthReport(DependencyProvider):
         return report
 
 
+class Discovery(DependencyProvider):
+    """Registers the instance in the registry (services/chassis/discovery.py)
+    when the container starts, heartbeats from a green thread, and deregisters
+    on stop. A killed container leaves its record to expire after ttl."""
+
+    def setup(self):
+        settings = self.container.config["AGORA"]
+        self.settings = settings
+        self.registry = registry_from_config(settings)
+        self.announcer = None
+
+    def start(self):
+        name = self.container.service_name
+        record = instance_record(
+            name,
+            # Which of several processes this is (agora service --instance).
+            self.container.config.get("INSTANCE", name),
+            metrics.serve(self.settings["metrics"]),
+        )
+        interval = self.settings["discovery"]["heartbeat_interval"]
+        self.announcer = Announcer(self.registry, record, interval)
+        self.announcer.beat()
+        self.container.spawn_managed_thread(self.announcer.run, identifier="discovery")
+
+    def stop(self):
+        if self.announcer is not None:
+            self.announcer.stop()
+        self._close()
+
+    def kill(self):
+        if self.announcer is not None:
+            self.announcer.halt()
+        self._close()
+
+    def _close(self):
+        self.registry.redis.close()
+        self.registry.redis.connection_pool.disconnect()
+
+
 class AgoraService:
     """Base class: ``class UsersService(AgoraService): name = "users"``.
 
     Every service gets tracing, ``health()``, the platform's Redis as
-    ``self.cache`` (namespaced by the run's key prefix, closed on stop) and
-    Prometheus metrics (its /metrics endpoint, every entrypoint counted and timed).
+    ``self.cache`` (namespaced by the run's key prefix, closed on stop),
+    Prometheus metrics (its /metrics endpoint, every entrypoint counted and
+    timed), a record in the registry (discovery) and a health monitor that
+    takes the instance off its queues while its database or Redis is unreachable.
     """
 
     tracing = Tracing()
     health_report = HealthReport()
     cache = Redis()
     metrics = EntrypointMetrics()
+    discovery = Discovery()
+    health_monitor = HealthMonitor()
 
     @rpc
     def health(self):

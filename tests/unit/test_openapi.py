@@ -271,6 +271,8 @@ def test_automatic_error_responses(document):
     assert statuses("GET", "/v1/ops/health") == {"200", "401", "403", "429"}
     health = op(document, "GET", "/v1/ops/health")
     assert {"oauth2": ["ops:read"]} in health["security"]
+    assert statuses("GET", "/v1/ops/services") == {"200", "401", "403", "429"}
+    assert {"oauth2": ["ops:read"]} in op(document, "GET", "/v1/ops/services")["security"]
     # The OAuth endpoints answer errors in the RFC 6749 form.
     token = op(document, "POST", "/oauth/token")["responses"]
     for status in ("400", "401", "429", "503"):

@@ -1,0 +1,32 @@
+"""The gateway's workers in the registry (services/chassis/discovery.py).
+
+Each gunicorn worker registers as service ``gateway``, process ``gateway-w<i>``
+(gateway/workers.py), with the URL of its own /metrics endpoint, and
+heartbeats from a daemon thread until it exits.
+"""
+
+from gateway.workers import worker_index
+from services.chassis import metrics
+from services.chassis.discovery import Announcer, Registry, instance_record
+
+
+def registry_of(app):
+    """The registry, on the gateway's own Redis client."""
+    registry = app.extensions.get("agora.registry")
+    if registry is None:
+        ttl = app.config["AGORA"]["discovery"]["ttl"]
+        registry = Registry(app.extensions["agora.redis"], ttl)
+        app.extensions["agora.registry"] = registry
+    return registry
+
+
+def announce(app, process):
+    """Register this process as ``process`` and keep it registered; returns
+    the Announcer (``stop()`` deregisters)."""
+    config = app.config["AGORA"]
+    # The endpoint create_app started (gateway/metrics.py), on this worker's port.
+    url = metrics.serve(config["metrics"], port_offset=worker_index() or 0)
+    record = instance_record("gateway", process, url)
+    announcer = Announcer(registry_of(app), record, config["discovery"]["heartbeat_interval"])
+    announcer.start_thread()
+    return announcer
