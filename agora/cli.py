@@ -23,13 +23,14 @@ import os
 import re
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import yaml
 
-# The command line is not an eventlet program; the notice is for service authors.
-warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+from services.chassis.eventlet_notice import ignore_eventlet_notice
+
+# Before anything imports eventlet (services.chassis.eventlet_notice says why).
+ignore_eventlet_notice()
 
 from services.chassis.config import (  # noqa: E402
     ROOT,
@@ -133,8 +134,10 @@ def cmd_service(config, args):
         names = ", ".join(instance_names(config, args.name))
         fail(f"agora: {args.name} has no instance {instance!r} (one of: {names})", 2)
     path = render_nameko_config(config, args.name, instance)
-    argv = [sys.executable, "-m", "nameko", "run", "--config", str(path), SERVICES[args.name]]
-    os.execv(sys.executable, argv)
+    # `nameko run` through agora.nameko_run: the same command line, without
+    # Eventlet's import-time notice.
+    argv = [sys.executable, "-m", "agora.nameko_run", "run", "--config", str(path)]
+    os.execv(sys.executable, argv + [SERVICES[args.name]])
 
 
 def gateway_argv(config):
@@ -172,29 +175,42 @@ def cmd_gateway(config, args):
 def wait_for_services(config, names, timeout=90.0, children=()):
     """Until every instance of every service answers health(); raises TimeoutError
     naming the laggards. The broker hands a service's calls to its consumers in
-    turn, so a service of N instances is asked until N different ones answered."""
+    turn, so a service of N instances is asked until N different ones answered.
+
+    A service is asked only once its RPC queue has a consumer: a call to a
+    queue not declared yet is returned unroutable, and py-amqp then logged
+    "Received method (60, 80) during closing channel 1" for each (dozens per
+    `make run`) while the call waited out its timeout for nothing."""
     from nameko.standalone.rpc import ClusterRpcProxy
+
+    from agora.infra import operator_connection, queue_consumers
 
     deadline = time.monotonic() + timeout
     pending = {instance: name for name in names for instance in instance_names(config, name)}
-    with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=2) as rpc:
-        while pending:
-            for child in children:
-                if not child.alive():
-                    raise RuntimeError(
-                        f"{child.spec.name} exited with code {child.process.returncode}"
-                    )
-            for name in sorted(set(pending.values())):
-                try:
-                    report = rpc[name].health()
-                except Exception:
-                    continue
-                if report["status"] == "ok":
-                    pending.pop(report.get("instance", name), None)
-            if pending and time.monotonic() > deadline:
-                raise TimeoutError(f"no healthy answer from: {', '.join(sorted(pending))}")
-            if pending:
-                time.sleep(0.3)
+    broker = operator_connection(config)
+    try:
+        with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=2) as rpc:
+            while pending:
+                for child in children:
+                    if not child.alive():
+                        raise RuntimeError(
+                            f"{child.spec.name} exited with code {child.process.returncode}"
+                        )
+                for name in sorted(set(pending.values())):
+                    if not queue_consumers(broker, f"rpc-{name}"):
+                        continue
+                    try:
+                        report = rpc[name].health()
+                    except Exception:
+                        continue
+                    if report["status"] == "ok":
+                        pending.pop(report.get("instance", name), None)
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"no healthy answer from: {', '.join(sorted(pending))}")
+                if pending:
+                    time.sleep(0.3)
+    finally:
+        broker.close()
 
 
 def wait_for_http(url, timeout=60.0, child=None):

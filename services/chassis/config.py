@@ -167,7 +167,8 @@ SCHEMA = _section(
         ),
         "tracing": _section(
             {
-                "zipkin_url": {"type": "string", "pattern": "^https?://"},
+                # Empty: no collector (no spans sent; trace ids still in logs).
+                "zipkin_url": {"type": "string", "pattern": "^(https?://.+)?$"},
                 "sample_rate": {"type": "number", "minimum": 0, "maximum": 1},
                 "batch_size": _POSITIVE_INT,
                 "flush_interval": _NUMBER,

@@ -5,10 +5,10 @@ from importlib import metadata
 from weakref import WeakKeyDictionary
 
 from eventlet import Timeout
-from nameko.events import EventHandler as NamekoEventHandler
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
 
+from services.chassis.logs import EntrypointLog, entrypoint_kind
 from services.chassis.messaging import rpc
 from services.chassis.offload import offload
 from services.chassis.redis import Redis
@@ -41,17 +41,19 @@ class Tracing(DependencyProvider):
 
     def worker_setup(self, worker_ctx):
         entrypoint = worker_ctx.entrypoint
-        is_event = isinstance(entrypoint, NamekoEventHandler)
-        kind = "event_handler" if is_event else "rpc"
-        if is_event:
+        kind = entrypoint_kind(entrypoint)
+        if kind == "event":
             name = f"event {entrypoint.source_service}.{entrypoint.event_type}"
         else:
-            name = f"rpc {worker_ctx.service_name}.{entrypoint.method_name}"
+            name = f"{kind} {worker_ctx.service_name}.{entrypoint.method_name}"
         span = self.tracer.start_root(
             name,
             parent=parse_b3(worker_ctx.data.get(B3_KEY)),
             # py_zipkin reports a local root span as SERVER (or CLIENT) only.
-            tags={"nameko.call_id": worker_ctx.call_id, "nameko.entrypoint": kind},
+            tags={
+                "nameko.call_id": worker_ctx.call_id,
+                "nameko.entrypoint": "event_handler" if kind == "event" else kind,
+            },
         )
         self.spans[worker_ctx] = span
         # Calls and events made by this worker carry its span as their parent.
@@ -98,11 +100,13 @@ class HealthReport(DependencyProvider):
 class AgoraService:
     """Base class: ``class UsersService(AgoraService): name = "users"``.
 
-    Every service gets tracing, ``health()`` and the platform's Redis as
-    ``self.cache`` (namespaced by the run's key prefix, closed on stop).
+    Every service gets tracing, one log line per handled entrypoint,
+    ``health()`` and the platform's Redis as ``self.cache`` (namespaced by the
+    run's key prefix, closed on stop).
     """
 
     tracing = Tracing()
+    entrypoint_log = EntrypointLog()
     health_report = HealthReport()
     cache = Redis()
 
