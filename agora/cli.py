@@ -12,6 +12,11 @@ agora shell            `nameko shell` on the platform's vhost and config
 agora rotate-keys      new token-signing key (services must be running)
 agora login            tokens through the code flow with PKCE (admins: the only way)
 agora dead-letters     list | show ID | replay [ID] | discard ID  [--service NAME]
+agora trace TRACE_ID [--log-dir DIR]
+                       every log line of one trace across all processes (the
+                       files `agora run` writes), in time order, and its Zipkin link
+agora reset [--yes]    remove what `agora run` created: the vhost and broker users,
+                       the databases and roles, the Redis keys, the local state
 agora asyncapi         write docs/asyncapi.yaml from the services' EVENTS contracts
 agora broker-definitions [--with-operator]
                        the broker users and permissions as RabbitMQ definitions (JSON)
@@ -63,6 +68,11 @@ def instance_names(config, service):
 def state_dir():
     """Local, git-ignored state: rendered configs (they hold secrets)."""
     return Path(os.environ.get("AGORA_STATE_DIR", ROOT / ".agora"))
+
+
+def log_dir():
+    """Where `agora run` writes each process's log lines (``<name>.log``, rotated)."""
+    return state_dir() / "logs"
 
 
 def fail(message, code=1):
@@ -272,7 +282,13 @@ def cmd_run(config, args):
 
     interrupt_on_signals()
     cmd_setup(config, args)
-    supervisor = Supervisor(cwd=str(ROOT))
+    files = config["logging"]["files"]
+    supervisor = Supervisor(
+        cwd=str(ROOT),
+        log_dir=log_dir() if files["enabled"] else None,
+        log_max_bytes=files["max_bytes"],
+        log_backups=files["backups"],
+    )
     try:
         services = [supervisor.start(spec) for spec in service_specs(config)]
         wait_for_services(config, SERVICES, children=services)
@@ -435,6 +451,19 @@ def cmd_broker_definitions(config, args):
     print(json.dumps(document, indent=2))
 
 
+def cmd_trace(config, args):
+    from agora.trace import TRACE_ID, report
+
+    trace_id = args.trace_id.strip().lower()
+    if not TRACE_ID.match(trace_id):
+        fail(f"agora trace: {args.trace_id!r} is not a trace id (16 or 32 hex digits)", 2)
+    folder = Path(args.log_dir) if args.log_dir else log_dir()
+    lines, found = report(folder, trace_id, config["tracing"]["zipkin_url"])
+    print("\n".join(lines), flush=True)
+    if not found:
+        sys.exit(1)
+
+
 def cmd_asyncapi(config, args):
     from agora.asyncapi import write
 
@@ -453,6 +482,7 @@ COMMANDS = {
     "rotate-keys": cmd_rotate_keys,
     "login": cmd_login,
     "dead-letters": cmd_dead_letters,
+    "trace": cmd_trace,
     "asyncapi": cmd_asyncapi,
     "broker-definitions": cmd_broker_definitions,
 }
@@ -484,6 +514,9 @@ def main(argv=None):
             command.add_argument("--timeout", type=float, default=300.0)
             command.add_argument("--no-browser", action="store_true")
             command.add_argument("--json", action="store_true", help="the whole token response")
+        if name == "trace":
+            command.add_argument("trace_id", help="as in a response's X-B3-TraceId header")
+            command.add_argument("--log-dir", help="default: <state dir>/logs (make run's)")
         if name == "broker-definitions":
             command.add_argument("--with-operator", action="store_true")
     args = parser.parse_args(argv)

@@ -176,7 +176,19 @@ SCHEMA = _section(
                 "send_timeout": _NUMBER,
             }
         ),
-        "logging": _section({"level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}}),
+        "logging": _section(
+            {
+                "level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
+                # What `agora run` writes to <state dir>/logs/<process>.log (rotated).
+                "files": _section(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "max_bytes": {"type": "integer", "minimum": 1024},
+                        "backups": {"type": "integer", "minimum": 0},
+                    }
+                ),
+            }
+        ),
         "gateway": _section(
             {
                 "host": _STRING,
