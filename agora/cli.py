@@ -464,6 +464,37 @@ def cmd_trace(config, args):
         sys.exit(1)
 
 
+def cmd_reset(config, args):
+    """Remove what `agora run` created, after a confirmation (``--yes`` skips it)."""
+    from agora.reset import ResetRefused, plan, reset, running_services
+
+    try:
+        target = plan(config, SERVICES, state_dir())
+    except ResetRefused as exc:
+        fail(f"agora reset: {exc}", 2)
+    running = running_services(config, SERVICES)
+    if running:
+        fail(
+            f"agora reset: the platform is running on vhost {target.vhost!r} "
+            f"({', '.join(running)} consuming): stop it first (Ctrl-C where `make run` runs)"
+        )
+    print("agora reset removes:\n" + "\n".join(f"  - {line}" for line in target.describe()))
+    if not args.yes:
+        try:
+            answer = input("Type 'yes' to remove them: ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() != "yes":
+            fail("agora reset: nothing removed")
+    from agora.infra import VhostError
+
+    try:
+        for line in reset(config, SERVICES, state_dir()):
+            print(f"agora: {line}")
+    except VhostError as exc:
+        fail(f"agora reset: {exc}")
+
+
 def cmd_asyncapi(config, args):
     from agora.asyncapi import write
 
@@ -483,6 +514,7 @@ COMMANDS = {
     "login": cmd_login,
     "dead-letters": cmd_dead_letters,
     "trace": cmd_trace,
+    "reset": cmd_reset,
     "asyncapi": cmd_asyncapi,
     "broker-definitions": cmd_broker_definitions,
 }
@@ -517,6 +549,8 @@ def main(argv=None):
         if name == "trace":
             command.add_argument("trace_id", help="as in a response's X-B3-TraceId header")
             command.add_argument("--log-dir", help="default: <state dir>/logs (make run's)")
+        if name == "reset":
+            command.add_argument("--yes", action="store_true", help="no confirmation prompt")
         if name == "broker-definitions":
             command.add_argument("--with-operator", action="store_true")
     args = parser.parse_args(argv)

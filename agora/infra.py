@@ -168,3 +168,8 @@ def queue_consumers(conn, queue):
         return 0
     finally:
         channel.close()
+
+
+def vhost_exists(config):
+    _host, _port, _user, _password, vhost = _amqp_parts(config["amqp"]["uri"])
+    return vhost in _rabbitmqctl("list_vhosts", "name").split("\n")
