@@ -42,7 +42,8 @@ class ProcessLog:
     _console_lock = threading.Lock()
 
     def __init__(self, path, max_bytes, backups, console=None):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Private: lines may name customers (emails in notifications, say).
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = Path(path)
         self.console = console if console is not None else sys.stderr
         self.file = logging.handlers.RotatingFileHandler(

@@ -11,12 +11,18 @@ import logging.config
 import time
 from weakref import WeakKeyDictionary
 
-from nameko.events import EventHandler
-from nameko.extensions import DependencyProvider
-from nameko.rpc import Rpc
-from py_zipkin.storage import get_default_tracer
+from services.chassis.eventlet_notice import ignore_eventlet_notice
 
-from services.chassis.errors import Unavailable
+# This module imports Nameko (so eventlet), and a process's logging config
+# (gunicorn's --log-config-json) may load it before anything else.
+ignore_eventlet_notice()
+
+from nameko.events import EventHandler  # noqa: E402
+from nameko.extensions import DependencyProvider  # noqa: E402
+from nameko.rpc import Rpc  # noqa: E402
+from py_zipkin.storage import get_default_tracer  # noqa: E402
+
+from services.chassis.errors import Unavailable  # noqa: E402
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
