@@ -405,7 +405,8 @@ def cmd_shell(config, args):
     path = render_nameko_config(config, "shell")
     # The dead-letter helpers are in the shell's namespace (agora/shell_startup.py).
     os.environ["PYTHONSTARTUP"] = str(ROOT / "agora" / "shell_startup.py")
-    os.execv(sys.executable, [sys.executable, "-m", "nameko", "shell", "--config", str(path)])
+    argv = [sys.executable, "-m", "agora.nameko_run", "shell", "--config", str(path)]
+    os.execv(sys.executable, argv)
 
 
 def cmd_dead_letters(config, args):

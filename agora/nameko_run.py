@@ -1,4 +1,4 @@
-"""``python -m agora.nameko_run run ...``: Nameko's command line (``python -m
+"""``python -m agora.nameko_run run|shell ...``: Nameko's command line (``python -m
 nameko``) with Eventlet's import-time deprecation notice filtered out, the
 filter being set before Nameko imports eventlet (services.chassis.eventlet_notice)."""
 
