@@ -88,6 +88,28 @@ def running_services(config, services):
         conn.close()
 
 
+def live_prefixes(client):
+    """The key prefixes of the environments with a client connected now: every
+    platform client is named ``<key_prefix><process>`` (services.chassis.redis)."""
+    names = (entry.get("name") or "" for entry in client.client_list())
+    return {name.rsplit(":", 1)[0] + ":" for name in names if ":" in name}
+
+
+def redis_keys_to_delete(client, prefix):
+    """``(keys, kept_prefixes)``: the keys under ``prefix``, but not those of
+    another environment nested under it that is running now (the development
+    prefix ``agora:`` holds the test runs' ``agora:t<run>:`` and the
+    benchmarks' ``agora:bench<run>:``: a reset must not pull keys from under
+    a test run or a benchmark in progress)."""
+    nested = sorted(p for p in live_prefixes(client) if p != prefix and p.startswith(prefix))
+    keys = [
+        key
+        for key in client.scan_iter(match=f"{prefix}*", count=1000)
+        if not any(key.startswith(other) for other in nested)
+    ]
+    return keys, nested
+
+
 def reset(config, services, state_dir):
     """Remove everything in ``plan``; returns one line per step done."""
     from agora.infra import delete_principals, delete_vhost, vhost_exists
@@ -106,12 +128,14 @@ def reset(config, services, state_dir):
     done.append(f"dropped databases and roles {', '.join(target.databases)}")
     client = make_client(config["redis"], name="agora-reset")
     try:
-        keys = list(client.scan_iter(match=f"{target.redis_prefix}*", count=1000))
+        keys, kept = redis_keys_to_delete(client, target.redis_prefix)
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start : start + 1000])
     finally:
         client.close()
     done.append(f"deleted {len(keys)} Redis key(s) under {target.redis_prefix}")
+    if kept:
+        done.append(f"kept the keys of running environments under {', '.join(kept)}")
     if target.state_dir.exists():
         shutil.rmtree(target.state_dir)
         done.append(f"removed {target.state_dir}")

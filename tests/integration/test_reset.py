@@ -119,9 +119,29 @@ def test_reset_asks_first_and_removes_nothing_unless_told_yes(throwaway):
     assert not vhost_exists(config)
 
 
-def test_reset_refuses_a_state_folder_that_is_not_one(throwaway):
-    _config, env, redis, _neighbour = throwaway
-    result = reset({**env, "AGORA_STATE_DIR": os.path.expanduser("~")}, "--yes")
-    assert result.returncode == 2
-    assert "refusing to delete" in result.stderr
-    assert redis.get(redis.key("gateway", "something")) == "1"
+def test_reset_keeps_the_keys_of_a_running_environment_nested_under_its_prefix(throwaway):
+    """The development prefix agora: holds the test runs' agora:t<run>: keys:
+    a reset must not pull them from under a run in progress."""
+    config, env, redis, _neighbour = throwaway
+    nested_settings = {**config["redis"], "key_prefix": config["redis"]["key_prefix"] + "t1:"}
+    running = make_client(nested_settings, name="catalog")  # as a running service names itself
+    try:
+        running.set(running.key("catalog", "product", "y"), "4")
+        result = reset(env, "--yes")
+        assert result.returncode == 0, result.stderr
+        assert running.get(running.key("catalog", "product", "y")) == "4"
+        assert redis.get(redis.key("gateway", "something")) is None
+        kept = f"kept the keys of running environments under {nested_settings['key_prefix']}"
+        assert kept in result.stdout
+    finally:
+        running.delete_namespace()
+        running.close()
+
+
+def test_reset_refuses_a_state_folder_that_is_not_one():
+    """Refused before anything is touched (no environment needed to see it)."""
+    for folder in (os.path.expanduser("~"), "/"):
+        result = reset({**os.environ, "AGORA_STATE_DIR": folder}, "--yes")
+        assert result.returncode == 2
+        assert "refusing to delete" in result.stderr
+        assert "Traceback" not in result.stderr
