@@ -52,9 +52,16 @@ class ProcessLog:
 
     def write(self, line):
         """One line (without its newline) to the console and the file."""
-        with self._console_lock:
-            self.console.write(line + "\n")
-            self.console.flush()
+        if self.console is not None:
+            with self._console_lock:
+                try:
+                    self.console.write(line + "\n")
+                    self.console.flush()
+                except (OSError, ValueError):
+                    # The console went away (`make run | head`, a closed
+                    # terminal): the file goes on, and the pipe keeps being
+                    # read, or the child would block once it is full.
+                    self.console = None
         # RotatingFileHandler rotates before a write that would pass max_bytes.
         self.file.emit(logging.makeLogRecord({"msg": line}))
 

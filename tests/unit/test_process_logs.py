@@ -40,6 +40,16 @@ def test_a_process_log_copies_each_line_to_the_console_and_rotates_by_size(tmp_p
     assert kept == lines[-len(kept) :]
 
 
+def test_a_console_that_went_away_does_not_stop_the_file(tmp_path):
+    console = io.StringIO()
+    log = ProcessLog(tmp_path / "users.log", max_bytes=10_000, backups=1, console=console)
+    log.write("before")
+    console.close()  # writing to it now raises ValueError, as a closed pipe raises OSError
+    log.write("after")
+    log.close()
+    assert (tmp_path / "users.log").read_text().splitlines() == ["before", "after"]
+
+
 def test_trace_lines_come_from_every_process_and_rotated_file_in_time_order(tmp_path):
     (tmp_path / "orders.log.1").write_text(
         entry("2026-12-02T06:00:01.000Z", "rpc orders.place_order ok 9.0 ms") + "\n"
