@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.agora-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run status prometheus test test-unit test-integration test-e2e lint migrate seed shell rotate-keys login bench clean
+.PHONY: help install run status prometheus test test-unit test-integration test-e2e lint migrate seed shell rotate-keys login bench trace clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,5 +61,11 @@ login: $(STAMP) ## Admin (or any) token via the code flow with PKCE: TOKEN=$$(ma
 bench: $(STAMP) ## wrk at 1 and 16 clients per scenario, sagas, CPU at rest (JSON in .agora/bench/)
 	$(BIN)/python -m bench
 
-clean: ## Remove the venv and local state
-	rm -rf $(VENV) .agora .pytest_cache .ruff_cache *.egg-info
+trace: $(STAMP) ## One trace's log lines from every process, in time order, and its Zipkin link: make trace ID=<X-B3-TraceId>
+	@$(BIN)/python -m agora trace $(ID)
+
+clean: $(STAMP) ## Remove what `make run` created (vhost, broker users, databases and roles, Redis keys, .agora); asks first, YES=1 does not
+	$(BIN)/python -m agora reset $(if $(YES),--yes)
+
+distclean: clean ## `make clean`, then the venv and the tool caches too
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

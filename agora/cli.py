@@ -13,6 +13,11 @@ agora rotate-keys      new token-signing key (services must be running)
 agora login            tokens through the code flow with PKCE (admins: the only way)
 agora dead-letters     list | show ID | replay [ID] | discard ID  [--service NAME]
 agora prometheus       a local Prometheus over what `agora run` started (docs/observability.md)
+agora trace TRACE_ID [--log-dir DIR]
+                       every log line of one trace across all processes (the
+                       files `agora run` writes), in time order, and its Zipkin link
+agora reset [--yes]    remove what `agora run` created: the vhost and broker users,
+                       the databases and roles, the Redis keys, the local state
 agora asyncapi         write docs/asyncapi.yaml from the services' EVENTS contracts
 agora status           what runs: instances, queues, dead letters, the gateway
 agora broker-definitions [--with-operator]
@@ -26,13 +31,14 @@ import os
 import re
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import yaml
 
-# The command line is not an eventlet program; the notice is for service authors.
-warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+from services.chassis.eventlet_notice import ignore_eventlet_notice
+
+# Before anything imports eventlet (services.chassis.eventlet_notice says why).
+ignore_eventlet_notice()
 
 from services.chassis.config import (  # noqa: E402
     ROOT,
@@ -65,6 +71,11 @@ def instance_names(config, service):
 def state_dir():
     """Local, git-ignored state: rendered configs (they hold secrets)."""
     return Path(os.environ.get("AGORA_STATE_DIR", ROOT / ".agora"))
+
+
+def log_dir():
+    """Where `agora run` writes each process's log lines (``<name>.log``, rotated)."""
+    return state_dir() / "logs"
 
 
 def fail(message, code=1):
@@ -136,8 +147,10 @@ def cmd_service(config, args):
         names = ", ".join(instance_names(config, args.name))
         fail(f"agora: {args.name} has no instance {instance!r} (one of: {names})", 2)
     path = render_nameko_config(config, args.name, instance)
-    argv = [sys.executable, "-m", "nameko", "run", "--config", str(path), SERVICES[args.name]]
-    os.execv(sys.executable, argv)
+    # `nameko run` through agora.nameko_run: the same command line, without
+    # Eventlet's import-time notice.
+    argv = [sys.executable, "-m", "agora.nameko_run", "run", "--config", str(path)]
+    os.execv(sys.executable, argv + [SERVICES[args.name]])
 
 
 def gateway_argv(config):
@@ -178,29 +191,42 @@ def cmd_gateway(config, args):
 def wait_for_services(config, names, timeout=90.0, children=()):
     """Until every instance of every service answers health(); raises TimeoutError
     naming the laggards. The broker hands a service's calls to its consumers in
-    turn, so a service of N instances is asked until N different ones answered."""
+    turn, so a service of N instances is asked until N different ones answered.
+
+    A service is asked only once its RPC queue has a consumer: a call to a
+    queue not declared yet is returned unroutable, and py-amqp then logged
+    "Received method (60, 80) during closing channel 1" for each (dozens per
+    `make run`) while the call waited out its timeout for nothing."""
     from nameko.standalone.rpc import ClusterRpcProxy
+
+    from agora.infra import operator_connection, queue_consumers
 
     deadline = time.monotonic() + timeout
     pending = {instance: name for name in names for instance in instance_names(config, name)}
-    with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=2) as rpc:
-        while pending:
-            for child in children:
-                if not child.alive():
-                    raise RuntimeError(
-                        f"{child.spec.name} exited with code {child.process.returncode}"
-                    )
-            for name in sorted(set(pending.values())):
-                try:
-                    report = rpc[name].health()
-                except Exception:
-                    continue
-                if report["status"] == "ok":
-                    pending.pop(report.get("instance", name), None)
-            if pending and time.monotonic() > deadline:
-                raise TimeoutError(f"no healthy answer from: {', '.join(sorted(pending))}")
-            if pending:
-                time.sleep(0.3)
+    broker = operator_connection(config)
+    try:
+        with ClusterRpcProxy(nameko_config(config, "agora-cli"), timeout=2) as rpc:
+            while pending:
+                for child in children:
+                    if not child.alive():
+                        raise RuntimeError(
+                            f"{child.spec.name} exited with code {child.process.returncode}"
+                        )
+                for name in sorted(set(pending.values())):
+                    if not queue_consumers(broker, f"rpc-{name}"):
+                        continue
+                    try:
+                        report = rpc[name].health()
+                    except Exception:
+                        continue
+                    if report["status"] == "ok":
+                        pending.pop(report.get("instance", name), None)
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"no healthy answer from: {', '.join(sorted(pending))}")
+                if pending:
+                    time.sleep(0.3)
+    finally:
+        broker.close()
 
 
 def wait_for_http(url, timeout=60.0, child=None):
@@ -267,7 +293,13 @@ def cmd_run(config, args):
     # rewritten from the registry while the platform runs, removed on exit.
     targets = PrometheusTargets(config, targets_path(state_dir())).start()
     atexit.register(targets.stop)
-    supervisor = Supervisor(cwd=str(ROOT))
+    files = config["logging"]["files"]
+    supervisor = Supervisor(
+        cwd=str(ROOT),
+        log_dir=log_dir() if files["enabled"] else None,
+        log_max_bytes=files["max_bytes"],
+        log_backups=files["backups"],
+    )
     try:
         services = [supervisor.start(spec) for spec in service_specs(config)]
         wait_for_services(config, SERVICES, children=services)
@@ -384,7 +416,8 @@ def cmd_shell(config, args):
     path = render_nameko_config(config, "shell")
     # The dead-letter helpers are in the shell's namespace (agora/shell_startup.py).
     os.environ["PYTHONSTARTUP"] = str(ROOT / "agora" / "shell_startup.py")
-    os.execv(sys.executable, [sys.executable, "-m", "nameko", "shell", "--config", str(path)])
+    argv = [sys.executable, "-m", "agora.nameko_run", "shell", "--config", str(path)]
+    os.execv(sys.executable, argv)
 
 
 def cmd_dead_letters(config, args):
@@ -478,6 +511,50 @@ def cmd_prometheus(config, args):
     os.execv(binaries.prometheus, argv)
 
 
+def cmd_trace(config, args):
+    from agora.trace import TRACE_ID, report
+
+    trace_id = args.trace_id.strip().lower()
+    if not TRACE_ID.match(trace_id):
+        fail(f"agora trace: {args.trace_id!r} is not a trace id (16 or 32 hex digits)", 2)
+    folder = Path(args.log_dir) if args.log_dir else log_dir()
+    lines, found = report(folder, trace_id, config["tracing"]["zipkin_url"])
+    print("\n".join(lines), flush=True)
+    if not found:
+        sys.exit(1)
+
+
+def cmd_reset(config, args):
+    """Remove what `agora run` created, after a confirmation (``--yes`` skips it)."""
+    from agora.reset import ResetRefused, plan, reset, running_services
+
+    try:
+        target = plan(config, SERVICES, state_dir())
+    except ResetRefused as exc:
+        fail(f"agora reset: {exc}", 2)
+    running = running_services(config, SERVICES)
+    if running:
+        fail(
+            f"agora reset: the platform is running on vhost {target.vhost!r} "
+            f"({', '.join(running)} consuming): stop it first (Ctrl-C where `make run` runs)"
+        )
+    print("agora reset removes:\n" + "\n".join(f"  - {line}" for line in target.describe()))
+    if not args.yes:
+        try:
+            answer = input("Type 'yes' to remove them: ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() != "yes":
+            fail("agora reset: nothing removed")
+    from agora.infra import VhostError
+
+    try:
+        for line in reset(config, SERVICES, state_dir()):
+            print(f"agora: {line}")
+    except VhostError as exc:
+        fail(f"agora reset: {exc}")
+
+
 def cmd_asyncapi(config, args):
     from agora.asyncapi import write
 
@@ -497,6 +574,8 @@ COMMANDS = {
     "login": cmd_login,
     "dead-letters": cmd_dead_letters,
     "prometheus": cmd_prometheus,
+    "trace": cmd_trace,
+    "reset": cmd_reset,
     "asyncapi": cmd_asyncapi,
     "status": cmd_status,
     "broker-definitions": cmd_broker_definitions,
@@ -529,6 +608,11 @@ def main(argv=None):
             command.add_argument("--timeout", type=float, default=300.0)
             command.add_argument("--no-browser", action="store_true")
             command.add_argument("--json", action="store_true", help="the whole token response")
+        if name == "trace":
+            command.add_argument("trace_id", help="as in a response's X-B3-TraceId header")
+            command.add_argument("--log-dir", help="default: <state dir>/logs (make run's)")
+        if name == "reset":
+            command.add_argument("--yes", action="store_true", help="no confirmation prompt")
         if name == "broker-definitions":
             command.add_argument("--with-operator", action="store_true")
     args = parser.parse_args(argv)

@@ -143,3 +143,33 @@ def delete_vhost(config):
     _host, _port, _user, _password, vhost = _amqp_parts(config["amqp"]["uri"])
     if vhost != "/":
         _rabbitmqctl("delete_vhost", vhost)
+
+
+def operator_connection(config, timeout=3):
+    """A py-amqp connection to the platform's vhost as the operator (``amqp.uri``)."""
+    host, port, user, password, vhost = _amqp_parts(config["amqp"]["uri"])
+    conn = amqp.Connection(
+        host=f"{host}:{port}",
+        userid=user,
+        password=password,
+        virtual_host=vhost,
+        connect_timeout=timeout,
+    )
+    conn.connect()
+    return conn
+
+
+def queue_consumers(conn, queue):
+    """How many consumers ``queue`` has: 0 when it does not exist (yet)."""
+    channel = conn.channel()
+    try:
+        return channel.queue_declare(queue, passive=True).consumer_count
+    except amqp.exceptions.NotFound:
+        return 0
+    finally:
+        channel.close()
+
+
+def vhost_exists(config):
+    _host, _port, _user, _password, vhost = _amqp_parts(config["amqp"]["uri"])
+    return vhost in _rabbitmqctl("list_vhosts", "name").split("\n")

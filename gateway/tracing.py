@@ -1,4 +1,6 @@
-"""One Zipkin server span per request, continuing an incoming B3 context."""
+"""One Zipkin server span per request, continuing an incoming B3 context, and
+one access line per request (``gateway.access``): method, route template,
+status and duration, under the request's trace id."""
 
 import logging
 import time
@@ -29,16 +31,21 @@ def init_tracing(app, tracer):
             span.update_binary_annotations({"http.status_code": str(response.status_code)})
             if response.status_code >= 500:
                 span.update_binary_annotations({"error": str(response.status_code)})
+        duration_ms = round((time.perf_counter() - g.get("started", 0)) * 1000, 2)
+        # The route template (no ids) says which endpoint; the path, which resource.
+        route = request.url_rule.rule if request.url_rule else "unmatched"
         log.info(
-            "%s %s %s",
+            "%s %s %s %.1f ms",
             request.method,
-            request.path,
+            route,
             response.status_code,
+            duration_ms,
             extra={
                 "http_method": request.method,
+                "route": route,
                 "path": request.path,
                 "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - g.get("started", 0)) * 1000, 2),
+                "duration_ms": duration_ms,
             },
         )
         return response

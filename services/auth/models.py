@@ -274,9 +274,7 @@ def revoked_access_tokens(session, expired_before):
     ``expired_before`` (a token is accepted up to the clock skew after its expiry)."""
     query = select(
         RevokedAccessToken.jti, RevokedAccessToken.expires_at, RevokedAccessToken.client_id
-    ).where(
-        RevokedAccessToken.expires_at > expired_before
-    )
+    ).where(RevokedAccessToken.expires_at > expired_before)
     return [tuple(row) for row in session.execute(query)]
 
 

@@ -167,7 +167,8 @@ SCHEMA = _section(
         ),
         "tracing": _section(
             {
-                "zipkin_url": {"type": "string", "pattern": "^https?://"},
+                # Empty: no collector (no spans sent; trace ids still in logs).
+                "zipkin_url": {"type": "string", "pattern": "^(https?://.+)?$"},
                 "sample_rate": {"type": "number", "minimum": 0, "maximum": 1},
                 "batch_size": _POSITIVE_INT,
                 "flush_interval": _NUMBER,
@@ -175,7 +176,19 @@ SCHEMA = _section(
                 "send_timeout": _NUMBER,
             }
         ),
-        "logging": _section({"level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}}),
+        "logging": _section(
+            {
+                "level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
+                # What `agora run` writes to <state dir>/logs/<process>.log (rotated).
+                "files": _section(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "max_bytes": {"type": "integer", "minimum": 1024},
+                        "backups": {"type": "integer", "minimum": 0},
+                    }
+                ),
+            }
+        ),
         "gateway": _section(
             {
                 "host": _STRING,

@@ -4,13 +4,13 @@ import logging
 from weakref import WeakKeyDictionary
 
 from eventlet import Timeout
-from nameko.events import EventHandler as NamekoEventHandler
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
 
 from services.chassis import metrics
 from services.chassis.discovery import VERSION, Announcer, instance_record, registry_from_config
 from services.chassis.health import HealthMonitor
+from services.chassis.logs import EntrypointLog, entrypoint_kind
 from services.chassis.messaging import rpc
 from services.chassis.metrics import EntrypointMetrics
 from services.chassis.offload import offload
@@ -39,17 +39,19 @@ class Tracing(DependencyProvider):
 
     def worker_setup(self, worker_ctx):
         entrypoint = worker_ctx.entrypoint
-        is_event = isinstance(entrypoint, NamekoEventHandler)
-        kind = "event_handler" if is_event else "rpc"
-        if is_event:
+        kind = entrypoint_kind(entrypoint)
+        if kind == "event":
             name = f"event {entrypoint.source_service}.{entrypoint.event_type}"
         else:
-            name = f"rpc {worker_ctx.service_name}.{entrypoint.method_name}"
+            name = f"{kind} {worker_ctx.service_name}.{entrypoint.method_name}"
         span = self.tracer.start_root(
             name,
             parent=parse_b3(worker_ctx.data.get(B3_KEY)),
             # py_zipkin reports a local root span as SERVER (or CLIENT) only.
-            tags={"nameko.call_id": worker_ctx.call_id, "nameko.entrypoint": kind},
+            tags={
+                "nameko.call_id": worker_ctx.call_id,
+                "nameko.entrypoint": "event_handler" if kind == "event" else kind,
+            },
         )
         self.spans[worker_ctx] = span
         # Calls and events made by this worker carry its span as their parent.
@@ -135,14 +137,16 @@ class Discovery(DependencyProvider):
 class AgoraService:
     """Base class: ``class UsersService(AgoraService): name = "users"``.
 
-    Every service gets tracing, ``health()``, the platform's Redis as
-    ``self.cache`` (namespaced by the run's key prefix, closed on stop),
-    Prometheus metrics (its /metrics endpoint, every entrypoint counted and
-    timed), a record in the registry (discovery) and a health monitor that
-    takes the instance off its queues while its database or Redis is unreachable.
+    Every service gets tracing, one log line per handled entrypoint,
+    ``health()``, the platform's Redis as ``self.cache`` (namespaced by the
+    run's key prefix, closed on stop), Prometheus metrics (its /metrics
+    endpoint, every entrypoint counted and timed), a record in the registry
+    (discovery) and a health monitor that takes the instance off its queues
+    while its database or Redis is unreachable.
     """
 
     tracing = Tracing()
+    entrypoint_log = EntrypointLog()
     health_report = HealthReport()
     cache = Redis()
     metrics = EntrypointMetrics()

@@ -85,6 +85,27 @@ def current_b3():
     return format_b3(attrs) if attrs else None
 
 
+# How to get a collector, or do without one: in every "collector down" warning.
+ZIPKIN_HINT = (
+    "Run one locally with `docker compose -f compose/docker-compose.yml up -d zipkin` "
+    "(UI at http://127.0.0.1:9411), or set AGORA_ZIPKIN_URL= (empty: tracing.zipkin_url "
+    "unset) to send no spans; trace ids stay in the logs and X-B3-TraceId either way."
+)
+
+
+class DiscardSpans:
+    """The sender when ``tracing.zipkin_url`` is empty: no collector, no spans."""
+
+    dropped = sent = 0
+    collector_down = False
+
+    def __call__(self, payload):
+        pass
+
+    def close(self, timeout=None):
+        pass
+
+
 class SpanSender:
     """py_zipkin transport: queue encoded spans, POST them in batches off the request path."""
 
@@ -99,7 +120,8 @@ class SpanSender:
         self._http = None
         self.dropped = 0
         self.sent = 0
-        self._last_warning = 0.0
+        # True from the first failed POST until one succeeds: one warning per outage.
+        self.collector_down = False
 
     def __call__(self, payload):
         # Called by py_zipkin when a local root span ends: must never block.
@@ -164,15 +186,19 @@ class SpanSender:
             self.sent += len(batch)
         except requests.RequestException as exc:
             self.dropped += len(batch)
-            now = time.monotonic()
-            if now - self._last_warning > 60:
-                self._last_warning = now
+            if not self.collector_down:
+                self.collector_down = True
                 log.warning(
-                    "zipkin collector at %s unreachable (%s): dropping spans; "
-                    "set AGORA_TRACE_SAMPLE_RATE=0 to stop tracing",
+                    "zipkin collector at %s unreachable (%s): spans are dropped until it "
+                    "answers (said once per outage). %s",
                     self.url,
                     exc.__class__.__name__,
+                    ZIPKIN_HINT,
                 )
+            return
+        if self.collector_down:
+            self.collector_down = False
+            log.info("zipkin collector at %s answers again: spans are sent", self.url)
 
     def close(self, timeout=3.0):
         """Flush what is queued and stop the sender thread."""
@@ -194,6 +220,10 @@ class Tracer:
         self.service_name = service_name
         self.sample_rate = float(settings["sample_rate"])
         self.host = _own_address()
+        if sender is None and not settings["zipkin_url"]:
+            # No collector: trace ids are still made and passed on (logs, the
+            # X-B3-TraceId header), but no span is recorded.
+            sender, self.sample_rate = DiscardSpans(), 0.0
         self.sender = sender or SpanSender(
             settings["zipkin_url"],
             batch_size=settings["batch_size"],

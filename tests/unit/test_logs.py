@@ -84,3 +84,27 @@ def test_an_instance_of_several_is_named_in_every_line():
     logger.warning("swept")
     [entry] = lines(stream)
     assert (entry["service"], entry["instance"]) == ("orders", "orders-2")
+
+
+def test_entrypoint_outcomes_tell_answers_from_incidents():
+    import sys
+
+    from services.chassis.errors import EXPECTED, NotFound, Unavailable
+    from services.chassis.logs import entrypoint_outcome
+
+    class Entrypoint:
+        expected_exceptions = EXPECTED
+
+    def raised(exc):
+        try:
+            raise exc
+        except Exception:
+            return sys.exc_info()
+
+    assert entrypoint_outcome(Entrypoint(), None) == "ok"
+    assert entrypoint_outcome(Entrypoint(), raised(NotFound("no such order"))) == "rejected"
+    # The service's own database or Redis being down is not an answer.
+    assert entrypoint_outcome(Entrypoint(), raised(Unavailable("database down"))) == "error"
+    assert entrypoint_outcome(Entrypoint(), raised(KeyError("bug"))) == "error"
+    # A timer declares no expected exceptions: anything it raises is an error.
+    assert entrypoint_outcome(object(), raised(NotFound("x"))) == "error"

@@ -2,6 +2,7 @@ import json
 import time
 
 import pytest
+import requests
 from py_zipkin.util import ZipkinAttrs
 
 from services.chassis.tracing import (
@@ -159,3 +160,37 @@ def test_spans_after_an_idle_spell_go_out_together_within_the_flush_interval():
     wait_for(2)
     sender.close()
     assert posted == [[{"traceId": "a"}], [{"traceId": "b"}, {"traceId": "c"}]]
+
+
+def test_a_collector_outage_is_said_once_with_how_to_run_one_then_its_end(caplog):
+    """Every failed POST used to warn, once a minute, with no hint; now once per
+    outage, naming the compose service, and once when the collector answers again."""
+    from tests.support.zipkin import ZipkinCollector
+
+    collector = ZipkinCollector()
+    sender = SpanSender(collector.url, batch_size=1, flush_interval=0.05, timeout=0.5)
+    sender._http = requests.Session()  # as the sender thread sets it up
+    caplog.set_level("INFO", logger="services.chassis.tracing")
+    for _ in range(3):
+        sender._post([{"traceId": TRACE}])  # the collector's port is bound, nobody answers yet
+    collector.start()
+    sender._post([{"traceId": TRACE}])
+    sender._post([{"traceId": TRACE}])
+    collector.stop()
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2, messages
+    assert "unreachable" in messages[0]
+    assert "docker compose -f compose/docker-compose.yml up -d zipkin" in messages[0]
+    assert "AGORA_ZIPKIN_URL=" in messages[0]
+    assert "answers again" in messages[1]
+    assert (sender.dropped, sender.sent) == (3, 2)
+
+
+def test_no_collector_configured_keeps_trace_ids_and_sends_nothing():
+    tracer = Tracer("gateway", {**SETTINGS, "zipkin_url": ""})
+    root = tracer.start_root("GET /x")
+    assert len(root.zipkin_attrs.trace_id) == 32
+    assert root.zipkin_attrs.is_sampled is False
+    root.stop()
+    assert tracer.sender.sent == 0
+    tracer.close()
