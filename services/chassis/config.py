@@ -138,6 +138,29 @@ _DB_PASSWORD = {"type": "string"}
 # Keys that sign something (cursors): long enough not to be guessed.
 _KEY = {"type": "string", "minLength": 16}
 
+# One downstream's client (services/chassis/service_client.py); an override
+# (rpc_clients.<service>) may give any of its keys, the rest come from default.
+_RPC_CLIENT_KEYS = {
+    "timeout": _NUMBER,
+    "retries": {"type": "integer", "minimum": 0},
+    "backoff_base": _NUMBER,
+    "backoff_max": _NUMBER,
+    "max_concurrent": _POSITIVE_INT,
+    "breaker": {
+        **_section({"fail_max": _POSITIVE_INT, "reset_timeout": _NUMBER}),
+        "additionalProperties": False,
+    },
+}
+_RPC_CLIENT = {**_section(_RPC_CLIENT_KEYS), "additionalProperties": False}
+_RPC_CLIENT_OVERRIDE = {
+    **_section(_RPC_CLIENT_KEYS, required=()),
+    "additionalProperties": False,
+}
+_RPC_CLIENT_OVERRIDE["properties"] = {
+    **_RPC_CLIENT_KEYS,
+    "breaker": {**_RPC_CLIENT_KEYS["breaker"], "required": []},
+}
+
 SCHEMA = _section(
     {
         "environment": {"enum": ["development", "test", "production"]},
@@ -240,6 +263,14 @@ SCHEMA = _section(
                 "ttl": _NUMBER,
             }
         ),
+        # Service-to-service calls: rpc_clients.default, and per downstream service
+        # (rpc_clients.catalog, ...) the keys that differ.
+        "rpc_clients": {
+            "type": "object",
+            "properties": {"default": _RPC_CLIENT},
+            "required": ["default"],
+            "additionalProperties": _RPC_CLIENT_OVERRIDE,
+        },
         "events": _section(
             {
                 "relay_interval": _NUMBER,
@@ -428,8 +459,8 @@ SHARED_SETTINGS = (
     "metrics",
     "discovery",
     "events",
-    # The timeout of a service's own RPC calls to other services.
-    "gateway.rpc.timeout",
+    # How a service calls other services (timeouts, retries, breakers, bulkheads).
+    "rpc_clients",
 )
 # Shared sections a service reads beyond SHARED_SETTINGS and its services.<name>.
 _ALSO_READS = {"auth": ("auth",)}
