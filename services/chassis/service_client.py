@@ -156,7 +156,9 @@ class Downstreams(SharedExtension):
     """Per container (one per process under ``nameko run``): a ``Downstream``
     per service called, however many ``ServiceClient`` name it."""
 
-    def setup(self):
+    def __init__(self):
+        super().__init__()
+        # Here, not in setup(): a ServiceClient's setup may run before this one's.
         self.downstreams = {}
 
     def get(self, downstream, idempotent):
