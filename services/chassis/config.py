@@ -164,6 +164,9 @@ _RPC_CLIENT_OVERRIDE["properties"] = {
 SCHEMA = _section(
     {
         "environment": {"enum": ["development", "test", "production"]},
+        # Seconds a service has, after SIGTERM, to finish its workers and its
+        # outbox relay's batch (services/chassis/runner.py).
+        "shutdown_timeout": _NUMBER,
         "amqp": _section(
             {
                 "uri": {"type": "string", "pattern": "^amqps?://"},
@@ -212,6 +215,8 @@ SCHEMA = _section(
                     }
                 ),
                 "readiness_timeout": _NUMBER,
+                # Seconds gunicorn gives in-flight requests after SIGTERM.
+                "graceful_timeout": _NUMBER,
                 "readiness_cache_ttl": _NUMBER,
                 "health_report_ttl": _NUMBER,
                 "max_body_bytes": _POSITIVE_INT,
@@ -461,6 +466,7 @@ SHARED_SETTINGS = (
     "events",
     # How a service calls other services (timeouts, retries, breakers, bulkheads).
     "rpc_clients",
+    "shutdown_timeout",
 )
 # Shared sections a service reads beyond SHARED_SETTINGS and its services.<name>.
 _ALSO_READS = {"auth": ("auth",)}

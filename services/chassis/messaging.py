@@ -455,10 +455,14 @@ class EventDispatcher(DependencyProvider):
         self.container.spawn_managed_thread(self.relay.run, identifier="outbox_relay")
 
     def stop(self):
+        # Runs once the container's workers are done: the relay publishes what
+        # they committed and finishes its batch before the process exits.
         if self.relay is not None:
             self.relay.stop()
 
-    kill = stop
+    def kill(self):
+        if self.relay is not None:
+            self.relay.kill()
 
     def wake(self):
         if self.relay is not None:

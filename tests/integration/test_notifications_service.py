@@ -452,8 +452,7 @@ def test_users_unreachable_the_event_is_retried_then_dead_lettered(
     (letter,) = wait_until(dead, what="the event dead-lettered")
     assert letter["attempts"] == config["events"]["max_attempts"]
     # ServiceTimeout, or ServiceUnavailable once the circuit to users opened.
-    assert letter["error"].startswith(("ServiceTimeout", "ServiceUnavailable")), letter
-    assert "the users service" in letter["error"]
+    assert re.search(r"(ServiceTimeout|ServiceUnavailable): the users service", letter["error"])
     assert one_row(engine, envelope["event_id"]) is None  # every try rolled back
 
     start_service(UsersService)
