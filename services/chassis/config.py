@@ -215,8 +215,8 @@ SCHEMA = _section(
                     }
                 ),
                 "readiness_timeout": _NUMBER,
-                # Seconds gunicorn gives in-flight requests after SIGTERM.
-                "graceful_timeout": _NUMBER,
+                # Seconds gunicorn gives in-flight requests after SIGTERM (whole seconds).
+                "graceful_timeout": _POSITIVE_INT,
                 "readiness_cache_ttl": _NUMBER,
                 "health_report_ttl": _NUMBER,
                 "max_body_bytes": _POSITIVE_INT,

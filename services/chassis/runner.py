@@ -12,7 +12,12 @@ until a supervisor kills it. Here the stop has ``shutdown_timeout`` seconds
 to another instance) and the process exits 1, saying so.
 """
 
-import eventlet
+import warnings
+
+with warnings.catch_warnings():
+    # Its bugfix-only notice, once per process start: known (docs/STACK), not news.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import eventlet
 
 eventlet.monkey_patch()  # noqa: E402 (as nameko run: before anything else is imported)
 
