@@ -285,6 +285,9 @@ SCHEMA = _section(
                 "max_attempts": _POSITIVE_INT,
                 "backoff_base": _NUMBER,
                 "backoff_max": _NUMBER,
+                # Seconds a handler failing with Unavailable (a service it needs
+                # is down) is retried without spending its attempts.
+                "outage_retry_window": {"type": "number", "minimum": 0},
                 "validate": {"type": "boolean"},
             }
         ),

@@ -15,8 +15,9 @@ to another instance) and the process exits 1, saying so.
 import warnings
 
 with warnings.catch_warnings():
-    # Its bugfix-only notice, once per process start: known (docs/STACK), not news.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    # Its bugfix-only notice (a plain Warning), once per process start: known
+    # (the stack notes), not news to an operator.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     import eventlet
 
 eventlet.monkey_patch()  # noqa: E402 (as nameko run: before anything else is imported)

@@ -442,6 +442,8 @@ def test_users_unreachable_the_event_is_retried_then_dead_lettered(
     settings["AGORA"]["services"]["notifications"]["smtp"]["port"] = smtp.port
     # Giving up on the silent users service after half a second.
     settings["AGORA"]["rpc_clients"]["users"] = {"timeout": 0.5}
+    # Dead-lettered after max_attempts, with no grace for the outage.
+    settings["AGORA"]["events"]["outage_retry_window"] = 0
     container_factory(NotificationsService, settings).start()
     envelope = publish("order_confirmed", event_data("order_confirmed", user["id"]))
 
