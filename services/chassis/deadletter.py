@@ -98,8 +98,10 @@ class RetryPublisher:
     def close(self):
         self.confirming.close()
 
-    def handle_failure(self, message, queue_name, exc_info):
+    def handle_failure(self, message, queue_name, exc_info, outage=False):
         """Send ``message`` (which failed in the handler on ``queue_name``) on its way.
+        ``outage``: the failure is the service's own database or Redis being
+        unreachable, an outage as an ``Unavailable`` is.
 
         Returns ``"retry"`` or ``"dead-letter"``; raises if it could not be
         republished (the caller then requeues the original)."""
@@ -107,7 +109,7 @@ class RetryPublisher:
         headers[ORIGIN_QUEUE] = queue_name
         headers[ERROR] = describe_error(exc_info)
         headers[FAILED_AT] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        outage_retry = self._outage_retry(headers, exc_info[1])
+        outage_retry = self._outage_retry(headers, exc_info[1], outage)
         if outage_retry is not None:
             target, outcome = self._delay_queue(queue_name, outage_retry), "retry"
         else:
@@ -121,11 +123,11 @@ class RetryPublisher:
             self._publish(message, queue_name, target, headers)
         return outcome
 
-    def _outage_retry(self, headers, exc, now=None):
+    def _outage_retry(self, headers, exc, outage=False, now=None):
         """The retry number, not counted in the attempts, of a failure that is an
         outage within ``outage_retry_window``; None for any other failure. Updates
         ``headers``."""
-        if not isinstance(exc, Unavailable):
+        if not (outage or isinstance(exc, Unavailable)):
             return None
         now = int(time.time() if now is None else now)
         since = int(headers.get(OUTAGE_SINCE, now))

@@ -288,7 +288,11 @@ class EventHandler(NamekoEventHandler):
             self.queue_consumer.ack_message(message)
             return result, exc_info
         try:
-            outcome = self.dead_letters.router.handle_failure(message, self.queue.name, exc_info)
+            # The service's own database or Redis down is an outage too.
+            outage = as_outage(worker_ctx, exc_info) is not exc_info
+            outcome = self.dead_letters.router.handle_failure(
+                message, self.queue.name, exc_info, outage=outage
+            )
         except Exception:
             log.exception("could not move a failed %s event aside; requeued", self.event_type)
             self.queue_consumer.requeue_message(message)

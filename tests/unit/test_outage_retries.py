@@ -48,3 +48,8 @@ def test_the_delay_grows_with_the_outage_retries_up_to_the_cap():
     assert names == ["q.backoff-200", "q.backoff-400", "q.backoff-800", "q.backoff-1000"] + [
         "q.backoff-1000"
     ]
+
+
+def test_the_services_own_database_down_is_an_outage_too():
+    headers = {}
+    assert router()._outage_retry(headers, OSError("connection refused"), True, now=9) == 1
