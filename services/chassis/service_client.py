@@ -153,7 +153,7 @@ class Downstream:
 
 
 class Downstreams(SharedExtension):
-    """Per container (one per process under ``nameko run``): a ``Downstream``
+    """Per container (one per process: ``services.chassis.runner``): a ``Downstream``
     per service called, however many ``ServiceClient`` name it."""
 
     def __init__(self):
