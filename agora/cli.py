@@ -147,10 +147,9 @@ def cmd_service(config, args):
         names = ", ".join(instance_names(config, args.name))
         fail(f"agora: {args.name} has no instance {instance!r} (one of: {names})", 2)
     path = render_nameko_config(config, args.name, instance)
-    # `nameko run` through agora.nameko_run: the same command line, without
-    # Eventlet's import-time notice.
-    argv = [sys.executable, "-m", "agora.nameko_run", "run", "--config", str(path)]
-    os.execv(sys.executable, argv + [SERVICES[args.name]])
+    # nameko run, with a bounded graceful stop (services/chassis/runner.py).
+    argv = [sys.executable, "-m", "services.chassis.runner", str(path), SERVICES[args.name]]
+    os.execv(sys.executable, argv)
 
 
 def gateway_argv(config):
@@ -177,7 +176,7 @@ def gateway_argv(config):
         "--config",
         "python:gateway.workers",
         "--graceful-timeout",
-        "10",
+        str(gateway["graceful_timeout"]),
         "--log-config-json",
         str(log_config),
         "gateway.app:create_app()",
@@ -266,25 +265,40 @@ def seed_demo_data(config):
     )
 
 
-def service_spec(service, instance, env=None):
+# A process that has not exited this long after its own stop bound is SIGKILLed.
+STOP_MARGIN = 2.0
+
+
+def service_spec(service, instance, env=None, config=None):
     """One instance of a service as a process to start: ``agora service``."""
     from agora.supervisor import ProcessSpec
 
     argv = [sys.executable, "-m", "agora", "service", service, "--instance", instance]
-    return ProcessSpec(instance, argv, env or {})
+    spec = ProcessSpec(instance, argv, env or {})
+    if config is not None:
+        spec.grace = config["shutdown_timeout"] + STOP_MARGIN
+    return spec
+
+
+def gateway_spec(config, env=None):
+    """The gateway (gunicorn) as a process to start."""
+    from agora.supervisor import ProcessSpec
+
+    grace = config["gateway"]["graceful_timeout"] + STOP_MARGIN
+    return ProcessSpec("gateway", gateway_argv(config), env or {}, grace=grace)
 
 
 def service_specs(config):
     """Every instance of every service (``services.<name>.instances`` each)."""
     return [
-        service_spec(service, instance)
+        service_spec(service, instance, config=config)
         for service in SERVICES
         for instance in instance_names(config, service)
     ]
 
 
 def cmd_run(config, args):
-    from agora.supervisor import ProcessSpec, Supervisor, interrupt_on_signals
+    from agora.supervisor import Supervisor, interrupt_on_signals
     from agora.targets import PrometheusTargets, targets_path
 
     interrupt_on_signals()
@@ -304,7 +318,7 @@ def cmd_run(config, args):
         services = [supervisor.start(spec) for spec in service_specs(config)]
         wait_for_services(config, SERVICES, children=services)
         seed_demo_data(config)
-        gateway = supervisor.start(ProcessSpec("gateway", gateway_argv(config)))
+        gateway = supervisor.start(gateway_spec(config))
         base = f"http://{config['gateway']['host']}:{config['gateway']['port']}"
         wait_for_http(f"{base}/readyz", child=gateway)
     except (RuntimeError, TimeoutError) as exc:

@@ -7,13 +7,13 @@ import time
 
 from agora.cli import (
     SERVICES,
-    gateway_argv,
+    gateway_spec,
     instance_names,
     service_spec,
     wait_for_http,
     wait_for_services,
 )
-from agora.supervisor import Child, ProcessSpec
+from agora.supervisor import Child
 from services.chassis.config import ROOT
 
 
@@ -36,9 +36,10 @@ class Platform:
 
     def specs(self, name):
         if name == "gateway":
-            return [ProcessSpec("gateway", gateway_argv(self.config), self.env)]
+            return [gateway_spec(self.config, self.env)]
         return [
-            service_spec(name, instance, self.env) for instance in instance_names(self.config, name)
+            service_spec(name, instance, self.env, self.config)
+            for instance in instance_names(self.config, name)
         ]
 
     def start(self, name):
@@ -59,8 +60,8 @@ class Platform:
         return [self.children[process] for process in self.processes(name)]
 
     def stop(self, name):
-        for child in self._processes(name):
-            child.stop()
+        """SIGTERM every instance of ``name``; returns their exit codes by process name."""
+        return {child.spec.name: child.stop() for child in self._processes(name)}
 
     def kill(self, name):
         """SIGKILL every instance of ``name``: no clean shutdown."""

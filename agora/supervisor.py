@@ -32,6 +32,9 @@ class ProcessSpec:
     name: str
     argv: list
     env: dict = field(default_factory=dict)
+    # Seconds between SIGTERM and SIGKILL: the process's own stop bound
+    # (shutdown_timeout, gateway.graceful_timeout) plus a margin.
+    grace: float = 10.0
 
 
 class ProcessLog:
@@ -125,17 +128,21 @@ class Child:
     def alive(self):
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, grace=10.0):
+    def stop(self, grace=None):
+        """SIGTERM, then SIGKILL after ``grace`` (the spec's); returns the exit code
+        (None if it was not running)."""
         if not self.alive():
-            return
+            return None
+        grace = self.spec.grace if grace is None else grace
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(grace)
+            code = self.process.wait(grace)
         except subprocess.TimeoutExpired:
             log.warning("%s did not stop within %ss, killing it", self.spec.name, grace)
             self.process.kill()
-            self.process.wait(5)
+            code = self.process.wait(5)
         self.drain()
+        return code
 
     def kill(self):
         if self.alive():
@@ -181,7 +188,7 @@ class Supervisor:
         self.children.append(child)
         return child
 
-    def stop_all(self, grace=10.0):
+    def stop_all(self, grace=None):
         """Stop children in reverse start order; a second Ctrl-C kills the rest at once."""
         self._stopping = True
         try:

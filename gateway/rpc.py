@@ -24,6 +24,7 @@ from nameko.exceptions import BadRequest, RemoteError
 
 from gateway import metrics
 from services.chassis.errors import AgoraError
+from services.chassis.resilience import ConcurrentCircuitBreaker
 from services.chassis.rpc_client import (
     BrokerUnreachable,
     ConnectionLost,
@@ -159,34 +160,6 @@ class _OpenedAt(pybreaker.CircuitBreakerListener):
             log.warning("circuit opened for %s", cb.name)
         elif new_state is not None and new_state.name == pybreaker.STATE_CLOSED:
             log.info("circuit closed for %s", cb.name)
-
-
-class ConcurrentCircuitBreaker(pybreaker.CircuitBreaker):
-    """A breaker whose guarded calls overlap.
-
-    pybreaker 1.4 holds the breaker's lock for the whole guarded call, so every
-    call to one service waits for the one before it, in each gateway process.
-    Here the lock only guards reading and updating the state; a call in the
-    closed state runs unlocked. Open and half-open keep pybreaker's behaviour:
-    refused at once, or one trial call at a time.
-    """
-
-    def call(self, func, *args, **kwargs):
-        with self._lock:
-            state = self.state
-            if state.name != pybreaker.STATE_CLOSED:
-                return state.call(func, *args, **kwargs)
-            for listener in self.listeners:
-                listener.before_call(self, func, *args, **kwargs)
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            with self._lock:
-                state._handle_error(exc)  # re-raises it, or CircuitBreakerError if it tripped
-            raise  # not reached: _handle_error always raises
-        with self._lock:
-            state._handle_success()
-        return result
 
 
 def _is_business_error(exc):

@@ -348,6 +348,11 @@ ACCESS_TOKEN_CLAIMS = {
 _EVENT_ID = {"type": "string", "pattern": UUID_PATTERN}
 
 # Events this service emits (its part of docs/asyncapi.yaml).
+# RPC methods a caller may send again after a timeout or a transient failure
+# (services/chassis/service_client.py retries only these): reads, which change
+# nothing. Any other method may have run when its caller gave up waiting.
+IDEMPOTENT_RPC = frozenset({"get_client", "get_refresh_token", "health", "jwks", "signing_keys"})
+
 EVENTS = {
     "client_created": {
         "version": 1,

@@ -18,7 +18,6 @@ import uuid
 
 import redis as redis_lib
 from nameko.dependency_providers import Config
-from nameko.exceptions import RemoteError, UnknownService
 from nameko.extensions import DependencyProvider
 from sqlalchemy.exc import IntegrityError
 
@@ -30,12 +29,12 @@ from services.chassis.errors import (
     Conflict,
     InvalidGrant,
     NotFound,
-    Unavailable,
     ValidationError,
 )
-from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, keep_changes, rpc
+from services.chassis.messaging import EventDispatcher, event_handler, keep_changes, rpc
 from services.chassis.offload import offload
 from services.chassis.service import AgoraService, SecretHashing, setting_timer
+from services.chassis.service_client import ServiceClient
 from services.chassis.values import isoformat_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ class AuthService(AgoraService):
     keys = SigningKeys()
     # The owner of identity facts: a grant's roles are read here, never taken
     # from the caller (a forged issue_token cannot name its own roles).
-    users = RpcProxy("users")
+    users = ServiceClient("users")
 
     @property
     def settings(self):
@@ -175,15 +174,11 @@ class AuthService(AgoraService):
 
     def _roles(self, user_id):
         """The user's roles now, from the users service; InvalidGrant if the user
-        is gone, Unavailable if the users service cannot say."""
+        is gone, ServiceUnavailable if the users service cannot say."""
         try:
             return self.users.get_roles(str(user_id))["roles"]
         except NotFound:
             raise InvalidGrant("the user no longer exists") from None
-        except (RemoteError, UnknownService) as exc:
-            raise Unavailable(
-                "the users service cannot tell the user's roles now", {"dependency": "users"}
-            ) from exc
 
     @rpc
     def issue_token(self, request):

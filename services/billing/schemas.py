@@ -168,6 +168,11 @@ def _event(summary, properties, required):
     }
 
 
+# RPC methods a caller may send again after a timeout or a transient failure
+# (services/chassis/service_client.py retries only these): reads, which change
+# nothing. Any other method may have run when its caller gave up waiting.
+IDEMPOTENT_RPC = frozenset({"get_payment", "get_payment_for_order", "health"})
+
 EVENTS = {
     "payment_succeeded": _event(
         "The order's amount was charged: orders marks it paid.",

@@ -11,8 +11,6 @@ concurrent events about one order never charge (or refund) twice.
 import logging
 import uuid
 
-from nameko.exceptions import RemoteError, UnknownService
-
 from services.billing import domain, models
 from services.billing.models import Base, Dispute, Receipt, Refund
 from services.billing.provider import PaymentProcessor
@@ -27,10 +25,11 @@ from services.billing.schemas import (
 )
 from services.chassis.db import Database
 from services.chassis.errors import Conflict, NotFound, Unavailable
-from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
+from services.chassis.messaging import EventDispatcher, event_handler, rpc
 from services.chassis.metrics import BILLING_CHARGES, children
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService
+from services.chassis.service_client import ServiceClient
 from services.chassis.values import utcnow
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ class BillingService(AgoraService):
     db = Database(Base)
     dispatch = EventDispatcher(EVENTS)
     processor = PaymentProcessor()
-    orders = RpcProxy("orders")
+    orders = ServiceClient("orders")
 
     # --- RPC -----------------------------------------------------------------------
 
@@ -229,17 +228,13 @@ class BillingService(AgoraService):
 
     def _payment_token(self, order_id):
         """The order's payment token, read from orders (no event carries it); None
-        when the order no longer holds one. Orders not answering is ``Unavailable``:
+        when the order no longer holds one. Orders not answering is ``ServiceUnavailable``:
         the request is retried with backoff (then dead-lettered, without a token)."""
         try:
             answer = self.orders.get_payment_token(order_id)
         except (NotFound, Conflict) as exc:
             log.info("no payment token for order %s: %s", order_id, exc)
             return None
-        except (RemoteError, UnknownService) as exc:
-            raise Unavailable(
-                "orders cannot give the payment token now", {"dependency": "orders"}
-            ) from exc
         token = answer.get("payment_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise Unavailable("orders answered without a payment token", {"dependency": "orders"})

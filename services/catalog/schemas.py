@@ -103,6 +103,11 @@ __all__ = [
 ]
 
 # Events this service emits (its part of docs/asyncapi.yaml).
+# RPC methods a caller may send again after a timeout or a transient failure
+# (services/chassis/service_client.py retries only these): reads, which change
+# nothing. Any other method may have run when its caller gave up waiting.
+IDEMPOTENT_RPC = frozenset({"get_product", "health", "known_skus", "list_products"})
+
 EVENTS = {
     "product_created": {
         "version": 1,

@@ -138,9 +138,35 @@ _DB_PASSWORD = {"type": "string"}
 # Keys that sign something (cursors): long enough not to be guessed.
 _KEY = {"type": "string", "minLength": 16}
 
+# One downstream's client (services/chassis/service_client.py); an override
+# (rpc_clients.<service>) may give any of its keys, the rest come from default.
+_RPC_CLIENT_KEYS = {
+    "timeout": _NUMBER,
+    "retries": {"type": "integer", "minimum": 0},
+    "backoff_base": _NUMBER,
+    "backoff_max": _NUMBER,
+    "max_concurrent": _POSITIVE_INT,
+    "breaker": {
+        **_section({"fail_max": _POSITIVE_INT, "reset_timeout": _NUMBER}),
+        "additionalProperties": False,
+    },
+}
+_RPC_CLIENT = {**_section(_RPC_CLIENT_KEYS), "additionalProperties": False}
+_RPC_CLIENT_OVERRIDE = {
+    **_section(_RPC_CLIENT_KEYS, required=()),
+    "additionalProperties": False,
+}
+_RPC_CLIENT_OVERRIDE["properties"] = {
+    **_RPC_CLIENT_KEYS,
+    "breaker": {**_RPC_CLIENT_KEYS["breaker"], "required": []},
+}
+
 SCHEMA = _section(
     {
         "environment": {"enum": ["development", "test", "production"]},
+        # Seconds a service has, after SIGTERM, to finish its workers and its
+        # outbox relay's batch (services/chassis/runner.py).
+        "shutdown_timeout": _NUMBER,
         "amqp": _section(
             {
                 "uri": {"type": "string", "pattern": "^amqps?://"},
@@ -202,6 +228,8 @@ SCHEMA = _section(
                     }
                 ),
                 "readiness_timeout": _NUMBER,
+                # Seconds gunicorn gives in-flight requests after SIGTERM (whole seconds).
+                "graceful_timeout": _POSITIVE_INT,
                 "readiness_cache_ttl": _NUMBER,
                 "health_report_ttl": _NUMBER,
                 "max_body_bytes": _POSITIVE_INT,
@@ -279,6 +307,14 @@ SCHEMA = _section(
                 "retention": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d|w|y)$"},
             }
         ),
+        # Service-to-service calls: rpc_clients.default, and per downstream service
+        # (rpc_clients.catalog, ...) the keys that differ.
+        "rpc_clients": {
+            "type": "object",
+            "properties": {"default": _RPC_CLIENT},
+            "required": ["default"],
+            "additionalProperties": _RPC_CLIENT_OVERRIDE,
+        },
         "events": _section(
             {
                 "relay_interval": _NUMBER,
@@ -288,6 +324,9 @@ SCHEMA = _section(
                 "max_attempts": _POSITIVE_INT,
                 "backoff_base": _NUMBER,
                 "backoff_max": _NUMBER,
+                # Seconds a handler failing with Unavailable (a service it needs
+                # is down) is retried without spending its attempts.
+                "outage_retry_window": {"type": "number", "minimum": 0},
                 "validate": {"type": "boolean"},
             }
         ),
@@ -468,8 +507,9 @@ SHARED_SETTINGS = (
     "discovery",
     "health_monitor",
     "events",
-    # The timeout of a service's own RPC calls to other services.
-    "gateway.rpc.timeout",
+    # How a service calls other services (timeouts, retries, breakers, bulkheads).
+    "rpc_clients",
+    "shutdown_timeout",
 )
 # Shared sections a service reads beyond SHARED_SETTINGS and its services.<name>.
 _ALSO_READS = {"auth": ("auth",)}

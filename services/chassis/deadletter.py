@@ -8,6 +8,13 @@ handler queue. After ``events.max_attempts`` failed deliveries the message is
 moved to the service's dead-letter queue, ``<service>.dead-letters``, with
 headers saying where it came from and why it failed.
 
+A handler that failed with ``Unavailable`` (a service it asked is down,
+restarting or behind an open circuit; its own database unreachable) is waiting
+for an outage, not failing on the message: for ``events.outage_retry_window``
+seconds from its first such failure it is retried with the same backoff
+without spending its attempts, so a restart of a service does not dead-letter
+the events that needed it meanwhile. Past the window, failures count as usual.
+
 All of it goes through the service's own direct exchange ``<service>.retry``
 (delay queues, the dead-letter queue and, for the way back, the handler queues
 are bound to it by name), never the default exchange: a service's broker user
@@ -26,6 +33,7 @@ import traceback
 from eventlet.semaphore import Semaphore
 from kombu import Exchange, Producer, Queue
 
+from services.chassis.errors import Unavailable
 from services.chassis.outbox import ConfirmingChannel
 
 log = logging.getLogger(__name__)
@@ -34,6 +42,10 @@ ATTEMPTS = "x-agora-attempts"
 ORIGIN_QUEUE = "x-agora-queue"
 ERROR = "x-agora-error"
 FAILED_AT = "x-agora-failed-at"
+# The first Unavailable failure of this message (epoch seconds), and how many
+# retries it has had since, not counted in ATTEMPTS.
+OUTAGE_SINCE = "x-agora-outage-since"
+OUTAGE_RETRIES = "x-agora-outage-retries"
 # The longest delay queue idles this long after its last message before it goes.
 _DELAY_QUEUE_IDLE_MS = 600_000
 # What handle_failure did with a message.
@@ -89,39 +101,62 @@ class RetryPublisher:
     def close(self):
         self.confirming.close()
 
-    def handle_failure(self, message, queue_name, exc_info):
+    def handle_failure(self, message, queue_name, exc_info, outage=False):
         """Send ``message`` (which failed in the handler on ``queue_name``) on its way.
+        ``outage``: the failure is the service's own database or Redis being
+        unreachable, an outage as an ``Unavailable`` is.
 
         Returns ``"retry"`` or ``"dead-letter"``; raises if it could not be
         republished (the caller then requeues the original)."""
         headers = dict(message.headers or {})
-        attempt = int(headers.get(ATTEMPTS, 0)) + 1
-        headers[ATTEMPTS] = attempt
         headers[ORIGIN_QUEUE] = queue_name
         headers[ERROR] = describe_error(exc_info)
         headers[FAILED_AT] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if attempt >= self.settings["max_attempts"]:
-            target = dead_letter_queue(self.service)
-            outcome = DEAD_LETTER
+        outage_retry = self._outage_retry(headers, exc_info[1], outage)
+        if outage_retry is not None:
+            target, outcome = self._delay_queue(queue_name, outage_retry), RETRY
         else:
-            delay_ms = int(retry_delay(attempt, self.settings) * 1000)
-            name = f"{queue_name}.backoff-{delay_ms}"
-            target = Queue(
-                name,
-                exchange=retry_exchange(self.service),
-                routing_key=name,
-                durable=True,
-                queue_arguments={
-                    "x-message-ttl": delay_ms,
-                    "x-dead-letter-exchange": retry_exchange(self.service).name,
-                    "x-dead-letter-routing-key": queue_name,
-                    "x-expires": delay_ms + _DELAY_QUEUE_IDLE_MS,
-                },
-            )
-            outcome = RETRY
+            attempt = int(headers.get(ATTEMPTS, 0)) + 1
+            headers[ATTEMPTS] = attempt
+            if attempt >= self.settings["max_attempts"]:
+                target, outcome = dead_letter_queue(self.service), DEAD_LETTER
+            else:
+                target, outcome = self._delay_queue(queue_name, attempt), RETRY
         with self.lock:
             self._publish(message, queue_name, target, headers)
         return outcome
+
+    def _outage_retry(self, headers, exc, outage=False, now=None):
+        """The retry number, not counted in the attempts, of a failure that is an
+        outage within ``outage_retry_window``; None for any other failure. Updates
+        ``headers``."""
+        if not (outage or isinstance(exc, Unavailable)):
+            return None
+        now = int(time.time() if now is None else now)
+        since = int(headers.get(OUTAGE_SINCE, now))
+        if now - since >= self.settings["outage_retry_window"]:
+            return None
+        retries = int(headers.get(OUTAGE_RETRIES, 0)) + 1
+        headers[OUTAGE_SINCE] = since
+        headers[OUTAGE_RETRIES] = retries
+        return retries
+
+    def _delay_queue(self, queue_name, retry):
+        """The delay queue of ``queue_name`` for retry number ``retry``."""
+        delay_ms = int(retry_delay(retry, self.settings) * 1000)
+        name = f"{queue_name}.backoff-{delay_ms}"
+        return Queue(
+            name,
+            exchange=retry_exchange(self.service),
+            routing_key=name,
+            durable=True,
+            queue_arguments={
+                "x-message-ttl": delay_ms,
+                "x-dead-letter-exchange": retry_exchange(self.service).name,
+                "x-dead-letter-routing-key": queue_name,
+                "x-expires": delay_ms + _DELAY_QUEUE_IDLE_MS,
+            },
+        )
 
     def _publish(self, message, queue_name, target, headers):
         exchange = retry_exchange(self.service)

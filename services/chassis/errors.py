@@ -86,3 +86,35 @@ class Unavailable(AgoraError):
 
 
 EXPECTED = (AgoraError,)
+
+
+# --- a downstream service could not answer (services/chassis/service_client.py) ---
+# Each is an ``Unavailable``: an RPC entrypoint sends it on to its caller (the
+# gateway answers 503 with Retry-After), and an event handler that raises it has
+# its event retried with backoff like any other failure.
+
+
+@deserialize_to_instance
+class ServiceUnavailable(Unavailable):
+    """Another service cannot be called now: its circuit is open, the broker
+    cannot be reached, no instance of it has ever started, or it failed
+    unexpectedly. ``details``: ``{"service", "reason"}``."""
+
+    code = "service_unavailable"
+
+
+@deserialize_to_instance
+class ServiceTimeout(ServiceUnavailable):
+    """Another service did not answer within its client's timeout. The call may
+    still have run there: only idempotent methods are ever retried."""
+
+    code = "service_timeout"
+
+
+@deserialize_to_instance
+class BulkheadFull(ServiceUnavailable):
+    """This process already has as many calls in flight to that service as its
+    client allows (``rpc_clients.<service>.max_concurrent``): refused at once
+    rather than queued behind a slow service."""
+
+    code = "bulkhead_full"

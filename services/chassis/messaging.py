@@ -8,8 +8,7 @@
 * ``event_handler`` records each event id in the service's inbox in the
   handler's transaction (duplicates are skipped), and a handler that fails has
   its message retried with backoff, then dead-lettered (``deadletter.py``).
-* ``RpcProxy`` wraps each outgoing call in a client span and sends its B3
-  context.
+* Calls to other services go through ``service_client.ServiceClient``.
 * ``EventDispatcher`` writes events to the transactional outbox, with headers
   built at dispatch time (Nameko 2's own dispatcher captures them before other
   providers' ``worker_setup``); its relay (``outbox.py``) publishes them after
@@ -32,7 +31,6 @@ from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.messaging import HeaderEncoder, QueueConsumer
 from nameko.rpc import Responder, RpcConsumer, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
-from nameko.rpc import RpcProxy as NamekoRpcProxy
 from sqlalchemy import insert
 
 from services.chassis.deadletter import DEAD_LETTER, RetryPublisher
@@ -40,7 +38,6 @@ from services.chassis.errors import EXPECTED, Unavailable, ValidationError
 from services.chassis.metrics import DEAD_LETTERS, EVENT_RETRIES, INBOX_DUPLICATES, OUTBOX
 from services.chassis.outbox import ConfirmingPublisher, OutboxRelay, release_quietly
 from services.chassis.schemas import validate
-from services.chassis.tracing import B3_KEY
 from services.chassis.values import isoformat_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -335,7 +332,11 @@ class EventHandler(NamekoEventHandler):
             self.queue_consumer.ack_message(message)
             return result, exc_info
         try:
-            outcome = self.dead_letters.router.handle_failure(message, self.queue.name, exc_info)
+            # The service's own database or Redis down is an outage too.
+            outage = as_outage(worker_ctx, exc_info) is not exc_info
+            outcome = self.dead_letters.router.handle_failure(
+                message, self.queue.name, exc_info, outage=outage
+            )
         except Exception:
             log.exception("could not move a failed %s event aside; requeued", self.event_type)
             self.queue_consumer.requeue_message(message)
@@ -408,58 +409,6 @@ def broadcast_handler(source_service, event_type):
 
 
 rpc = Rpc.decorator
-
-
-class _TracedServiceProxy:
-    def __init__(self, proxy, service_name, worker_ctx, tracer, timeout):
-        self._proxy = proxy
-        self._service_name = service_name
-        self._worker_ctx = worker_ctx
-        self._tracer = tracer
-        self._timeout = timeout
-
-    def __getattr__(self, method_name):
-        method = getattr(self._proxy, method_name)
-
-        def call(*args, **kwargs):
-            name = f"rpc {self._service_name}.{method_name}"
-            with self._tracer.client_span(name) as b3:
-                previous = self._worker_ctx.data.get(B3_KEY)
-                if b3:
-                    self._worker_ctx.data[B3_KEY] = b3
-                try:
-                    # Nameko 2 waits for a reply for ever; a service that is
-                    # down must not hold this worker (or a saga step) hostage.
-                    with eventlet.Timeout(self._timeout, False):
-                        return method(*args, **kwargs)
-                    raise Unavailable(
-                        f"the {self._service_name} service did not answer in time",
-                        {"service": self._service_name},
-                    )
-                finally:
-                    if previous is None:
-                        self._worker_ctx.data.pop(B3_KEY, None)
-                    else:
-                        self._worker_ctx.data[B3_KEY] = previous
-
-        return call
-
-
-class RpcProxy(NamekoRpcProxy):
-    """``RpcProxy("users")`` whose calls are traced as client spans, and give up
-    with ``Unavailable`` after ``timeout`` seconds (default: ``gateway.rpc.timeout``)."""
-
-    def __init__(self, target_service, timeout=None, **options):
-        super().__init__(target_service, **options)
-        self.timeout = timeout
-
-    def get_dependency(self, worker_ctx):
-        from services.chassis.service import process_tracer
-
-        proxy = super().get_dependency(worker_ctx)
-        tracer = process_tracer(self.container)
-        timeout = self.timeout or self.container.config["AGORA"]["gateway"]["rpc"]["timeout"]
-        return _TracedServiceProxy(proxy, self.target_service, worker_ctx, tracer, timeout)
 
 
 def event_envelope(service_name, event_type, data, version=1):
@@ -568,11 +517,15 @@ class EventDispatcher(DependencyProvider):
         self.container.spawn_managed_thread(self.relay.run, identifier="outbox_relay")
 
     def stop(self):
+        # Runs once the container's workers are done: the relay publishes what
+        # they committed and finishes its batch before the process exits.
         if self.relay is not None:
             OUTBOX.remove(self.container.service_name, self.relay)
             self.relay.stop()
 
-    kill = stop
+    def kill(self):
+        if self.relay is not None:
+            self.relay.kill()
 
     def wake(self):
         if self.relay is not None:

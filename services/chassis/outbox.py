@@ -205,6 +205,8 @@ class OutboxRelay:
         self.inbox_retention = settings["inbox_retention"]
         self._event = Event()
         self._running = False
+        self._stopping = False
+        self._finished = Event()
         self._last_prune = 0.0
         self.last_error = None
         self.published = 0
@@ -217,10 +219,17 @@ class OutboxRelay:
             self._event.send(True)
 
     def run(self):
-        """The relay loop; returns when ``stop()`` is called."""
+        """The relay loop; returns after ``stop()``, once its last batch is done."""
         self._running = True
+        try:
+            self._loop()
+        finally:
+            self._running = False
+            self._finished.send(True)
+
+    def _loop(self):
         backoff = self.interval
-        while self._running:
+        while True:
             try:
                 sent = self.publish_batch()
                 self.last_error = None
@@ -231,6 +240,8 @@ class OutboxRelay:
                     log.warning("outbox relay cannot publish (will retry): %s", exc)
                 self.last_error = exc
                 backoff = min(backoff * 2, 30.0)
+            if self._stopping:
+                return
             if sent >= self.batch:
                 eventlet.sleep(0)  # more waiting: go again at once
                 continue
@@ -240,7 +251,19 @@ class OutboxRelay:
             self._event = Event()
 
     def stop(self):
-        self._running = False
+        """End the loop: the batch being published is finished (its rows marked
+        sent), then one more batch takes what the service's last workers
+        committed; what is left stays in the outbox for the next relay. Waits
+        for that (the service's shutdown_timeout bounds the whole stop)."""
+        self._stopping = True
+        self.wake()
+        if self._running:
+            self._finished.wait()
+        self.publisher.close()
+
+    def kill(self):
+        """End at once: a batch cut short stays unsent, published again later."""
+        self._stopping = True
         self.wake()
         self.publisher.close()
 

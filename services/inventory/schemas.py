@@ -144,6 +144,11 @@ PRODUCT_CREATED_DATA = {
 
 # --- events emitted ------------------------------------------------------------------
 
+# RPC methods a caller may send again after a timeout or a transient failure
+# (services/chassis/service_client.py retries only these): reads, which change
+# nothing. Any other method may have run when its caller gave up waiting.
+IDEMPOTENT_RPC = frozenset({"get_reservation", "get_stock", "health"})
+
 EVENTS = {
     "stock_reserved": {
         "version": 1,

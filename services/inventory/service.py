@@ -9,13 +9,13 @@ order saga over events (see ``EVENTS`` and the ``on_order_*`` handlers).
 import logging
 
 from nameko.dependency_providers import Config
-from nameko.exceptions import RemoteError, UnknownService
 
 from services.chassis.db import Database
-from services.chassis.errors import Conflict, NotFound, Unavailable, UnknownSku
-from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
+from services.chassis.errors import Conflict, NotFound, UnknownSku
+from services.chassis.messaging import EventDispatcher, event_handler, rpc
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService, setting_timer
+from services.chassis.service_client import ServiceClient
 from services.chassis.values import utcnow
 from services.inventory import domain, models
 from services.inventory.models import Base
@@ -40,7 +40,7 @@ class InventoryService(AgoraService):
     db = Database(Base)
     dispatch = EventDispatcher(EVENTS)
     config = Config()
-    catalog = RpcProxy("catalog")
+    catalog = ServiceClient("catalog")
 
     def _settings(self):
         return self.config["AGORA"]["services"]["inventory"]
@@ -64,12 +64,8 @@ class InventoryService(AgoraService):
         missing = set(skus) - models.known_skus(session, skus)
         if not missing:
             return set()
-        try:
-            found = set(self.catalog.known_skus(sorted(missing)))
-        except (RemoteError, UnknownService) as exc:
-            raise Unavailable(
-                "the catalog cannot confirm the SKU now", {"dependency": "catalog"}
-            ) from exc
+        # A catalog that cannot answer: ServiceUnavailable, nothing is learnt.
+        found = set(self.catalog.known_skus(sorted(missing)))
         models.learn_skus(session, found & missing)
         return missing - found
 

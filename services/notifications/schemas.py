@@ -77,6 +77,11 @@ NOTIFICATION_FAILED = obj(
     required=("notification_id", "user_id", "channel", "template", "error"),
 )
 
+# RPC methods a caller may send again after a timeout or a transient failure
+# (services/chassis/service_client.py retries only these): reads, which change
+# nothing. Any other method may have run when its caller gave up waiting.
+IDEMPOTENT_RPC = frozenset({"health", "list_notifications"})
+
 EVENTS = {
     "notification_sent": {
         "version": 1,

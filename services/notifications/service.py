@@ -30,10 +30,9 @@ from nameko.extensions import DependencyProvider, Entrypoint
 
 from services.chassis import cursors
 from services.chassis.db import Database
-from services.chassis.errors import NotFound, Unavailable
+from services.chassis.errors import NotFound
 from services.chassis.messaging import (
     EventDispatcher,
-    RpcProxy,
     broadcast_handler,
     event_handler,
     finish_unit_of_work,
@@ -42,6 +41,7 @@ from services.chassis.messaging import (
 from services.chassis.metrics import NOTIFICATIONS_SENT, children
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService
+from services.chassis.service_client import ServiceClient
 from services.chassis.values import parse_uuid, utcnow
 from services.notifications import domain, models, templates
 from services.notifications.channels import EmailChannel, SendError, sms_provider
@@ -200,14 +200,10 @@ class NotificationsService(AgoraService):
     db = Database(Base)
     dispatch = EventDispatcher(EVENTS)
     config = Config()
-    users = RpcProxy("users")
+    users = ServiceClient("users")
     channels = Channels()
     contacts = Contacts()
     wake_sender = SenderWakeup()
-
-    # A users service that does not answer within this many seconds is an
-    # outage: the handler raises and the chassis redelivers the event later.
-    users_timeout = 10.0
 
     # --- handlers: record, never send -------------------------------------------
 
@@ -281,8 +277,7 @@ class NotificationsService(AgoraService):
             return
         template, channel = domain.VERIFICATION_FOR_EVENT[("users", name)]
         try:
-            with eventlet.Timeout(self.users_timeout, Unavailable("users did not answer")):
-                issued = self.users.issue_verification(str(user_id), channel)
+            issued = self.users.issue_verification(str(user_id), channel)
         except NotFound:
             log.warning("verification for unknown user %s not sent", user_id)
             return
@@ -340,8 +335,7 @@ class NotificationsService(AgoraService):
         if contact is not None:
             return contact
         try:
-            with eventlet.Timeout(self.users_timeout, Unavailable("users did not answer")):
-                user = self.users.get_user(user_id)
+            user = self.users.get_user(user_id)
         except NotFound:
             log.warning("notification for unknown user %s not sent", user_id)
             return None

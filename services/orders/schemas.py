@@ -175,6 +175,11 @@ def _event(summary, properties, required):
     }
 
 
+# RPC methods a caller may send again after a timeout or a transient failure
+# (services/chassis/service_client.py retries only these): reads, which change
+# nothing. Any other method may have run when its caller gave up waiting.
+IDEMPOTENT_RPC = frozenset({"get_order", "get_payment_token", "health", "list_orders"})
+
 EVENTS = {
     "order_created": _event(
         "An order was placed (pending): inventory reserves its lines.",

@@ -13,12 +13,11 @@ import uuid
 from types import SimpleNamespace
 
 from nameko.dependency_providers import Config
-from nameko.exceptions import RemoteError, UnknownService
 
 from services.chassis import cursors
 from services.chassis.db import Database
-from services.chassis.errors import Conflict, NotFound, Unavailable, ValidationError
-from services.chassis.messaging import EventDispatcher, RpcProxy, event_handler, rpc
+from services.chassis.errors import Conflict, NotFound, ValidationError
+from services.chassis.messaging import EventDispatcher, event_handler, rpc
 from services.chassis.metrics import (
     ORDERS_STATUS_CHANGES,
     SAGA_DURATION,
@@ -27,6 +26,7 @@ from services.chassis.metrics import (
 )
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService, setting_timer
+from services.chassis.service_client import ServiceClient
 from services.chassis.values import parse_uuid, utcnow
 from services.orders import domain
 from services.orders.models import (
@@ -94,7 +94,7 @@ class OrdersService(AgoraService):
     db = Database(Base)
     dispatch = EventDispatcher(EVENTS)
     config = Config()
-    catalog = RpcProxy("catalog")
+    catalog = ServiceClient("catalog")
 
     # --- RPC -----------------------------------------------------------------
 
@@ -325,7 +325,8 @@ class OrdersService(AgoraService):
         return {"order": self._views([order])[0], "created": False}
 
     def _products(self, items):
-        """{product_id: PRODUCT or None (unknown)} from the catalog."""
+        """{product_id: PRODUCT or None (unknown)} from the catalog; a catalog that
+        cannot answer is ``ServiceUnavailable`` (503 to the client, nothing written)."""
         products = {}
         for item in items:
             product_id = item["product_id"]
@@ -335,10 +336,6 @@ class OrdersService(AgoraService):
                 products[product_id] = self.catalog.get_product(product_id)
             except NotFound:
                 products[product_id] = None
-            except (RemoteError, UnknownService) as exc:
-                raise Unavailable(
-                    "the catalog cannot price the order now", {"dependency": "catalog"}
-                ) from exc
         return products
 
     def _views(self, orders):

@@ -167,6 +167,11 @@ __all__ = [
 _ID = {"type": "string", "pattern": UUID_PATTERN}
 
 # Events this service emits (its part of docs/asyncapi.yaml).
+# RPC methods a caller may send again after a timeout or a transient failure
+# (services/chassis/service_client.py retries only these): reads, which change
+# nothing. Any other method may have run when its caller gave up waiting.
+IDEMPOTENT_RPC = frozenset({"get_roles", "get_user", "health"})
+
 EVENTS = {
     "user_registered": {
         "version": 1,

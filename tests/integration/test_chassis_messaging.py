@@ -15,7 +15,6 @@ from services.chassis.errors import Conflict, Unavailable
 from services.chassis.events import event_tables
 from services.chassis.messaging import (
     EventDispatcher,
-    RpcProxy,
     event_handler,
     keep_changes,
     rpc,
@@ -23,6 +22,7 @@ from services.chassis.messaging import (
 from services.chassis.migrations import drop_database, ensure_database
 from services.chassis.schemas import obj
 from services.chassis.service import AgoraService
+from services.chassis.service_client import ServiceClient
 from services.chassis.tracing import B3_KEY
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ class NotesService(AgoraService):
 
 class FrontService(AgoraService):
     name = "chassis_front"
-    notes = RpcProxy("chassis_notes")
+    notes = ServiceClient("chassis_notes")
 
     @rpc
     def add_via_notes(self, text):

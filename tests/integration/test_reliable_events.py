@@ -247,6 +247,28 @@ def test_events_committed_while_no_relay_ran_are_published_when_it_starts(
     wait_until(lambda: unsent(engine) == 0, what="the backlog marked sent")
 
 
+def test_a_stopping_service_publishes_what_was_committed_before_it_exits(start, engine):
+    """Graceful shutdown: the relay's last batch takes the events committed up to
+    the stop (by the last workers), so none waits for the next start."""
+    emitter = start(EmitterService)
+    wait_until(lambda: unsent(engine) == 0, what="earlier events published")
+    with engine.begin() as conn:
+        for n in range(3):
+            envelope = event_envelope("reliable_emitter", "thing_happened", {"key": f"k{n}"}, 2)
+            conn.execute(
+                OutboxEvent.__table__.insert().values(
+                    event_id=uuid.UUID(envelope["event_id"]),
+                    event_type="thing_happened",
+                    envelope=envelope,
+                    headers={},
+                )
+            )
+
+    emitter.stop()
+
+    assert unsent(engine) == 0
+
+
 def test_an_event_outside_the_contract_is_refused_and_nothing_is_written(start, proxy, engine):
     start(EmitterService)
     before = unsent(engine)

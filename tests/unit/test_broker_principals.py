@@ -14,7 +14,7 @@ from agora.broker import (
     wiring_of,
 )
 from services.chassis.config import BROKER_PRINCIPALS, load_config
-from services.chassis.messaging import RpcProxy
+from services.chassis.service_client import ServiceClient
 
 pytestmark = pytest.mark.unit
 
@@ -48,7 +48,7 @@ def test_a_service_may_make_every_call_its_code_makes(name):
     proxies = {
         attribute: value.target_service
         for attribute, value in vars(cls).items()
-        if isinstance(value, RpcProxy)
+        if isinstance(value, ServiceClient)
     }
     assert set(proxies.values()) == set(RPC_CALLS.get(name, {})), (
         f"agora/broker.py RPC_CALLS[{name!r}] must list the services it calls: {proxies}"

@@ -161,7 +161,8 @@ def test_a_service_sees_its_own_section_and_the_shared_ones_only():
     assert set(settings["services"]) == {"catalog"}
     assert "admin" not in settings["postgres"]
     assert "demo" not in settings and "auth" not in settings
-    assert set(settings["gateway"]) == {"rpc"} and set(settings["gateway"]["rpc"]) == {"timeout"}
+    assert "gateway" not in settings
+    assert settings["rpc_clients"]["default"]["timeout"] > 0
     auth = nameko_config(load_config(base_env()), "auth")["AGORA"]
     assert set(auth["services"]) == {"auth"} and auth["auth"]["audience"] == "agora-api"
 
