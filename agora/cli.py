@@ -5,7 +5,8 @@ agora setup            check, create the vhost and databases, migrate
 agora migrate          create the databases and apply every migration
 agora run              setup, start every service and the gateway, seed demo data
 agora service NAME [--instance NAME-N]
-                       run one service (one instance of it) with `nameko run`
+                       run one service (one instance of it): `nameko run` with a
+                       bounded graceful stop (services/chassis/runner.py)
 agora gateway          run the gateway with gunicorn (gthread)
 agora seed             load demo data through RPC (services must be running)
 agora shell            `nameko shell` on the platform's vhost and config
