@@ -156,3 +156,9 @@ def test_it_shows_instances_queues_dead_letters_and_the_gateway(
     assert dead["billing"] == "1"
     assert f"Gateway http://127.0.0.1:{gateway}/readyz: ready" in output
     assert "the gateway is" not in output
+
+
+def test_a_missing_vhost_is_named(config):
+    result = status(AGORA_AMQP_VHOST="agora-no-such-vhost", AGORA_GATEWAY_PORT=str(free_port()))
+    assert result.returncode == 0, result.stderr
+    assert "RabbitMQ has no vhost 'agora-no-such-vhost'" in result.stdout
