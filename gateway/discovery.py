@@ -5,8 +5,12 @@ Each gunicorn worker registers as service ``gateway``, process ``gateway-w<i>``
 heartbeats from a daemon thread until it exits.
 """
 
+import logging
+
 from services.chassis import metrics
 from services.chassis.discovery import Announcer, Registry, instance_record
+
+log = logging.getLogger(__name__)
 
 
 def registry_of(app):
@@ -23,7 +27,12 @@ def announce(app, process):
     """Register this process as ``process`` and keep it registered; returns
     the Announcer (``stop()`` deregisters)."""
     config = app.config["AGORA"]
-    record = instance_record("gateway", process, metrics.serve(config["metrics"]))
+    try:
+        metrics_url = metrics.serve(config["metrics"])
+    except OSError as exc:  # its port taken (a fixed port shared by several workers)
+        log.error("%s cannot serve /metrics on %s: %s", process, config["metrics"], exc)
+        metrics_url = None
+    record = instance_record("gateway", process, metrics_url)
     announcer = Announcer(registry_of(app), record, config["discovery"]["heartbeat_interval"])
     announcer.start_thread()
     return announcer

@@ -8,11 +8,19 @@ Prometheus series stay the same.
 """
 
 import itertools
+import os
+
+WORKER_INDEX_ENV = "AGORA_GATEWAY_WORKER_INDEX"
 
 
 def pre_fork(server, worker):
     taken = {getattr(sibling, "agora_index", None) for sibling in server.WORKERS.values()}
     worker.agora_index = next(i for i in itertools.count() if i not in taken)
+
+
+def post_fork(server, worker):
+    # In the worker: its index, for code that needs one per worker (a port, a name).
+    os.environ[WORKER_INDEX_ENV] = str(worker.agora_index)
 
 
 def post_worker_init(worker):
