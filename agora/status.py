@@ -57,8 +57,10 @@ def _instances(config):
 
 def _queues(config, names):
     """``{queue: (messages, consumers) or None if it does not exist}``, or an error."""
-    from amqp.exceptions import NotFound
+    from amqp.exceptions import NotAllowed, NotFound
     from kombu import Connection
+
+    from services.chassis.config import amqp_vhost
 
     found = {}
     try:
@@ -72,6 +74,9 @@ def _queues(config, names):
                 except NotFound:
                     found[name] = None
                     channel = connection.channel()  # the broker closed it on the 404
+    except NotAllowed:
+        vhost = amqp_vhost(config)
+        return None, f"RabbitMQ has no vhost {vhost!r} (`agora setup` or `make run` creates it)"
     except Exception as exc:
         return None, f"RabbitMQ is unreachable: {_reason(exc)}"
     return found, None

@@ -5,9 +5,13 @@ Each gunicorn worker registers as service ``gateway``, process ``gateway-w<i>``
 heartbeats from a daemon thread until it exits.
 """
 
+import logging
+
 from gateway.workers import worker_index
 from services.chassis import metrics
 from services.chassis.discovery import Announcer, Registry, instance_record
+
+log = logging.getLogger(__name__)
 
 
 def registry_of(app):
@@ -24,9 +28,13 @@ def announce(app, process):
     """Register this process as ``process`` and keep it registered; returns
     the Announcer (``stop()`` deregisters)."""
     config = app.config["AGORA"]
-    # The endpoint create_app started (gateway/metrics.py), on this worker's port.
-    url = metrics.serve(config["metrics"], port_offset=worker_index() or 0)
-    record = instance_record("gateway", process, url)
+    try:
+        # The endpoint create_app started (gateway/metrics.py), on this worker's port.
+        metrics_url = metrics.serve(config["metrics"], port_offset=worker_index() or 0)
+    except OSError as exc:  # its port taken by another process
+        log.error("%s cannot serve /metrics on %s: %s", process, config["metrics"], exc)
+        metrics_url = None
+    record = instance_record("gateway", process, metrics_url)
     announcer = Announcer(registry_of(app), record, config["discovery"]["heartbeat_interval"])
     announcer.start_thread()
     return announcer

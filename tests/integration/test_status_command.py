@@ -1,10 +1,12 @@
 """`agora status` (`make status`): with the platform stopped it says what is
 down; with a service instance, a dead letter and a gateway running it shows them."""
 
+import copy
 import os
 import subprocess
 import sys
 import threading
+import uuid
 
 import pytest
 from kombu import Connection, Producer
@@ -19,6 +21,20 @@ from services.chassis.service import AgoraService
 
 pytestmark = pytest.mark.integration
 OWN_VHOST = True  # its queues hold only what these tests put there
+
+
+@pytest.fixture(autouse=True)
+def registry_prefix(config, redis_client, monkeypatch):
+    """A Redis prefix of this test's own: the run's registry holds, for up to
+    a ttl, instances that other modules' containers left when they were killed
+    (nameko's container_factory kills them at teardown)."""
+    prefix = f"{config['redis']['key_prefix']}status-{uuid.uuid4().hex[:8]}:"
+    monkeypatch.setenv("AGORA_REDIS_PREFIX", prefix)
+    settings = copy.deepcopy(config)
+    settings["redis"]["key_prefix"] = prefix
+    yield settings
+    for key in redis_client.scan_iter(match=f"{prefix}*"):
+        redis_client.delete(key)
 
 
 def status(**env):
@@ -69,8 +85,8 @@ class Catalog(AgoraService):
 
 
 @pytest.fixture
-def catalog(container_factory, config):
-    cfg = nameko_config(config, "catalog")
+def catalog(container_factory, registry_prefix):
+    cfg = nameko_config(registry_prefix, "catalog")
     cfg["INSTANCE"] = "catalog-7"
     container = container_factory(Catalog, cfg)
     container.start()
@@ -111,13 +127,13 @@ BREAKER_METRICS = (
 
 
 @pytest.fixture
-def gateway_workers(config, redis_client):
+def gateway_workers(registry_prefix):
     """Two gateway workers in the registry, each with a /metrics endpoint."""
     from werkzeug.wrappers import Response
 
     from services.chassis.discovery import instance_record, registry_from_config
 
-    registry = registry_from_config(config)
+    registry = registry_from_config(registry_prefix)
     servers, records = [], []
     for n, text in enumerate(BREAKER_METRICS):
         app = Response(
@@ -156,3 +172,9 @@ def test_it_shows_instances_queues_dead_letters_and_the_gateway(
     assert dead["billing"] == "1"
     assert f"Gateway http://127.0.0.1:{gateway}/readyz: ready" in output
     assert "the gateway is" not in output
+
+
+def test_a_missing_vhost_is_named(config):
+    result = status(AGORA_AMQP_VHOST="agora-no-such-vhost", AGORA_GATEWAY_PORT=str(free_port()))
+    assert result.returncode == 0, result.stderr
+    assert "RabbitMQ has no vhost 'agora-no-such-vhost'" in result.stdout
