@@ -34,7 +34,9 @@ from services.chassis.values import utcnow
 
 log = logging.getLogger(__name__)
 
-_charges = children(BILLING_CHARGES, "billing")
+_charges = children(
+    BILLING_CHARGES, "billing", known={*domain.CHARGE_OUTCOMES.values(), domain.charge_outcome("?")}
+)
 
 # refund_payment's reason when the caller gives none.
 DEFAULT_REFUND_REASON = "refund"

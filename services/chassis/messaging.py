@@ -525,6 +525,7 @@ class EventDispatcher(DependencyProvider):
 
     def kill(self):
         if self.relay is not None:
+            OUTBOX.remove(self.container.service_name, self.relay)
             self.relay.kill()
 
     def wake(self):

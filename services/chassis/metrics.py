@@ -225,10 +225,14 @@ class EntrypointMetrics(DependencyProvider):
         series.calls[outcome_of(series.kind, exc_info)].inc()
 
 
-def children(metric, *labels):
+def children(metric, *labels, known=()):
     """``children(CACHE_REQUESTS, "catalog", "products")``: a memoised function of
     the remaining label values to their child, for label sets known only at run
-    time but bounded (an event name, an outcome)."""
+    time but bounded (an event name, an outcome).
+
+    ``known`` lists label tuples (or single values) exported at 0 from the
+    start: a counter's series that appears only with its first increment hides
+    that increment from ``rate()`` and ``increase()``."""
     made = {}
 
     def child(*rest):
@@ -237,6 +241,8 @@ def children(metric, *labels):
             found = made[rest] = metric.labels(*labels, *rest)
         return found
 
+    for rest in known:
+        child(*(rest if isinstance(rest, tuple) else (rest,)))
     return child
 
 

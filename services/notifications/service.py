@@ -50,11 +50,18 @@ from services.notifications.schemas import EVENTS, LIST_QUERY
 
 log = logging.getLogger(__name__)
 
-_sends = children(NOTIFICATIONS_SENT, "notifications")
-
 SEND_BATCH = 50
 # agora_notifications_sent_total's outcome for a try that failed with tries left.
 RETRY = "retry"
+_sends = children(
+    NOTIFICATIONS_SENT,
+    "notifications",
+    known=[
+        (channel, outcome)
+        for channel in domain.CHANNELS
+        for outcome in (domain.SENT, RETRY, domain.FAILED, domain.SUPPRESSED, domain.SKIPPED)
+    ],
+)
 CONTACT_TTL = 60.0
 
 

@@ -58,8 +58,8 @@ log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 100
 
-_entered = children(ORDERS_STATUS_CHANGES, "orders")
-_saga_ended = children(SAGA_DURATION, "orders")
+_entered = children(ORDERS_STATUS_CHANGES, "orders", known=domain.STATUSES)
+_saga_ended = children(SAGA_DURATION, "orders", known=domain.TERMINAL)
 _saga_timeouts = SAGA_TIMEOUTS.labels("orders")
 
 
