@@ -238,7 +238,7 @@ def notifications_recorded(ledgers, orders):
     )
 
 
-def gateway_answers(record):
+def gateway_answers(record, origin):
     """Every error the gateway returned was a 503 or a 429 (no 500, no 502...);
     connection errors (the gateway down) are counted apart."""
     with record.lock:
@@ -254,8 +254,18 @@ def gateway_answers(record):
             "answers": len(answers),
             "by_status": dict(Counter(str(a.status) for a in answers if a.status is not None)),
             "connection_errors": dict(connection_errors),
+            "connection_errors_seen": [
+                {"at_s": round(a.at - origin, 2), "kind": a.kind, "error": a.body}
+                for a in answers
+                if a.status is None
+            ][:20],
             "other_errors": [
-                {"at": a.at, "kind": a.kind, "status": a.status, "body": a.body}
+                {
+                    "at_s": round(a.at - origin, 2),
+                    "kind": a.kind,
+                    "status": a.status,
+                    "body": a.body,
+                }
                 for a in bad[:SHOWN]
             ],
             "other_errors_count": len(bad),

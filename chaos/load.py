@@ -176,7 +176,14 @@ class OrderLoad:
             )
         except requests.RequestException as exc:
             self.record.add(
-                Answer(sent, time.monotonic() - started, kind, None, exc.__class__.__name__)
+                Answer(
+                    sent,
+                    time.monotonic() - started,
+                    kind,
+                    None,
+                    exc.__class__.__name__,
+                    body=str(exc)[:300],
+                )
             )
             session.close()  # a fresh connection next time
             return None

@@ -379,7 +379,7 @@ def run(schedule, log=print):
             checks.no_double_charge(ledgers, orders),
             *checks.stock(ledgers, products, orders),
             checks.notifications_recorded(ledgers, orders),
-            checks.gateway_answers(load.record),
+            checks.gateway_answers(load.record, origin),
             checks.no_crash(world.supervisor.exits),
         ]
         recoveries = [f.recovered_at - f.ended_at for f in faults if f.recovered_at is not None]
