@@ -67,7 +67,7 @@ class TcpProxy:
         while not self._closed:
             try:
                 client, _ = self._listener.accept()
-            except OSError:
+            except (OSError, EOFError):
                 return  # closed
             if self._cut:
                 _reset(client)
@@ -96,7 +96,7 @@ class TcpProxy:
                 if not data:
                     break
                 target.sendall(data)
-        except OSError:
+        except (OSError, EOFError):  # EOFError: eventlet's, for a socket closed under recv()
             pass
         with self._lock:
             self._pairs.discard(pair)
