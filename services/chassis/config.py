@@ -247,6 +247,7 @@ SCHEMA = _section(
                 "outbox_retention": _POSITIVE_INT,
                 "inbox_retention": _POSITIVE_INT,
                 "max_attempts": _POSITIVE_INT,
+                "outage_retries": _POSITIVE_INT,
                 "backoff_base": _NUMBER,
                 "backoff_max": _NUMBER,
                 "validate": {"type": "boolean"},

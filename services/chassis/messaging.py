@@ -160,6 +160,11 @@ def as_outage(worker_ctx, exc_info):
     return exc_info
 
 
+def is_outage(exc):
+    """A dependency down (another service, the database, Redis), not a bad message."""
+    return isinstance(exc, Unavailable) or any(isinstance(exc, types) for types, _ in _OUTAGES)
+
+
 def as_exc_info(exc):
     try:
         raise exc
@@ -311,7 +316,9 @@ class EventHandler(NamekoEventHandler):
             self.queue_consumer.ack_message(message)
             return result, exc_info
         try:
-            outcome = self.dead_letters.router.handle_failure(message, self.queue.name, exc_info)
+            outcome = self.dead_letters.router.handle_failure(
+                message, self.queue.name, exc_info, outage=is_outage(exc_info[1])
+            )
         except Exception:
             log.exception("could not move a failed %s event aside; requeued", self.event_type)
             self.queue_consumer.requeue_message(message)
