@@ -17,6 +17,7 @@ class Fault:
     ended_at: float | None = None
     recovered_at: float | None = None  # first order accepted after ended_at
     notes: list = field(default_factory=list)
+    answers: dict = field(default_factory=dict)  # the gateway's, fault start to recovery
 
     def inject(self, world):
         raise NotImplementedError
@@ -37,6 +38,7 @@ class Fault:
             "recovery_s": None
             if self.recovered_at is None
             else round(self.recovered_at - self.ended_at, 2),
+            "answers": self.answers,
             "notes": self.notes,
         }
 

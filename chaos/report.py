@@ -11,12 +11,18 @@ def render(report):
         lines.append(
             "Faults (seconds from the start; recovery = fault end to first accepted order)"
         )
-        lines.append(f"  {'fault':<34} {'start':>7} {'end':>7} {'recovery':>9}  notes")
+        lines.append(
+            f"  {'fault':<34} {'start':>7} {'end':>7} {'recovery':>9}  notes; answers meanwhile"
+        )
         for fault in faults:
             recovery = "NONE" if fault["recovery_s"] is None else f"{fault['recovery_s']:.1f}"
+            answers = ", ".join(
+                f"{code}: {n}" for code, n in sorted(fault.get("answers", {}).items())
+            )
+            notes = "; ".join([*fault["notes"], answers] if answers else fault["notes"])
             lines.append(
                 f"  {fault['fault']:<34} {fault['started_s']:>7.1f} {fault['ended_s']:>7.1f} "
-                f"{recovery:>9}  {'; '.join(fault['notes'])}"
+                f"{recovery:>9}  {notes}"
             )
     orders = report.get("orders")
     if orders:
@@ -30,6 +36,10 @@ def render(report):
             lines.append(f"  {kind:<13} {shown}")
         states = ", ".join(f"{s}: {n}" for s, n in sorted(orders["terminal_states"].items()))
         lines.append(f"  states       {states}")
+        outside = report.get("errors_outside_faults")
+        if outside is not None:
+            shown = ", ".join(f"{k}: {n}" for k, n in sorted(outside.items())) or "none"
+            lines.append(f"  errors while no fault was under way: {shown}")
         settled = orders["settled_s_after_last_recovery"]
         lines.append(
             "  every order settled "

@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 import requests
@@ -388,9 +389,14 @@ def run(schedule, log=print):
             key=lambda f: f.recovered_at - f.ended_at,
             default=None,
         )
+        for fault in faults:
+            fault.answers = answers_between(
+                load.record, fault.started_at, fault.recovered_at or fault.ended_at
+            )
         report.update(
             {
                 "faults": [f.as_dict(origin) for f in faults],
+                "errors_outside_faults": errors_outside(load.record, faults),
                 "orders": {
                     "placed": load.record.intents,
                     "accepted": len(orders),
@@ -422,6 +428,30 @@ def run(schedule, log=print):
             ledgers.dispose()
         world.stop()
     return report
+
+
+def _status(answer):
+    return "connection_error" if answer.status is None else str(answer.status)
+
+
+def answers_between(record, start, end):
+    """The gateway's answers to requests sent from ``start`` to ``end``, by status."""
+    with record.lock:
+        return dict(Counter(_status(a) for a in record.answers if start <= a.at <= end))
+
+
+def errors_outside(record, faults):
+    """Errors (and connection errors) while no fault was under way nor recovering."""
+    windows = [(f.started_at, f.recovered_at or f.ended_at) for f in faults]
+    with record.lock:
+        return dict(
+            Counter(
+                f"{a.kind} {_status(a)}"
+                for a in record.answers
+                if (a.status is None or a.status >= 400)
+                and not any(start <= a.at <= end for start, end in windows)
+            )
+        )
 
 
 def write_report(report, folder=None):
