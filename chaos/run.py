@@ -434,10 +434,15 @@ def _status(answer):
     return "connection_error" if answer.status is None else str(answer.status)
 
 
+def _overlaps(answer, start, end):
+    """The request was under way at some time from ``start`` to ``end``."""
+    return answer.at <= end and answer.at + answer.took >= start
+
+
 def answers_between(record, start, end):
-    """The gateway's answers to requests sent from ``start`` to ``end``, by status."""
+    """The gateway's answers to requests under way from ``start`` to ``end``, by status."""
     with record.lock:
-        return dict(Counter(_status(a) for a in record.answers if start <= a.at <= end))
+        return dict(Counter(_status(a) for a in record.answers if _overlaps(a, start, end)))
 
 
 def errors_outside(record, faults):
@@ -449,7 +454,7 @@ def errors_outside(record, faults):
                 f"{a.kind} {_status(a)}"
                 for a in record.answers
                 if (a.status is None or a.status >= 400)
-                and not any(start <= a.at <= end for start, end in windows)
+                and not any(_overlaps(a, start, end) for start, end in windows)
             )
         )
 
