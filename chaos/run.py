@@ -348,13 +348,11 @@ def run(schedule, log=print):
         world.supervisor = ProcessWatch(world.platform, origin).start()
         load = OrderLoad(world.platform.base_url, tokens, products, clients=schedule.clients)
         load.start()
-        warm = time.time()
-        if load.record.first_order_accepted_after(warm - 1) is None:
-            deadline = time.time() + 60
-            while load.record.first_order_accepted_after(warm - 1) is None:
-                if time.time() > deadline:
-                    raise RuntimeError("no order was accepted before any fault")
-                time.sleep(0.25)
+        began, deadline = time.time(), time.time() + 60
+        while load.record.first_order_accepted_after(began) is None:
+            if time.time() > deadline:
+                raise RuntimeError("no order was accepted within 60 s, before any fault")
+            time.sleep(0.25)
         time.sleep(schedule.settle)
         faults = schedule.faults(world)
         for fault in faults:
