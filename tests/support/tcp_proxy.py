@@ -27,6 +27,8 @@ class TcpProxy:
         self._listener = None
         self._lock = threading.Lock()
         self._pairs = set()  # (client, server) sockets of live connections
+        self._threads = []
+        self._pumping = {}  # pair -> pump threads still running on it
         self._cut = False
         self._closed = False
 
@@ -37,7 +39,8 @@ class TcpProxy:
     def start(self):
         self._listener = socket.create_server((self.host, 0))
         self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, name=f"tcp-proxy-{self.port}", daemon=True).start()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
         return self
 
     def cut(self):
@@ -46,7 +49,7 @@ class TcpProxy:
             self._cut = True
             pairs, self._pairs = self._pairs, set()
         for pair in pairs:
-            _reset(*pair)
+            _shut(*pair)  # their pump threads wake, end and close them
 
     def restore(self):
         """Forward new connections again."""
@@ -54,40 +57,48 @@ class TcpProxy:
             self._cut = False
 
     def close(self):
+        """Stop: every connection reset, the port closed, the threads ended (so,
+        under eventlet, no green thread still waits on a file descriptor number
+        the process may reuse)."""
         self._closed = True
         self.cut()
-        try:
-            self._listener.close()
-        except OSError:
-            pass
+        _shut(self._listener)  # wakes accept(); the accept thread closes it
+        for thread in self._threads:
+            thread.join(2.0)
 
     # --- internals ------------------------------------------------------------------
 
     def _accept(self):
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except (OSError, EOFError):
-                return  # closed
-            if self._cut:
-                _reset(client)
-                continue
-            try:
-                server = socket.create_connection(self.upstream, timeout=5)
-                server.settimeout(None)
-            except OSError:
-                _reset(client)
-                continue
-            pair = (client, server)
-            with self._lock:
-                if self._cut:  # cut while connecting
-                    _reset(*pair)
+        try:
+            while not self._closed:
+                try:
+                    client, _ = self._listener.accept()
+                except (OSError, EOFError):  # EOFError: eventlet's, for a closed socket
+                    return
+                if self._cut:
+                    _close(client)
                     continue
-                self._pairs.add(pair)
-            for source, target in ((client, server), (server, client)):
-                threading.Thread(
-                    target=self._pump, args=(source, target, pair), daemon=True
-                ).start()
+                try:
+                    server = socket.create_connection(self.upstream, timeout=5)
+                    server.settimeout(None)
+                except OSError:
+                    _close(client)
+                    continue
+                pair = (client, server)
+                with self._lock:
+                    if self._cut:  # cut while connecting
+                        _close(*pair)
+                        continue
+                    self._pairs.add(pair)
+                    self._pumping[pair] = 2
+                for source, target in ((client, server), (server, client)):
+                    pump = threading.Thread(
+                        target=self._pump, args=(source, target, pair), daemon=True
+                    )
+                    pump.start()
+                    self._threads = [t for t in self._threads if t.is_alive()] + [pump]
+        finally:
+            _close(self._listener)
 
     def _pump(self, source, target, pair):
         try:
@@ -96,22 +107,34 @@ class TcpProxy:
                 if not data:
                     break
                 target.sendall(data)
-        except (OSError, EOFError):  # EOFError: eventlet's, for a socket closed under recv()
+        except (OSError, EOFError):
             pass
+        _shut(*pair)  # wakes the other direction's pump
         with self._lock:
             self._pairs.discard(pair)
-        _reset(*pair)
+            self._pumping[pair] -= 1
+            last = self._pumping[pair] == 0
+            if last:
+                del self._pumping[pair]
+        if last:
+            # Only once neither pump waits on them: closing a socket another
+            # (green) thread is blocked on can leave that thread waiting for ever.
+            _close(*pair)
 
 
-def _reset(*sockets):
-    """Drop connections at once: shut down, then close with an RST (SO_LINGER 0)."""
+def _shut(*sockets):
+    """Drop connections at once (RST on close, SO_LINGER 0); wakes threads blocked on them."""
     for sock in sockets:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-            # Wakes the pump thread blocked in recv() on it (close() alone may not).
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def _close(*sockets):
+    for sock in sockets:
+        _shut(sock)
         try:
             sock.close()
         except OSError:
