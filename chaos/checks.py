@@ -254,11 +254,7 @@ def gateway_answers(record, origin):
             "answers": len(answers),
             "by_status": dict(Counter(str(a.status) for a in answers if a.status is not None)),
             "connection_errors": dict(connection_errors),
-            "connection_errors_seen": [
-                {"at_s": round(a.at - origin, 2), "kind": a.kind, "error": a.body}
-                for a in answers
-                if a.status is None
-            ][:20],
+            "connection_errors_seen": _grouped([a for a in answers if a.status is None], origin),
             "other_errors": [
                 {
                     "at_s": round(a.at - origin, 2),
@@ -282,3 +278,15 @@ def no_crash(exits):
         not exits,
         {"exits": exits},
     )
+
+
+def _grouped(answers, origin):
+    """``{error message: {count, first_s, last_s}}``: when each kind of error was seen."""
+    groups = {}
+    for answer in answers:
+        moment = round(answer.at - origin, 1)
+        group = groups.setdefault(answer.body, {"count": 0, "first_s": moment, "last_s": moment})
+        group["count"] += 1
+        group["last_s"] = max(group["last_s"], moment)
+        group["first_s"] = min(group["first_s"], moment)
+    return groups
