@@ -291,7 +291,17 @@ class DeadLetters(SharedExtension):
 
     def start(self):
         # The queue exists from the start, so operators can always list it.
-        self.router.declare_dead_letter_queue()
+        try:
+            self.router.declare_dead_letter_queue()
+        except BROKER_ERRORS as exc:
+            # RabbitMQ is down or restarting: start anyway, as Nameko's consumers
+            # do (they connect when it is back). The queue is declared with the
+            # first dead letter, or at the next start. Raising here ended the
+            # process (the chaos suite: billing restarted during a broker restart).
+            log.warning(
+                "dead-letter queue not declared at start, the broker is unreachable: %s",
+                exc.__class__.__name__,
+            )
 
     def stop(self):
         self.router.close()
