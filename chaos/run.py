@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import requests
 
-from agora.cli import SERVICES, state_dir
+from agora.cli import SERVICES, state_dir, wait_for_services
 from agora.platform import Platform, free_port, platform_env
 from agora.supervisor import Child
 from chaos import checks
@@ -364,6 +364,12 @@ def run(schedule, log=print):
             fault.ended_at = time.time()
             if wait_recovered(load, fault, timeout=90.0):
                 log(f"chaos:   recovered {fault.recovered_at - fault.ended_at:.1f}s after its end")
+            # Faults do not overlap: every service answers health() again (a
+            # restarted one may still be starting when orders flow again).
+            try:
+                wait_for_services(world.config, SERVICES, timeout=90.0)
+            except TimeoutError as exc:
+                fault.notes.append(f"not every service healthy 90 s after: {exc}")
             time.sleep(schedule.settle)
         last_recovery = max(f.recovered_at or f.ended_at for f in faults)
         load.stop()
