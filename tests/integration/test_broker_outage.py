@@ -1,6 +1,6 @@
-"""An RPC reply that cannot be published (RabbitMQ unreachable, as during a
-broker restart) is lost, and the service lives on: it used to end the whole
-container (found by the chaos suite)."""
+"""A service through a RabbitMQ outage (a TCP proxy to the broker, cut), as the
+chaos suite found it: an RPC reply that cannot be published is lost and the
+service lives on (it used to end the whole container)."""
 
 from urllib.parse import urlsplit
 
