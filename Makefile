@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.agora-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run status prometheus test test-unit test-integration test-e2e lint migrate seed shell rotate-keys login bench trace clean distclean
+.PHONY: help install run status prometheus test test-unit test-integration test-e2e chaos lint migrate seed shell rotate-keys login bench trace clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test-integration: $(STAMP) ## Service and broker tests
 
 test-e2e: $(STAMP) ## Real processes over HTTP
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+chaos: $(STAMP) ## Faults under an order load, on servers of its own; report in .agora/chaos/ (~10 min)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 lint: $(STAMP) ## Static checks (ruff)
 	$(BIN)/ruff check .

@@ -20,7 +20,9 @@ import logging
 import sys
 import uuid
 
+import amqp.exceptions
 import eventlet
+import kombu.exceptions
 import redis
 import sqlalchemy.exc
 from eventlet.semaphore import Semaphore
@@ -199,6 +201,11 @@ def as_exc_info(exc):
         return sys.exc_info()
 
 
+# What publishing raises while RabbitMQ is unreachable or restarting: a socket
+# error, a connection closed by the broker (amqp), or kombu's own wrappers.
+BROKER_ERRORS = (OSError, amqp.exceptions.AMQPError, kombu.exceptions.KombuError)
+
+
 class ReplyPublisher:
     """Publishes a container's RPC replies on one long-lived connection, without
     publisher confirms.
@@ -262,7 +269,20 @@ class _RpcConsumer(RpcConsumer):
         responder = Responder(None, self.exchange, None, message)
         # Nameko's own reply (payload, serializer, error encoding), our publisher.
         responder.publisher_cls = lambda *args, **kwargs: self.replies
-        result, exc_info = responder.send_response(result, exc_info)
+        try:
+            result, exc_info = responder.send_response(result, exc_info)
+        except BROKER_ERRORS as exc:
+            # The broker went away (a restart) after the work was done and
+            # committed: this reply is lost and its caller times out, as for any
+            # lost reply. Raising here would end the whole container (Nameko
+            # treats a failing handle_result as fatal): a RabbitMQ restart took
+            # the service down (the chaos suite, chaos/).
+            log.warning(
+                "reply to %s lost, the broker is unreachable: %s",
+                message.properties.get("reply_to"),
+                exc.__class__.__name__,
+            )
+        # Safe on a dead connection (Nameko skips it; the broker requeued it then).
         self.queue_consumer.ack_message(message)
         return result, exc_info
 
@@ -300,7 +320,17 @@ class DeadLetters(SharedExtension):
 
     def start(self):
         # The queue exists from the start, so operators can always list it.
-        self.router.declare_dead_letter_queue()
+        try:
+            self.router.declare_dead_letter_queue()
+        except BROKER_ERRORS as exc:
+            # RabbitMQ is down or restarting: start anyway, as Nameko's consumers
+            # do (they connect when it is back). The queue is declared with the
+            # first dead letter, or at the next start. Raising here ended the
+            # process (the chaos suite: billing restarted during a broker restart).
+            log.warning(
+                "dead-letter queue not declared at start, the broker is unreachable: %s",
+                exc.__class__.__name__,
+            )
 
     def stop(self):
         self.router.close()

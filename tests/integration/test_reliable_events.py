@@ -19,6 +19,7 @@ from agora.deadletters import (
 )
 from services.chassis.config import database_url, nameko_config
 from services.chassis.db import Database
+from services.chassis.errors import Unavailable
 from services.chassis.events import event_tables
 from services.chassis.messaging import (
     EventContractError,
@@ -106,6 +107,8 @@ class HandlerService(AgoraService):
         rule = behaviour.get(key)
         if rule == "fail" or (rule == "once" and deliveries[key] == 1):
             raise RuntimeError(f"handler refuses {key}")
+        if isinstance(rule, int) and deliveries[key] <= rule:  # a dependency down that long
+            raise Unavailable(f"a dependency of {key} is down")
 
 
 class RelayingService(AgoraService):
@@ -380,6 +383,25 @@ def test_a_poison_message_is_dead_lettered_and_can_be_replayed(start, config, en
     wait_until(lambda: effects(engine, key) == 1, what="the replayed event handled")
     assert not dead()
     assert container  # still running
+
+
+def test_an_outage_longer_than_the_attempts_dead_letters_nothing(start, config, engine):
+    """A handler that fails because a dependency is down (Unavailable) twice as
+    many times as max_attempts is retried until it succeeds: an outage is not a
+    poison message."""
+    start(HandlerService)
+    key = uuid.uuid4().hex
+    failures = 2 * config["events"]["max_attempts"]
+    behaviour[key] = failures
+    envelope = event_envelope("reliable_emitter", "thing_happened", {"key": key}, 2)
+    publish(config, envelope)
+    wait_until(
+        lambda: effects(engine, key) == 1, timeout=60, what="the event handled after the outage"
+    )
+    assert deliveries[key] == failures + 1
+    assert not [
+        d for d in dead_letters(config, "reliable_handler") if d["event_id"] == envelope["event_id"]
+    ]
 
 
 def test_a_dead_letter_can_be_discarded(start, config):

@@ -28,6 +28,7 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.port = None
         self._process = None
+        self.is_cut = False
 
     def start(self):
         argv = [sys.executable, "-m", "tests.support.tcp_proxy", *map(str, self.target)]
@@ -50,9 +51,11 @@ class TcpProxy:
 
     def cut(self):
         self._command("cut")
+        self.is_cut = True
 
     def restore(self):
         self._command("restore")
+        self.is_cut = False
 
     def stop(self):
         if self._process is None or self._process.poll() is not None:
