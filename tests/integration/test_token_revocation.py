@@ -162,6 +162,11 @@ def test_the_revocation_event_writes_the_denylist(auth, redis_client):
         {"family_id": sid, "client_id": "web", "user_id": str(uuid.uuid4()), "reason": "x"},
     )
     call(auth, "deny_revoked_family", event)
+    # Nameko's entrypoint hook returns when the *first* worker of this method
+    # ends: that may be the delivery of the family's own event (published by the
+    # outbox since revoked_family()), with the hook's worker still to run.
+    key = redis_client.key(revoked_family_key(sid))
+    wait_until(lambda: redis_client.exists(key), timeout=10, what="the denylist entry")
     refused(verifier, token, "revoked")
 
 
