@@ -391,13 +391,16 @@ def test_a_permanent_refusal_fails_at_once_and_login_is_used_when_configured(
 ):
     with SmtpServer(auth=("mailer", "s3cret")) as server:
         user = register(users)
-        start_notifications(server.port, max_attempts=5)
+        first = start_notifications(server.port, max_attempts=5)
         refused = publish("order_expired", event_data("order_expired", user["id"]))
         row = wait_until(
             lambda: (r := one_row(engine, refused["event_id"])) and r.status == "failed" and r
         )
         assert row.attempts == 1 and "530" in row.last_error  # authentication required
         assert server.messages() == []
+    # Stopped: its handler and send loop (same queue, same database) could
+    # otherwise take the next mail to the server that is now closed.
+    first.stop()
 
     with SmtpServer(auth=("mailer", "s3cret")) as server:
         start_notifications(server.port, smtp={"username": "mailer", "password": "s3cret"})
