@@ -198,7 +198,9 @@ def test_a_refusal_is_an_answer_neither_retried_nor_counted_by_the_breaker(platf
 def test_a_stopped_downstream_opens_the_breaker_then_calls_fail_fast_until_it_is_back(
     platform, container_factory, settings
 ):
-    front, backend = platform(timeout=0.3, retries=0, breaker={"fail_max": 2, "reset_timeout": 0.5})
+    # reset_timeout long enough that the breaker is still open for the refused
+    # call on a loaded machine (at 0.5 s it was half-open by then in one CI run).
+    front, backend = platform(timeout=0.3, retries=0, breaker={"fail_max": 2, "reset_timeout": 3})
     assert ask(front, "write", "up", 0.01) == "up"
     backend.stop()  # its queue stays: calls wait there unanswered, then expire
     before_open = outcomes("write", "breaker_open")
