@@ -356,10 +356,27 @@ class EventHandler(NamekoEventHandler):
         self._retries = EVENT_RETRIES.labels(service, event)
         self._dead_letters = DEAD_LETTERS.labels(service, self.queue.name)
 
+    def _settle(self, settle, message):
+        """Ack or requeue ``message``; with the broker connection gone (a RabbitMQ
+        restart) that fails, and raising here would end the container (Nameko
+        treats an error in handle_result as fatal). The broker requeues what was
+        never acked when the connection closed: the message comes again, and the
+        inbox skips it if its work was committed (found by the chaos suite:
+        notifications exited with code 1 during a broker restart)."""
+        try:
+            settle(message)
+        except BROKER_ERRORS as exc:
+            log.warning(
+                "%s.%s: the broker connection is gone (%s): the message will be delivered again",
+                self.source_service,
+                self.event_type,
+                exc.__class__.__name__,
+            )
+
     def handle_result(self, message, worker_ctx, result, exc_info):
         exc_info = finish_unit_of_work(worker_ctx, exc_info)
         if exc_info is None:
-            self.queue_consumer.ack_message(message)
+            self._settle(self.queue_consumer.ack_message, message)
             return result, exc_info
         try:
             # The service's own database or Redis down is an outage too.
@@ -369,7 +386,7 @@ class EventHandler(NamekoEventHandler):
             )
         except Exception:
             log.exception("could not move a failed %s event aside; requeued", self.event_type)
-            self.queue_consumer.requeue_message(message)
+            self._settle(self.queue_consumer.requeue_message, message)
             return result, exc_info
         (self._dead_letters if outcome == DEAD_LETTER else self._retries).inc()
         log.warning(
@@ -381,7 +398,7 @@ class EventHandler(NamekoEventHandler):
             outcome,
             exc_info[1],
         )
-        self.queue_consumer.ack_message(message)
+        self._settle(self.queue_consumer.ack_message, message)
         return result, exc_info
 
 
