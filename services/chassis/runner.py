@@ -23,6 +23,7 @@ eventlet.monkey_patch()  # noqa: E402 (as nameko run: before anything else is im
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import logging.config  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
@@ -34,6 +35,8 @@ log = logging.getLogger("agora.runner")
 
 # Exit codes: stopped cleanly, or killed after shutdown_timeout.
 STOPPED, KILLED = 0, 1
+# Seconds the kill after shutdown_timeout may take before the process just exits.
+KILL_GRACE = 2.0
 
 
 class BoundedRunner:
@@ -64,7 +67,16 @@ class BoundedRunner:
             self.shutdown_timeout,
         )
         self.exit_code = KILLED
+        # Killing a container that is still half-way through its stop can itself
+        # wait (CI saw a process outlive its bound by 30 s once): the bound is
+        # the point, so past KILL_GRACE more the process ends without cleanup.
+        eventlet.spawn_after(KILL_GRACE, self._exit_now)
         self.runner.kill()
+
+    def _exit_now(self):
+        log.error("not killed within %ss more: exiting now", KILL_GRACE)
+        logging.shutdown()
+        os._exit(KILLED)
 
     def run(self):
         signal.signal(signal.SIGTERM, self.request_stop)
