@@ -28,7 +28,7 @@ from services.chassis.errors import Conflict, NotFound, Unavailable
 from services.chassis.messaging import EventDispatcher, event_handler, rpc
 from services.chassis.metrics import BILLING_CHARGES, children
 from services.chassis.schemas import validate
-from services.chassis.service import AgoraService
+from services.chassis.service import AgoraService, DeadLetterAdmin
 from services.chassis.service_client import ServiceClient
 from services.chassis.values import utcnow
 
@@ -46,7 +46,7 @@ def _present(**arguments):
     return {key: value for key, value in arguments.items() if value is not None}
 
 
-class BillingService(AgoraService):
+class BillingService(DeadLetterAdmin, AgoraService):
     name = "billing"
 
     db = Database(Base)

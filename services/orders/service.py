@@ -25,7 +25,7 @@ from services.chassis.metrics import (
     children,
 )
 from services.chassis.schemas import validate
-from services.chassis.service import AgoraService, setting_timer
+from services.chassis.service import AgoraService, DeadLetterAdmin, setting_timer
 from services.chassis.service_client import ServiceClient
 from services.chassis.values import parse_uuid, utcnow
 from services.orders import domain
@@ -88,7 +88,7 @@ def _not_found(order_id):
     return NotFound("order not found", {"order_id": str(order_id)})
 
 
-class OrdersService(AgoraService):
+class OrdersService(DeadLetterAdmin, AgoraService):
     name = "orders"
 
     db = Database(Base)

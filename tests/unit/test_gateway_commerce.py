@@ -282,7 +282,10 @@ def test_documented_statuses_and_headers(document):
     for ops in document["paths"].values():
         for operation in ops.values():
             for parameter in operation.get("parameters", ()):
-                if parameter["in"] == "path" and parameter["name"].endswith("_id"):
+                # A dead letter's event_id may name a message that is no event
+                # (body-<hash>): not a UUID.
+                name = parameter["name"]
+                if parameter["in"] == "path" and name.endswith("_id") and name != "event_id":
                     assert parameter["schema"]["pattern"].startswith("^[0-9a-f]{8}")
 
 
