@@ -83,6 +83,7 @@ RPC_CALLS = {
         "billing": (
             "get_payment",
             "get_payment_for_order",
+            "list_payments",
             "open_dispute",
             "refund_payment",
             "resolve_dispute",

@@ -113,6 +113,7 @@ ROUTES = {
     ("POST", "/v1/orders/{order_id}/cancel"): ["orders:write"],
     ("GET", "/v1/inventory/{sku}"): None,
     ("PUT", "/v1/inventory/{sku}"): ["inventory:write"],
+    ("GET", "/v1/payments"): ["billing:admin"],
     ("GET", "/v1/payments/{payment_id}"): ["orders:read"],
     ("POST", "/v1/payments/{payment_id}/refunds"): ["billing:admin"],
     ("POST", "/v1/payments/{payment_id}/disputes"): ["billing:admin"],
