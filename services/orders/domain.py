@@ -547,6 +547,10 @@ CLOSE_MESSAGES = {
     REASON_OUT_OF_STOCK: "not enough stock",
 }
 CLOSE_MESSAGE = "the order could not be completed"
+# Closing an order that was paid refunds it (billing, on order_cancelled or
+# order_expired); a commit failure's message says so already.
+REFUNDED_NOTE = "; your payment is refunded"
+_PAID_BEFORE = frozenset({PAID, CONFIRMED})
 
 
 def reason_code(note):
@@ -579,7 +583,7 @@ def _cause(status, code, payment_code):
 def customer_history(history):
     """The history a customer sees, oldest first: one entry per status change,
     ``{"status", "at", "reason" (its code, or None), "message"}``."""
-    entries, payment_code = [], None
+    entries, payment_code, previous = [], None, None
     for entry in _status_changes(history):
         code = reason_code(entry.reason)
         if entry.status == PAYMENT_FAILED:
@@ -587,6 +591,10 @@ def customer_history(history):
         message = STATUS_MESSAGES.get(entry.status, entry.status)
         if "{cause}" in message:
             message = message.format(cause=_cause(entry.status, code, payment_code))
+        closed = entry.status in (CANCELLED, EXPIRED)
+        if closed and previous in _PAID_BEFORE and code != REASON_COMMIT_FAILED:
+            message += REFUNDED_NOTE
+        previous = entry.status
         entries.append(
             {
                 "status": entry.status,

@@ -699,9 +699,36 @@ def test_a_declined_card_reads_as_such_and_operator_notes_stay_with_operators():
                 "Order placed",
                 "Stock reserved",
                 "Payment received",
-                "Cancelled: you cancelled the order",
+                "Cancelled: you cancelled the order; your payment is refunded",
             ],
-            "You cancelled the order",
+            "You cancelled the order; your payment is refunded",
+        ),
+        (
+            [
+                ("pending", None),
+                ("reserved", None),
+                ("paid", None),
+                ("confirmed", None),
+                ("cancelled", "customer"),
+            ],
+            [
+                "Order placed",
+                "Stock reserved",
+                "Payment received",
+                "Order confirmed",
+                "Cancelled: you cancelled the order; your payment is refunded",
+            ],
+            "You cancelled the order; your payment is refunded",
+        ),
+        (
+            [("pending", None), ("reserved", None), ("paid", None), ("expired", "deadline")],
+            [
+                "Order placed",
+                "Stock reserved",
+                "Payment received",
+                "Expired: the order could not be completed in time; your payment is refunded",
+            ],
+            None,
         ),
         (
             [("pending", None), ("rejected", "out_of_stock: MUG-1: 2 requested, 1 available")],
