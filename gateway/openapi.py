@@ -105,6 +105,7 @@ TAGS = {
     "notifications": "Emails and text messages sent to you",
     "oauth": "OAuth 2.0 authorization server (RFC 6749, 7009, 7636, 7662, 8414)",
     "health": "Liveness and readiness probes",
+    "ops": "Operators: dead letters (replay, discard)",
     "docs": "This document and its browser",
 }
 

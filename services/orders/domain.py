@@ -516,9 +516,144 @@ def shortages_view(shortages, lines):
     ]
 
 
-def order_view(order, lines, history):
-    """The public ORDER of a stored order, its lines and its history (oldest first)."""
-    return {
+# --- what the customer reads of the history ------------------------------------
+# The stored history has an entry per status change and per incoming event that
+# did not apply (``ignored_reason``: a note for operators). The customer sees
+# the status changes only, each with a short message in plain words; operators
+# (ops:read) see every entry with its technical note as ``operator_history``.
+
+STATUS_MESSAGES = {
+    PENDING: "Order placed",
+    RESERVED: "Stock reserved",
+    PAID: "Payment received",
+    CONFIRMED: "Order confirmed",
+    REJECTED: "Not enough stock: the order could not be placed",
+    PAYMENT_FAILED: "Payment failed: {cause}",
+    CANCELLED: "Cancelled: {cause}",
+    EXPIRED: "Expired: {cause}",
+}
+# billing.payment_failed codes (billing's contract), as a customer reads them.
+PAYMENT_FAILURE_MESSAGES = {
+    "card_declined": "your card was declined",
+    "processing_error": "the payment could not be processed",
+    "timeout": "the payment service did not answer in time",
+}
+PAYMENT_FAILURE_MESSAGE = "the payment did not go through"
+CLOSE_MESSAGES = {
+    REASON_CUSTOMER: "you cancelled the order",
+    REASON_COMMIT_FAILED: "the items could not be set aside; your payment is refunded",
+    REASON_DEADLINE: "the order could not be completed in time",
+    REASON_RESERVATION_EXPIRED: "the order could not be completed in time",
+    REASON_OUT_OF_STOCK: "not enough stock",
+}
+CLOSE_MESSAGE = "the order could not be completed"
+# Closing an order that was paid refunds it (billing, on order_cancelled or
+# order_expired); a commit failure's message says so already.
+REFUNDED_NOTE = "; your payment is refunded"
+_PAID_BEFORE = frozenset({PAID, CONFIRMED})
+# billing.refund_issued is noted in the history (the order's status stays): its
+# code is the payment's status after the refund.
+REFUND_MESSAGES = {"refunded": "Refunded", "partially_refunded": "Partly refunded"}
+
+
+def refund_note(data):
+    """The history note of a ``billing.refund_issued`` (its ``data``): the code,
+    then for operators the amount (minor units) and billing's reason."""
+    code = (
+        "partially_refunded" if data.get("payment_status") == "partially_refunded" else "refunded"
+    )
+    amount = data.get("amount") if isinstance(data.get("amount"), dict) else {}
+    reason = _text(data.get("reason"), 200) or "no reason given"
+    return f"{code}: {amount.get('amount')} {amount.get('currency')} ({reason})"
+
+
+def reason_code(note):
+    """The machine-readable reason of a status change's history note: the part
+    before the first ``:`` (a rejection's note goes on with its shortages)."""
+    if not isinstance(note, str) or not note:
+        return None
+    return note.partition(":")[0].strip() or None
+
+
+def _cause(status, code, payment_code):
+    """Why the order went to ``status`` (with reason ``code``), in plain words;
+    ``payment_code``: the code of the payment failure before it, if any."""
+    if status == PAYMENT_FAILED or (status == CANCELLED and code == REASON_PAYMENT_FAILED):
+        return PAYMENT_FAILURE_MESSAGES.get(payment_code or code, PAYMENT_FAILURE_MESSAGE)
+    return CLOSE_MESSAGES.get(code, CLOSE_MESSAGE)
+
+
+def customer_history(history):
+    """The history a customer sees, oldest first: one entry per status change
+    (the first one placed the order) and per refund, ``{"status", "at", "reason"
+    (its code, or None), "message"}``. The other entries, which keep the status,
+    noted an event that did not apply: for operators only."""
+    entries, payment_code, previous = [], None, None
+    for entry in history:
+        code = reason_code(entry.reason)
+        if entry.status == previous:
+            if code in REFUND_MESSAGES:
+                entries.append(
+                    {
+                        "status": entry.status,
+                        "at": isoformat_utc(entry.at),
+                        "reason": code,
+                        "message": REFUND_MESSAGES[code],
+                    }
+                )
+            continue
+        if entry.status == PAYMENT_FAILED:
+            payment_code = code
+        message = STATUS_MESSAGES.get(entry.status, entry.status)
+        if "{cause}" in message:
+            message = message.format(cause=_cause(entry.status, code, payment_code))
+        closed = entry.status in (CANCELLED, EXPIRED)
+        if closed and previous in _PAID_BEFORE and code != REASON_COMMIT_FAILED:
+            message += REFUNDED_NOTE
+        previous = entry.status
+        entries.append(
+            {
+                "status": entry.status,
+                "at": isoformat_utc(entry.at),
+                "reason": code,
+                "message": message,
+            }
+        )
+    return entries
+
+
+def cancellation_reason(status, history):
+    """Why a cancelled order was cancelled, for the customer ("Your card was
+    declined"); None for an order that is not cancelled."""
+    if status != CANCELLED:
+        return None
+    changes = [e for e in customer_history(history) if e["reason"] not in REFUND_MESSAGES]
+    last = changes[-1:]
+    if not last or last[0]["status"] != CANCELLED:
+        return None
+    cause = last[0]["message"].partition(": ")[2]
+    return cause[:1].upper() + cause[1:]
+
+
+def operator_history(history):
+    """Every history entry with its note as stored, for operators (ops:read):
+    ``{"status", "at", "note", "event_id"}``."""
+    return [
+        {
+            "status": entry.status,
+            "at": isoformat_utc(entry.at),
+            "note": entry.reason,
+            "event_id": str(event_id) if (event_id := getattr(entry, "event_id", None)) else None,
+        }
+        for entry in history
+    ]
+
+
+def order_view(order, lines, history, operator=False):
+    """The public ORDER of a stored order, its lines and its history (oldest
+    first): the customer's history, and with ``operator`` every entry with its
+    note (``operator_history``)."""
+    view = {
         "id": str(order.id),
         "user_id": str(order.user_id),
         "status": order.status,
@@ -530,11 +665,12 @@ def order_view(order, lines, history):
         "created_at": isoformat_utc(order.created_at),
         "updated_at": isoformat_utc(order.updated_at),
         "deadline_at": isoformat_utc(order.deadline_at),
-        "history": [
-            {"status": entry.status, "at": isoformat_utc(entry.at), "reason": entry.reason}
-            for entry in history
-        ],
+        "cancellation_reason": cancellation_reason(order.status, history),
+        "history": customer_history(history),
     }
+    if operator:
+        view["operator_history"] = operator_history(history)
+    return view
 
 
 # --- list cursors ------------------------------------------------------------

@@ -4,7 +4,8 @@ The status machine is ``domain.RULES``; every handler here locks the order row
 (``SELECT ... FOR UPDATE``), asks the domain what the event means for the order
 in its current status, writes the change and its history, and dispatches the
 resulting events in the same transaction. Events that do not apply are noted
-in the order's history and otherwise ignored.
+in the order's history and otherwise ignored. Billing's refunds are noted too
+(``domain.customer_history`` is what the customer reads of it).
 """
 
 import functools
@@ -25,7 +26,7 @@ from services.chassis.metrics import (
     children,
 )
 from services.chassis.schemas import validate
-from services.chassis.service import AgoraService, setting_timer
+from services.chassis.service import AgoraService, DeadLetterAdmin, setting_timer
 from services.chassis.service_client import ServiceClient
 from services.chassis.values import parse_uuid, utcnow
 from services.orders import domain
@@ -88,7 +89,7 @@ def _not_found(order_id):
     return NotFound("order not found", {"order_id": str(order_id)})
 
 
-class OrdersService(AgoraService):
+class OrdersService(DeadLetterAdmin, AgoraService):
     name = "orders"
 
     db = Database(Base)
@@ -141,11 +142,12 @@ class OrdersService(AgoraService):
         return {"order": domain.order_view(order, order_lines, [history]), "created": True}
 
     @rpc
-    def get_order(self, order_id, user_id=None):
-        """One order; ``NotFound`` if unknown or (``user_id`` given) not that user's."""
-        _check(((OWNER_ARGS, {"user_id": user_id}),))
+    def get_order(self, order_id, user_id=None, operator=False):
+        """One order; ``NotFound`` if unknown or (``user_id`` given) not that user's.
+        ``operator``: with ``operator_history`` (for callers with ops:read)."""
+        _check(((OWNER_ARGS, {"user_id": user_id, "operator": operator}),))
         order = self._owned(order_id, user_id)
-        return self._views([order])[0]
+        return self._views([order], operator=operator)[0]
 
     @rpc
     def list_orders(self, user_id, limit=domain.LIMIT_DEFAULT, cursor=None, status=None):
@@ -235,6 +237,26 @@ class OrdersService(AgoraService):
     @event_handler("billing", "payment_failed")
     def on_payment_failed(self, event):
         self._on_event(domain.PAYMENT_FAILED_EVENT, event)
+
+    @event_handler("billing", "refund_issued")
+    def on_refund_issued(self, event):
+        """A refund (an administrator's, or the one that closes a paid order) goes
+        in the order's history, its status unchanged: the customer reads "Refunded"."""
+        data = event.get("data")
+        data = data if isinstance(data, dict) else {}
+        order_id = parse_uuid(data.get("order_id"))
+        found = lock_order_with_lines(self.db.session, order_id) if order_id else None
+        if found is None:
+            log.warning("refund_issued for unknown order %s: dropped", data.get("order_id"))
+            return
+        order, _ = found
+        entry = {
+            "status": order.status,
+            "reason": domain.refund_note(data),
+            "event_id": parse_uuid(event.get("event_id")),
+            "at": utcnow(),
+        }
+        record_change(self.db.session, order.id, None, entry)
 
     @setting_timer("sweep_interval", until_due=True)
     def sweep(self):
@@ -338,9 +360,12 @@ class OrdersService(AgoraService):
                 products[product_id] = None
         return products
 
-    def _views(self, orders):
+    def _views(self, orders, operator=False):
         ids = [order.id for order in orders]
         session = self.db.session
         lines = lines_of(session, ids)
         history = history_of(session, ids)
-        return [domain.order_view(order, lines[order.id], history[order.id]) for order in orders]
+        return [
+            domain.order_view(order, lines[order.id], history[order.id], operator)
+            for order in orders
+        ]

@@ -666,10 +666,17 @@ def test_reservation_rejected(orders, catalog, publish):
     assert final["shortages"] == [
         {"sku": line["sku"], "name": line["name"], "requested": 2, "available": 1}
     ]
-    assert (
-        final["history"][-1]["reason"] == f"out_of_stock: {line['sku']}: 2 requested, 1 available"
-    )
+    assert final["history"][-1]["reason"] == "out_of_stock"
+    assert final["history"][-1]["message"] == "Not enough stock: the order could not be placed"
     assert statuses(final) == ["pending", "rejected"]
+    # Operators (ops:read) read the note with the shortages.
+    noted = call(orders, "get_order", order["id"], None, True)
+    validate(ORDER, noted)
+    assert noted["history"] == final["history"]
+    assert (
+        noted["operator_history"][-1]["note"]
+        == f"out_of_stock: {line['sku']}: 2 requested, 1 available"
+    )
 
 
 def test_payment_failed_then_released_is_cancelled(orders, catalog, publish):
@@ -728,13 +735,24 @@ def test_customer_cancels_a_reserved_order(orders, catalog, publish):
     paid(publish, order, str(uuid.uuid4()))
     final = wait_until(
         lambda: (
-            (o := call(orders, "get_order", order["id"]))["history"][-1]["status"] == "cancelled"
-            and "ignored" in (o["history"][-1]["reason"] or "")
+            (o := call(orders, "get_order", order["id"], None, True))["operator_history"][-1][
+                "status"
+            ]
+            == "cancelled"
+            and "ignored" in (o["operator_history"][-1]["note"] or "")
             and o
         ),
         what="the late payment to be noted",
     )
     assert final["status"] == "cancelled" and final["payment_id"] is None
+    # The customer reads status changes only, in words.
+    assert [e["message"] for e in final["history"]] == [
+        "Order placed",
+        "Stock reserved",
+        "Cancelled: you cancelled the order",
+    ]
+    assert final["cancellation_reason"] == "You cancelled the order"
+    assert "operator_history" not in call(orders, "get_order", order["id"])
     assert seen(order["id"], "order_paid") == []
 
 
@@ -770,22 +788,74 @@ def test_the_sweep_cancels_a_failed_payment_past_its_deadline(
     assert wait_status(orders, order["id"], "cancelled")["reason"] == "payment_failed"
 
 
+def test_a_refund_is_noted_in_the_history_once(orders, catalog, publish):
+    user = new_user()
+    order = place(orders, catalog, user)
+    confirmed = confirm(orders, publish, order)
+    envelope = publish(
+        "billing",
+        "refund_issued",
+        {
+            "order_id": order["id"],
+            "payment_id": confirmed["payment_id"],
+            "user_id": user,
+            "refund_id": str(uuid.uuid4()),
+            "amount": {"amount": 500, "currency": "EUR"},
+            "reason": "damaged in transit",
+            "payment_status": "partially_refunded",
+        },
+    )
+    publish("billing", "refund_issued", envelope=envelope)  # redelivered: no second entry
+    noted = wait_until(
+        lambda: (
+            (o := call(orders, "get_order", order["id"], None, True))["history"][-1]["reason"]
+            == "partially_refunded"
+            and o
+        ),
+        what="the refund in the history",
+    )
+    validate(ORDER, noted)
+    assert noted["status"] == "confirmed"
+    assert [e["message"] for e in noted["history"]][-2:] == ["Order confirmed", "Partly refunded"]
+    assert noted["operator_history"][-1]["note"] == (
+        "partially_refunded: 500 EUR (damaged in transit)"
+    )
+    assert noted["operator_history"][-1]["event_id"] == envelope["event_id"]
+    # A redelivery has no second effect (the inbox), even after another event.
+    inventory(publish, "reservation_committed", order, reservation_id=str(uuid.uuid4()))
+    wait_until(
+        lambda: (
+            len(call(orders, "get_order", order["id"], None, True)["operator_history"])
+            == len(noted["operator_history"]) + 1
+        ),
+        what="the ignored commit noted",
+    )
+    after = call(orders, "get_order", order["id"])
+    assert [e["reason"] for e in after["history"]].count("partially_refunded") == 1
+
+
 def test_out_of_order_events_are_noted_and_ignored(orders, catalog, publish):
     order = place(orders, catalog)
     # Payment before the reservation, and a commit for an unpaid order: neither applies.
     paid(publish, order, str(uuid.uuid4()))
     inventory(publish, "reservation_committed", order, reservation_id=str(uuid.uuid4()))
     noted = wait_until(
-        lambda: len((o := call(orders, "get_order", order["id"]))["history"]) == 3 and o,
+        lambda: (
+            len((o := call(orders, "get_order", order["id"], None, True))["operator_history"]) == 3
+            and o
+        ),
         what="two ignored events in the history",
     )
     assert noted["status"] == "pending" and noted["payment_id"] is None
-    ignored = sorted(entry["reason"] for entry in noted["history"][1:])
+    ignored = sorted(entry["note"] for entry in noted["operator_history"][1:])
     assert ignored == [
         "ignored billing.payment_succeeded in status pending",
         "ignored inventory.reservation_committed in status pending",
     ]
-    assert {entry["status"] for entry in noted["history"]} == {"pending"}
+    assert {entry["status"] for entry in noted["operator_history"]} == {"pending"}
+    assert all(entry["event_id"] for entry in noted["operator_history"][1:])
+    # Not for the customer: the order was placed, nothing else happened to it.
+    assert [entry["message"] for entry in noted["history"]] == ["Order placed"]
     # The saga carries on from where the order really is.
     reserved(publish, order)
     assert wait_status(orders, order["id"], "reserved")
@@ -801,11 +871,18 @@ def test_duplicate_events_have_one_effect(start_orders, catalog, publish, orders
     publish("inventory", "stock_reserved", envelope=first)  # redelivered as is
     reserved(publish, order)  # another reservation event for the same order: out of date
     noted = wait_until(
-        lambda: len((o := call(orders, "get_order", order["id"]))["history"]) == 3 and o,
+        lambda: (
+            len((o := call(orders, "get_order", order["id"], None, True))["operator_history"]) == 3
+            and o
+        ),
         what="the stale reservation to be noted",
     )
-    assert statuses(noted) == ["pending", "reserved", "reserved"]
-    assert noted["history"][2]["reason"] == "ignored inventory.stock_reserved in status reserved"
+    assert [e["status"] for e in noted["operator_history"]] == ["pending", "reserved", "reserved"]
+    assert (
+        noted["operator_history"][2]["note"]
+        == "ignored inventory.stock_reserved in status reserved"
+    )
+    assert statuses(noted) == ["pending", "reserved"]
     (requests,) = sql(
         orders_db,
         "SELECT count(*) FROM order_history WHERE order_id = :id AND event_id = :event",
