@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Lower-case path segments of letters, digits, "_", "-" and ".", no segment
 # starting with a dot: no "..", no hidden files, no absolute path, no backslash.
-KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9]+)*(/[a-z0-9][a-z0-9_-]*(\.[a-z0-9]+)*)*$")
+_SEGMENT = r"[a-z0-9][a-z0-9_-]*(\.[a-z0-9]+)*"
+KEY_PATTERN = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
 KEY_MAX = 512
 CONTENT_TYPES = {
     ".webp": "image/webp",
