@@ -19,6 +19,7 @@ import requests
 
 from tests.support.smtp import free_port
 
+
 def plain_http_botocore():
     """Let boto3 run in the test process, which eventlet monkey-patched after
     ``ssl`` was already imported (by pytest plugins): botocore builds an SSL
