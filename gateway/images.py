@@ -39,6 +39,7 @@ OUTPUT_CONTENT_TYPE = "image/webp"
 OUTPUT_EXTENSION = "webp"
 RENDITIONS = ("list", "detail")
 DEFAULT_QUALITY = 82
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA"})
 
 
 class ImageRejected(Exception):
@@ -170,7 +171,7 @@ def _clean(image):
     if getattr(image, "n_frames", 1) > 1:
         image.seek(0)  # an animation: its first frame
     oriented = ImageOps.exif_transpose(image)
-    has_alpha = oriented.mode in ("RGBA", "LA", "PA") or (
+    has_alpha = oriented.mode in _ALPHA_MODES or (
         oriented.mode == "P" and "transparency" in oriented.info
     )
     mode = "RGBA" if has_alpha else "RGB"

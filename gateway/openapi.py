@@ -94,6 +94,8 @@ OPERATION_KEYS = frozenset(
 RESPONSE_KEYS = frozenset({"schema", "headers", "content_type", "description"})
 _HEADER_KEYS = frozenset({"schema", "required", "description"})
 _ACRONYMS = {"OAUTH": "OAuth", "JWKS": "JWKS", "JWK": "JWK", "URI": "URI", "URL": "URL"}
+# The operation() keys that describe a request body.
+_BODY_KEYS = frozenset({"body", "form", "binary_body"})
 _SKIPPED_METHODS = frozenset({"HEAD", "OPTIONS"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -563,7 +565,7 @@ class _Builder:
         oauth = meta.get("oauth", path.startswith(self.oauth_prefix))
         protected = path.startswith(self.protected_prefix)
         rpc = meta.get("rpc", protected or path.startswith(self.oauth_prefix))
-        reads_body = any(meta.get(key) is not None for key in ("body", "form", "binary_body"))
+        reads_body = any(meta.get(key) is not None for key in _BODY_KEYS)
 
         out = {}
         for status, spec in meta.get("responses", {}).items():
