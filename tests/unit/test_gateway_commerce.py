@@ -283,7 +283,9 @@ def test_documented_statuses_and_headers(document):
         for operation in ops.values():
             for parameter in operation.get("parameters", ()):
                 if parameter["in"] == "path" and parameter["name"].endswith("_id"):
-                    assert parameter["schema"]["pattern"].startswith("^[0-9a-f]{8}")
+                    # UUIDs, but for an image: 32 hex digits of its content hash.
+                    prefix = "^[0-9a-f]{32}$" if parameter["name"] == "image_id" else "^[0-9a-f]{8}"
+                    assert parameter["schema"]["pattern"].startswith(prefix)
 
 
 def test_the_routes_use_the_services_own_contracts(app):
