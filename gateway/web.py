@@ -236,7 +236,7 @@ def _history_fallback():
         return None
     root = current_app.extensions["agora.web_root"]
     name = path.lstrip("/")
-    if name and "/" not in name:
+    if name and "/" not in name and not name.startswith("."):
         found = safe_join(str(root), name)
         if found is not None and Path(found).is_file():
             return _send(Path(found), "no-cache")
