@@ -112,9 +112,9 @@ RATE_LIMIT_GROUPS = (
 )
 
 # A scheme and authority, no path beyond "/", no query or fragment.
-_PUBLIC_URL = {"type": "string", "pattern": r"^https?://[^/?#\s]+/?$"}
+_PUBLIC_URL = {"type": "string", "pattern": r"^https?://[^/?# ]+/?$"}
 # A browser origin (RFC 6454): scheme, host and optional port, nothing else.
-_ORIGIN = {"type": "string", "pattern": r"^https?://[^/?#\s]+$"}
+_ORIGIN = {"type": "string", "pattern": r"^https?://[^/?# ]+$"}
 
 _RATE_LIMIT = {
     "type": "string",
