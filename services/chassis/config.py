@@ -285,6 +285,9 @@ SCHEMA = _section(
                 },
                 "quality": {"type": "integer", "minimum": 1, "maximum": 100},
                 "max_concurrent": _POSITIVE_INT,
+                # Derived by load_config (_fill_public_url), not set: what an
+                # object key is appended to for its public URL.
+                "base_url": {"type": "string", "pattern": "^(https?://[^?#]+)?$"},
                 "s3": _section(
                     {
                         # Empty: AWS itself (boto3's endpoint for the region).
@@ -570,13 +573,7 @@ SHARED_SETTINGS = (
 # URL), never the store's credentials.
 _ALSO_READS = {
     "auth": ("auth",),
-    "catalog": (
-        "media.storage",
-        "media.s3.public_url",
-        "gateway.public_url",
-        "gateway.host",
-        "gateway.port",
-    ),
+    "catalog": ("media.base_url",),
 }
 # The gateway: no database, no events, no service's settings or secrets.
 GATEWAY_SETTINGS = (
@@ -697,6 +694,8 @@ _PUBLIC_URL_INPUTS = (
     "gateway.port",
     "auth.issuer",
     _VERIFY_EMAIL,
+    "media.storage",
+    "media.s3.public_url",
 )
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
 
@@ -717,9 +716,14 @@ def _fill_public_url(merged, env, environment):
     gateway = inputs.get("gateway", {})
     issuer = str(inputs.get("auth", {}).get("issuer") or "").strip()
     url = str(gateway.get("public_url") or "").strip() or issuer
+    media = inputs.get("media", {})
+    bucket_url = str((media.get("s3") or {}).get("public_url") or "").strip().rstrip("/")
+    if media.get("storage") != "s3":
+        bucket_url = ""
     if not url:
         if environment == "production":
-            return merged  # load_config names what is missing, if the process reads it
+            # load_config names what is missing, if the process reads it.
+            return deep_merge(merged, {"media": {"base_url": bucket_url}})
         host = str(gateway.get("host", "127.0.0.1"))
         host = "127.0.0.1" if host in _WILDCARD_HOSTS else host
         if ":" in host and not host.startswith("["):
@@ -733,7 +737,8 @@ def _fill_public_url(merged, env, environment):
             "no path, query or fragment",
         )
     url = url.rstrip("/")
-    filled = {"gateway": {"public_url": url}}
+    # Images are served by the gateway (GET /media/<key>) unless straight from the bucket.
+    filled = {"gateway": {"public_url": url}, "media": {"base_url": bucket_url or f"{url}/media"}}
     if not issuer and "auth" in merged:
         filled["auth"] = {"issuer": url}
     notifications = inputs.get("services", {}).get("notifications")
@@ -787,6 +792,7 @@ def _require_public_url(config):
         config.get("gateway", {}).get("public_url", "x"),
         config.get("auth", {}).get("issuer", "x"),
         config.get("services", {}).get("notifications", {}).get("verify_email_url", "x"),
+        config.get("media", {}).get("base_url", "x"),
     )
     if not all(derived):
         raise ConfigError(

@@ -286,33 +286,13 @@ def open_store(media):
 # --- public URLs ----------------------------------------------------------------
 
 
-def public_gateway_url(config):
-    """The gateway's public base URL, without a trailing slash.
-
-    ``gateway.public_url`` when set (the one public address of the platform),
-    else what ``make run`` binds: ``http://<gateway.host>:<gateway.port>``.
-    When the platform's own helper for that setting exists, this is the one
-    place to switch over to it."""
-    gateway = config.get("gateway") or {}
-    public = gateway.get("public_url")
-    if public:
-        return public.rstrip("/")
-    host = gateway.get("host") or "127.0.0.1"
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://{host}:{gateway.get('port', 8080)}"
-
-
 def media_base_url(config):
     """The base that an object key is appended to for its public URL:
     ``media.s3.public_url`` when objects are served straight from the bucket,
-    else the gateway's ``/media`` (GET /media/<key>)."""
-    media = config.get("media") or {}
-    if media.get("storage") == "s3":
-        public = (media.get("s3") or {}).get("public_url")
-        if public:
-            return public.rstrip("/")
-    return f"{public_gateway_url(config)}/media"
+    else the gateway's ``/media`` (GET /media/<key>) at the platform's public
+    address. load_config derives it (``media.base_url``), so the catalog reads
+    this one value and none of the gateway's settings."""
+    return config["media"]["base_url"].rstrip("/")
 
 
 def media_url(base, key):

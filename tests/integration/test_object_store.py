@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from services.chassis import objectstore
+from services.chassis.config import load_config
 from services.chassis.objectstore import (
     FilesystemStore,
     InvalidKey,
@@ -149,12 +150,21 @@ def test_an_unreachable_s3_endpoint_is_storage_unavailable(s3_server):
 
 
 def test_media_urls_come_from_the_public_address_or_the_bucket():
-    config = {"gateway": {"host": "127.0.0.1", "port": 8123}, "media": {"storage": "filesystem"}}
-    assert objectstore.media_base_url(config) == "http://127.0.0.1:8123/media"
-    config["gateway"]["public_url"] = "https://shop.example/"
-    assert objectstore.media_base_url(config) == "https://shop.example/media"
-    config["media"] = {"storage": "s3", "s3": {"public_url": "https://cdn.example/bucket/"}}
-    assert objectstore.media_base_url(config) == "https://cdn.example/bucket"
+    def catalog_view(**env):
+        config = load_config({**os.environ, **env}, process="catalog")
+        assert "gateway" not in config  # it reads one derived value, not the gateway's settings
+        return config
+
+    base = {"AGORA_GATEWAY_PORT": "8123", "AGORA_PUBLIC_URL": "", "AGORA_AUTH_ISSUER": ""}
+    assert objectstore.media_base_url(catalog_view(**base)) == "http://127.0.0.1:8123/media"
+    public = {**base, "AGORA_PUBLIC_URL": "https://shop.example/"}
+    assert objectstore.media_base_url(catalog_view(**public)) == "https://shop.example/media"
+    bucket = {
+        **public,
+        "AGORA_MEDIA_STORAGE": "s3",
+        "AGORA_S3_PUBLIC_URL": "https://cdn.example/bucket/",
+    }
+    assert objectstore.media_base_url(catalog_view(**bucket)) == "https://cdn.example/bucket"
     assert (
         objectstore.media_url("https://cdn.example/bucket", "images/a.webp")
         == "https://cdn.example/bucket/images/a.webp"

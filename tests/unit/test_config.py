@@ -164,9 +164,9 @@ def test_a_service_sees_its_own_section_and_the_shared_ones_only():
     assert set(settings["services"]) == {"catalog"}
     assert "admin" not in settings["postgres"]
     assert "demo" not in settings and "auth" not in settings
-    # Of the gateway's settings, only what image URLs are built from.
-    assert set(settings.get("gateway", {})) <= {"public_url", "host", "port"}
-    assert settings["media"] == {"storage": "filesystem", "s3": {"public_url": ""}}
+    # None of the gateway's settings: only the base its image URLs are built on.
+    assert "gateway" not in settings
+    assert settings["media"] == {"base_url": "http://127.0.0.1:8080/media"}
     assert settings["rpc_clients"]["default"]["timeout"] > 0
     auth = nameko_config(load_config(base_env()), "auth")["AGORA"]
     assert set(auth["services"]) == {"auth"} and auth["auth"]["audience"] == "agora-api"
@@ -290,9 +290,19 @@ def test_production_names_the_public_url_or_says_it_is_missing():
         load_config(env, process="gateway")
     assert excinfo.value.key == "gateway.public_url"
     assert "AGORA_PUBLIC_URL" in str(excinfo.value) and "\n" not in str(excinfo.value)
-    # A process that writes no link and issues nothing does not need it.
+    # The catalog writes image URLs on it, so it needs it too...
     catalog = {**env, "AGORA_CATALOG_DB_PASSWORD": "pw", "AGORA_CATALOG_CURSOR_KEY": "k" * 32}
-    assert "gateway" not in load_config(catalog, process="catalog")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(catalog, process="catalog")
+    assert excinfo.value.key == "gateway.public_url"
+    # ...unless images are served straight from a bucket's public URL.
+    bucket = {**catalog, "AGORA_S3_PUBLIC_URL": "https://cdn.example.com/media"}
+    assert load_config(bucket, process="catalog")["media"]["base_url"] == (
+        "https://cdn.example.com/media"
+    )
+    # A process that writes no link and issues nothing does not need it.
+    inventory = {**env, "AGORA_INVENTORY_DB_PASSWORD": "pw"}
+    assert "gateway" not in load_config(inventory, process="inventory")
     named = load_config({**env, "AGORA_PUBLIC_URL": "https://shop.example.com"}, process="gateway")
     assert named["gateway"]["public_url"] == "https://shop.example.com"
     assert named["auth"]["issuer"] == "https://shop.example.com"
