@@ -1,0 +1,7 @@
+export function CartPage() {
+  return (
+    <section>
+      <h1>CartPage</h1>
+    </section>
+  );
+}

@@ -1,0 +1,7 @@
+export function CatalogPage() {
+  return (
+    <section>
+      <h1>CatalogPage</h1>
+    </section>
+  );
+}

@@ -1,0 +1,7 @@
+export function CheckoutPage() {
+  return (
+    <section>
+      <h1>CheckoutPage</h1>
+    </section>
+  );
+}

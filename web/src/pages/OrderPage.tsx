@@ -1,0 +1,7 @@
+export function OrderPage() {
+  return (
+    <section>
+      <h1>OrderPage</h1>
+    </section>
+  );
+}

@@ -1,0 +1,7 @@
+export function OrdersPage() {
+  return (
+    <section>
+      <h1>OrdersPage</h1>
+    </section>
+  );
+}

@@ -1,0 +1,7 @@
+export function ProfilePage() {
+  return (
+    <section>
+      <h1>ProfilePage</h1>
+    </section>
+  );
+}
