@@ -121,7 +121,7 @@ function DeadLetters() {
           <p>No dead letters{service ? ` in ${service}` : ""}: every event was handled.</p>
         ) : (
           <div className="table-wrap" tabIndex={0} role="region" aria-label="Dead letters table">
-            <table>
+            <table className="wide">
               <caption>
                 Dead letters{service ? ` of ${service}` : ""} ({items.length})
               </caption>

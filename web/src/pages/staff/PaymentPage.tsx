@@ -251,9 +251,9 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
   return (
     <form className="staff-form" noValidate onSubmit={review} aria-labelledby="refund-form-heading">
       <h3 id="refund-form-heading">Refund</h3>
-      <fieldset className="field">
-        <legend className="label">How much</legend>
-        <label className="row">
+      <fieldset className="staff-radios">
+        <legend>How much</legend>
+        <label>
           <input
             type="radio"
             name="refund-kind"
@@ -265,7 +265,7 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
           />
           Full refund of what remains ({formatMoney(remaining)})
         </label>
-        <label className="row">
+        <label>
           <input
             type="radio"
             name="refund-kind"

@@ -62,7 +62,7 @@ function PaymentList() {
           <p>{status ? `No payment is ${status.replace(/_/g, " ")}.` : "There are no payments yet."}</p>
         ) : (
           <div className="table-wrap" tabIndex={0} role="region" aria-label="Payments table">
-            <table>
+            <table className="wide">
               <caption>
                 Payments{status ? ` (${status.replace(/_/g, " ")})` : ""}, newest first
                 {page.loading ? <span className="muted"> (updating…)</span> : null}

@@ -83,7 +83,7 @@ function ProductList() {
           <p>{q ? `No product matches “${q}”.` : "There are no products yet."}</p>
         ) : (
           <div className="table-wrap" tabIndex={0} role="region" aria-label="Products table">
-            <table>
+            <table className="wide">
               <caption>
                 Products{q ? ` matching “${q}”` : ""}
                 {page.loading ? <span className="muted"> (updating…)</span> : null}

@@ -123,6 +123,7 @@ function Services() {
               <thead>
                 <tr>
                   <th scope="col">Service</th>
+                  <th scope="col">Breaker</th>
                   <th scope="col" className="num">
                     Instances
                   </th>
@@ -132,7 +133,6 @@ function Services() {
                   <th scope="col" className="num">
                     Consumers
                   </th>
-                  <th scope="col">Breaker</th>
                 </tr>
               </thead>
               <tbody>
@@ -143,6 +143,9 @@ function Services() {
                       <th scope="row">
                         <a href={`#service-${name}`}>{name}</a>
                       </th>
+                      <td>
+                        <BreakerBadge state={service.breaker} />
+                      </td>
                       <td className="num">
                         {service.instances.length === 0 ? (
                           <span className="badge bad">none</span>
@@ -152,9 +155,6 @@ function Services() {
                       </td>
                       <td className="num">{countText(service.rpc_queue.messages)}</td>
                       <td className="num">{countText(service.rpc_queue.consumers)}</td>
-                      <td>
-                        <BreakerBadge state={service.breaker} />
-                      </td>
                     </tr>
                   );
                 })}
@@ -162,10 +162,10 @@ function Services() {
                   <th scope="row">
                     <a href="#service-gateway">gateway</a>
                   </th>
+                  <td>—</td>
                   <td className="num">{value.gateway.instances.length}</td>
                   <td className="num">—</td>
                   <td className="num">—</td>
-                  <td>—</td>
                 </tr>
               </tbody>
             </table>
@@ -226,7 +226,7 @@ function InstanceTable({
   const sorted = [...instances].sort((a, b) => a.process.localeCompare(b.process));
   return (
     <div className="table-wrap" tabIndex={0} role="region" aria-label={`${name} instances table`}>
-      <table>
+      <table className="wide">
         <caption>Instances of {name}</caption>
         <thead>
           <tr>

@@ -55,7 +55,10 @@ export function StaffPage({
     <section className="staff-page">
       {back ? (
         <nav aria-label="Breadcrumb" className="staff-breadcrumb">
-          <Link to={back.to}>← {back.label}</Link>
+          <Link to={back.to}>
+            <span aria-hidden="true">← </span>
+            {back.label}
+          </Link>
         </nav>
       ) : null}
       <div className="staff-title">
