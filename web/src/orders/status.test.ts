@@ -51,6 +51,13 @@ describe("order status", () => {
     expect(endReason(declined)).toBe("Your card was declined.");
   });
 
+  it("prefers the API's own cancellation_reason", () => {
+    expect(endReason(order({ status: "cancelled", reason: "payment_failed", cancellation_reason: "Your card was declined" }))).toBe(
+      "Your card was declined",
+    );
+    expect(endReason(order({ status: "confirmed", cancellation_reason: "stale" }))).toBeNull();
+  });
+
   it("explains other endings, and nothing for a live order", () => {
     expect(endReason(order({ status: "cancelled", reason: "customer" }))).toBe("You cancelled this order.");
     expect(
