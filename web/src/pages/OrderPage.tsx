@@ -157,6 +157,9 @@ function OrderView() {
         <p className="muted">Placed {formatDate(order.created_at)}</p>
       </div>
 
+      {order.payment && (order.payment as { state?: string }).state === "unavailable" ? (
+        <p className="muted">The payment details are unavailable right now; they will show when billing answers.</p>
+      ) : null}
       {payment ? (
         <div className="card">
           <h2>Payment</h2>
