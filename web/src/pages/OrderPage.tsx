@@ -15,8 +15,11 @@ import { Loading } from "../components/Loading";
 import { RequireSignIn } from "../components/RequireSignIn";
 import { formatDate, formatMoney, shortId } from "../lib/format";
 import { STATUS_TEXT, endReason, isCancellable, isTerminal, pollDelay } from "../orders/status";
+import { usePageTitle } from "../lib/usePageTitle";
 
 export function OrderPage() {
+  const { id = "" } = useParams();
+  usePageTitle(`Order ${shortId(id)}`);
   return (
     <RequireSignIn title="Order">
       <OrderView />
