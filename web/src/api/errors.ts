@@ -137,6 +137,11 @@ const MESSAGES: Record<string, string> = {
   access_denied: "Sign-in was cancelled.",
   invalid_scope: "Sign-in asked for permissions this account cannot have.",
   web_not_built: "The storefront has not been built yet.",
+  invalid_request: "The request was not understood. Please try again.",
+  invalid_client: "This app is not registered with Agora's sign-in.",
+  unauthorized: "Please sign in to do that.",
+  forbidden: "You are not allowed to do that.",
+  bad_request: "The request was not understood. Please try again.",
 };
 
 const RETRYABLE_CODES = new Set([
