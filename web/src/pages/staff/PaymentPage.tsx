@@ -9,6 +9,7 @@
 import { useState, type FormEvent } from "react";
 import { useParams } from "react-router";
 import { api, ApiError } from "../../api/client";
+import { fieldError } from "../../api/errors";
 import type { Money, Payment } from "../../api/types";
 import { randomString } from "../../auth/pkce";
 import { ErrorMessage } from "../../components/ErrorMessage";
@@ -20,7 +21,6 @@ import { ConfirmAction, Notice, RequireScope, StaffPage, StatusBadge } from "./c
 import {
   canRefund,
   refundable,
-  sentence,
   validateDispute,
   validateRefund,
   type MoneyFormErrors,
@@ -238,9 +238,8 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
       setReason("");
       onDone(next, `Refunded ${formatMoney(pending.body.amount ?? remaining)}.`);
     } catch (error) {
-      if (error instanceof ApiError && error.details.amount) {
-        setErrors({ amount: sentence(error.details.amount) });
-      }
+      const amountProblem = error instanceof ApiError ? fieldError(error.details, "amount") : undefined;
+      if (amountProblem) setErrors({ amount: amountProblem });
       // Keep the pending refund and its key: "Confirm refund" again is a safe retry.
       setFailure(error);
     } finally {
@@ -365,8 +364,8 @@ function DisputeForm({ payment, onDone }: { payment: Payment; onDone: (p: Paymen
     } catch (error) {
       if (error instanceof ApiError) {
         const fields: MoneyFormErrors = {};
-        if (error.details.reason) fields.reason = sentence(error.details.reason);
-        if (error.details.amount) fields.amount = sentence(error.details.amount);
+        fields.reason = fieldError(error.details, "reason");
+        fields.amount = fieldError(error.details, "amount");
         setErrors(fields);
       }
       setFailure(error);

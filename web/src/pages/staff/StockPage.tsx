@@ -19,7 +19,7 @@ import { formatMoney } from "../../lib/format";
 import { useApi } from "../../lib/useApi";
 import { useAuth } from "../../auth";
 import { Notice, RequireScope, StaffPage, StatusBadge } from "./common";
-import { SKU_MESSAGE, SKU_PATTERN, sentence, validateStock, type StockErrors } from "./forms";
+import { SKU_MESSAGE, SKU_PATTERN, validateStock, type StockErrors } from "./forms";
 
 export function StockPage() {
   return (
@@ -274,8 +274,8 @@ function SetStockForm({
     } catch (error) {
       if (error instanceof ApiError) {
         const fields: StockErrors = {};
-        if (error.details.on_hand) fields.on_hand = sentence(error.details.on_hand);
-        if (error.details.warehouse) fields.warehouse = sentence(error.details.warehouse);
+        if (error.details.on_hand) fields.on_hand = error.details.on_hand;
+        if (error.details.warehouse) fields.warehouse = error.details.warehouse;
         setErrors(fields);
       }
       setFailure(error);

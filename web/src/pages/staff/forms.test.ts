@@ -156,9 +156,9 @@ describe("productFieldErrors (the API's paths to the form's fields)", () => {
       }),
     ).toEqual({
       fields: {
-        price: "Must be <= 1000000000.",
-        currency: "Must be a three-letter upper-case ISO 4217 code.",
-        sku: "Already exists.",
+        price: "must be <= 1000000000",
+        currency: "must be a three-letter upper-case ISO 4217 code",
+        sku: "already exists",
       },
       other: ["active: must be of type boolean"],
     });

@@ -153,15 +153,16 @@ export function productChanges(original: Product, body: ProductBody): Partial<Pr
 
 /**
  * The API's field errors (paths such as "price.amount") as the product form's
- * fields; paths the form has no field for are returned in `other`.
+ * fields ("SKU already exists" once the field puts its label first); paths
+ * the form has no field for are returned in `other`.
  */
 export function productFieldErrors(details: FieldErrors): { fields: ProductErrors; other: string[] } {
   const fields: ProductErrors = {};
   const other: string[] = [];
   for (const [path, problem] of Object.entries(details)) {
     const field = PRODUCT_PATHS[path] ?? PRODUCT_PATHS[path.split(".")[0]];
-    const text = sentence(problem);
-    if (field && !fields[field]) fields[field] = text;
+    // Kept as the API words it ("already exists"): the Field prefixes its label.
+    if (field && !fields[field]) fields[field] = problem;
     else if (!field) other.push(`${path}: ${problem}`);
   }
   return { fields, other };
