@@ -19,6 +19,7 @@ import { formatDate, formatMoney, shortId } from "../../lib/format";
 import { useApi } from "../../lib/useApi";
 import { ConfirmAction, Notice, RequireScope, StaffPage, StatusBadge } from "./common";
 import {
+  CAPTURED_STATUSES,
   canRefund,
   refundable,
   validateDispute,
@@ -94,7 +95,7 @@ function PaymentDetail() {
   const refunds = (current.refunds ?? []) as Refund[];
   const disputes = (current.disputes ?? []) as Dispute[];
   const receipt = current.receipt as Receipt | null;
-  const captured = current.status === "succeeded" || current.status === "partially_refunded";
+  const captured = CAPTURED_STATUSES.has(current.status);
 
   return (
     <StaffPage title={`Payment ${shortId(current.id)}`} back={BACK}>

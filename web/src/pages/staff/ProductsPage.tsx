@@ -1,7 +1,7 @@
 /**
  * /staff/products (catalog:write): every product, inactive ones included
- * (`GET /v1/products?include_inactive=true` with the token), newest first,
- * by cursor pages, with a search; each links to its edit page.
+ * (`GET /v1/products?include_inactive=true` with the token), in the API's
+ * order, by cursor pages, with a search; each links to its edit page.
  */
 
 import { useState } from "react";

@@ -198,6 +198,8 @@ describe("refunds and disputes", () => {
     expect(refundable(payment)).toEqual({ amount: 3500, currency: "EUR" });
     expect(canRefund(payment)).toBe(true);
     expect(canRefund({ ...payment, status: "failed" })).toBe(false);
+    expect(refundable({ ...payment, status: "failed" })).toEqual({ amount: 0, currency: "EUR" });
+    expect(refundable({ ...payment, status: "pending" }).amount).toBe(0);
     expect(canRefund({ ...payment, refunded: payment.amount, status: "succeeded" })).toBe(false);
   });
 

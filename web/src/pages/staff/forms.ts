@@ -219,15 +219,18 @@ export function validateStock(
 /** Payment statuses (services/billing/domain.py STATUSES). */
 export const PAYMENT_STATUSES = ["pending", "succeeded", "failed", "refunded", "partially_refunded", "voided"] as const;
 
-/** What can still be refunded: the amount less what was refunded. */
+/** Statuses of a payment whose money was taken (services/billing/domain.py CAPTURED). */
+export const CAPTURED_STATUSES: ReadonlySet<string> = new Set(["succeeded", "partially_refunded"]);
+
+/** What can still be refunded: a captured payment's amount less what was refunded; else nothing. */
 export function refundable(payment: { amount: Money; refunded: Money; status: string }): Money {
-  const left = Math.max(0, payment.amount.amount - payment.refunded.amount);
+  const left = CAPTURED_STATUSES.has(payment.status) ? Math.max(0, payment.amount.amount - payment.refunded.amount) : 0;
   return { amount: left, currency: payment.amount.currency };
 }
 
-/** Whether the API may refund this payment (it has succeeded and money remains). */
+/** Whether the API may refund this payment (it was captured and money remains). */
 export function canRefund(payment: { amount: Money; refunded: Money; status: string }): boolean {
-  return (payment.status === "succeeded" || payment.status === "partially_refunded") && refundable(payment).amount > 0;
+  return refundable(payment).amount > 0;
 }
 
 export type MoneyFormErrors = Partial<Record<"amount" | "reason", string>>;
