@@ -76,8 +76,9 @@ function DeadLetters() {
     <StaffPage
       title="Dead letters"
       actions={
-        <button type="button" className="button secondary" onClick={list.reload} disabled={list.loading}>
-          {list.loading ? "Refreshing…" : "Refresh"}
+        <button type="button" className="button secondary" onClick={list.reload} aria-busy={list.loading || undefined}>
+          {list.loading ? <span className="spinner" aria-hidden="true" /> : null}
+          Refresh
         </button>
       }
     >

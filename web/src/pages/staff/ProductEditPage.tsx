@@ -13,6 +13,7 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
 import { api, ApiError } from "../../api/client";
+import { useAuth } from "../../auth";
 import { describeError } from "../../api/errors";
 import type { Product } from "../../api/types";
 import { ErrorMessage } from "../../components/ErrorMessage";
@@ -58,6 +59,7 @@ export function ProductEditPage() {
 }
 
 function ProductEditor() {
+  const auth = useAuth();
   const { id = "" } = useParams();
   const location = useLocation();
   const [notice, setNotice] = useState<string | null>(
@@ -125,6 +127,9 @@ function ProductEditor() {
           ) : (
             <span className="muted">Inactive products are hidden from customers.</span>
           )}
+          {auth.hasScope("inventory:write") ? (
+            <Link to={`/staff/stock?sku=${encodeURIComponent(current.sku)}`}>Stock of {current.sku}</Link>
+          ) : null}
         </div>
         <ErrorMessage error={activeError} title="Could not change the status." />
       </div>

@@ -85,11 +85,12 @@ function Services() {
         <button
           type="button"
           className="button secondary"
+          // Never disabled: the periodic refresh would take the focus away from it.
           onClick={report.reload}
-          disabled={report.loading}
           aria-busy={report.loading || undefined}
         >
-          {report.loading ? "Refreshing…" : "Refresh"}
+          {report.loading ? <span className="spinner" aria-hidden="true" /> : null}
+          Refresh
         </button>
       }
     >
