@@ -73,7 +73,10 @@ export function PaymentPage() {
 
 function PaymentDetail() {
   const { id = "" } = useParams();
-  const payment = useApi((signal) => api.get<Payment>(`/v1/payments/${encodeURIComponent(id)}`, { signal }), [id]);
+  const payment = useApi(
+    (signal) => api.get<Payment>(`/v1/payments/${encodeURIComponent(id)}`, { signal }),
+    [id],
+  );
   const [notice, setNotice] = useState<string | null>(null);
 
   if (!payment.value) {
@@ -174,7 +177,9 @@ function PaymentDetail() {
           <RefundForm payment={current} onDone={changed} />
         ) : (
           <p className="muted">
-            {captured ? "Everything has been refunded." : `A ${current.status.replace(/_/g, " ")} payment cannot be refunded.`}
+            {captured
+              ? "Everything has been refunded."
+              : `A ${current.status.replace(/_/g, " ")} payment cannot be refunded.`}
           </p>
         )}
       </section>
@@ -195,13 +200,23 @@ function PaymentDetail() {
 
       <section className="card" aria-labelledby="receipt-heading">
         <h2 id="receipt-heading">Receipt</h2>
-        {receipt ? <ReceiptView receipt={receipt} /> : <p className="muted">No receipt (the payment has not succeeded).</p>}
+        {receipt ? (
+          <ReceiptView receipt={receipt} />
+        ) : (
+          <p className="muted">No receipt (the payment has not succeeded).</p>
+        )}
       </section>
     </StaffPage>
   );
 }
 
-function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment, message: string) => void }) {
+function RefundForm({
+  payment,
+  onDone,
+}: {
+  payment: Payment;
+  onDone: (p: Payment, message: string) => void;
+}) {
   const remaining = refundable(payment);
   const [full, setFull] = useState(true);
   const [amount, setAmount] = useState("");
@@ -209,7 +224,9 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
   const [errors, setErrors] = useState<MoneyFormErrors>({});
   const [failure, setFailure] = useState<unknown>(null);
   // The refund waiting for confirmation, with the Idempotency-Key of this one refund.
-  const [pending, setPending] = useState<{ body: { amount?: Money; reason?: string }; key: string } | null>(null);
+  const [pending, setPending] = useState<{ body: { amount?: Money; reason?: string }; key: string } | null>(
+    null,
+  );
   const [sending, setSending] = useState(false);
 
   const review = (event: FormEvent) => {
@@ -279,7 +296,11 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
         </label>
       </fieldset>
       {!full ? (
-        <Field label="Refund amount" error={errors.amount} hint={`In ${remaining.currency}, at most ${formatMoney(remaining)}.`}>
+        <Field
+          label="Refund amount"
+          error={errors.amount}
+          hint={`In ${remaining.currency}, at most ${formatMoney(remaining)}.`}
+        >
           {(props) => (
             <input
               {...props}
@@ -325,7 +346,12 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
             >
               {sending ? "Refunding…" : "Confirm refund"}
             </button>
-            <button type="button" className="button secondary" disabled={sending} onClick={() => setPending(null)}>
+            <button
+              type="button"
+              className="button secondary"
+              disabled={sending}
+              onClick={() => setPending(null)}
+            >
               Cancel
             </button>
           </div>
@@ -340,7 +366,13 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
   );
 }
 
-function DisputeForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment, message: string) => void }) {
+function DisputeForm({
+  payment,
+  onDone,
+}: {
+  payment: Payment;
+  onDone: (p: Payment, message: string) => void;
+}) {
   const [reason, setReason] = useState("");
   const [amount, setAmount] = useState("");
   const [errors, setErrors] = useState<MoneyFormErrors>({});
@@ -376,11 +408,22 @@ function DisputeForm({ payment, onDone }: { payment: Payment; onDone: (p: Paymen
   };
 
   return (
-    <form className="staff-form" noValidate onSubmit={(event) => void submit(event)} aria-labelledby="dispute-form-heading">
+    <form
+      className="staff-form"
+      noValidate
+      onSubmit={(event) => void submit(event)}
+      aria-labelledby="dispute-form-heading"
+    >
       <h3 id="dispute-form-heading">Open a dispute</h3>
       <Field label="Dispute reason" error={errors.reason} hint="What the customer's bank said.">
         {(props) => (
-          <input {...props} type="text" maxLength={500} value={reason} onChange={(event) => setReason(event.target.value)} />
+          <input
+            {...props}
+            type="text"
+            maxLength={500}
+            value={reason}
+            onChange={(event) => setReason(event.target.value)}
+          />
         )}
       </Field>
       <Field
@@ -432,7 +475,10 @@ function DisputeTable({
 
   return (
     <>
-      <ErrorMessage error={failure} title={failure instanceof ApiError ? "The dispute was not resolved." : undefined} />
+      <ErrorMessage
+        error={failure}
+        title={failure instanceof ApiError ? "The dispute was not resolved." : undefined}
+      />
       <div className="table-wrap" tabIndex={0} role="region" aria-label="Disputes table">
         <table>
           <caption>Disputes of this payment</caption>
@@ -459,7 +505,9 @@ function DisputeTable({
                 <td>{dispute.reason}</td>
                 <td>
                   <StatusBadge status={dispute.status} />
-                  {dispute.resolved_at ? <span className="muted"> {formatDate(dispute.resolved_at)}</span> : null}
+                  {dispute.resolved_at ? (
+                    <span className="muted"> {formatDate(dispute.resolved_at)}</span>
+                  ) : null}
                 </td>
                 <td>
                   {dispute.status === "open" ? (
@@ -542,4 +590,3 @@ function ReceiptView({ receipt }: { receipt: Receipt }) {
     </>
   );
 }
-

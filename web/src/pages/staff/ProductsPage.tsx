@@ -76,7 +76,9 @@ function ProductList() {
         </button>
       </form>
 
-      {page.error ? <ErrorMessage error={page.error} title="Could not load the products." onRetry={page.reload} /> : null}
+      {page.error ? (
+        <ErrorMessage error={page.error} title="Could not load the products." onRetry={page.reload} />
+      ) : null}
       {page.loading && !page.value ? <Loading label="Loading products…" /> : null}
       {page.value ? (
         page.value.items.length === 0 ? (

@@ -101,7 +101,11 @@ function Services() {
       {report.error ? (
         <ErrorMessage
           error={report.error}
-          title={value ? "Could not refresh: the figures below may be out of date." : "Could not load the services."}
+          title={
+            value
+              ? "Could not refresh: the figures below may be out of date."
+              : "Could not load the services."
+          }
           onRetry={report.reload}
         />
       ) : null}
@@ -110,7 +114,10 @@ function Services() {
         <div className="alert" role="alert">
           <p>
             {failing
-              .map(([name, check]) => `${name === "rabbitmq" ? "RabbitMQ" : `The ${name}`} is ${check.status}${check.error ? ` (${check.error})` : ""}`)
+              .map(
+                ([name, check]) =>
+                  `${name === "rabbitmq" ? "RabbitMQ" : `The ${name}`} is ${check.status}${check.error ? ` (${check.error})` : ""}`,
+              )
               .join("; ")}
             : some figures are unknown.
           </p>
@@ -174,7 +181,11 @@ function Services() {
           {names.map((name) => (
             <ServiceSection key={name} name={name} service={value.services[name]} now={now} />
           ))}
-          <section className="card staff-service" id="service-gateway" aria-labelledby="service-gateway-heading">
+          <section
+            className="card staff-service"
+            id="service-gateway"
+            aria-labelledby="service-gateway-heading"
+          >
             <h2 id="service-gateway-heading">gateway</h2>
             <p className="muted">The gateway's processes (each keeps its own breakers).</p>
             <InstanceTable name="gateway" instances={value.gateway.instances} now={now} showMetrics />
@@ -218,11 +229,7 @@ function InstanceTable({
   showMetrics?: boolean;
 }) {
   if (instances.length === 0) {
-    return (
-      <p className="alert">
-        No running instance of {name}.
-      </p>
-    );
+    return <p className="alert">No running instance of {name}.</p>;
   }
   const sorted = [...instances].sort((a, b) => a.process.localeCompare(b.process));
   return (

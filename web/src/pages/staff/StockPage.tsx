@@ -101,7 +101,11 @@ function ProductPicker({ onChoose }: { onChoose: (sku: string) => void }) {
       </form>
       {q !== null ? (
         results.error ? (
-          <ErrorMessage error={results.error} title="Could not search the products." onRetry={results.reload} />
+          <ErrorMessage
+            error={results.error}
+            title="Could not search the products."
+            onRetry={results.reload}
+          />
         ) : results.loading || !results.value ? (
           <Loading label="Searching…" />
         ) : results.value.items.length === 0 ? (
@@ -288,9 +292,16 @@ function SetStockForm({
   };
 
   return (
-    <form className="staff-form" noValidate onSubmit={(event) => void submit(event)} aria-labelledby="set-stock-heading">
+    <form
+      className="staff-form"
+      noValidate
+      onSubmit={(event) => void submit(event)}
+      aria-labelledby="set-stock-heading"
+    >
       <h3 id="set-stock-heading">Set on hand</h3>
-      <p className="muted">The quantity counted in the warehouse (not a change); it cannot go below what is reserved.</p>
+      <p className="muted">
+        The quantity counted in the warehouse (not a change); it cannot go below what is reserved.
+      </p>
       {warehouses.length > 0 ? (
         <Field label="Warehouse" error={creating ? undefined : errors.warehouse}>
           {(props) => (

@@ -130,7 +130,9 @@ describe("productChanges (the PATCH body)", () => {
   });
 
   it("is null when nothing changed", () => {
-    expect(productChanges(product, { name: "Mug", description: "A mug", price: { ...product.price } })).toBeNull();
+    expect(
+      productChanges(product, { name: "Mug", description: "A mug", price: { ...product.price } }),
+    ).toBeNull();
   });
 
   it("fills the form from the product", () => {
@@ -239,7 +241,10 @@ describe("refunds and disputes", () => {
     });
     expect(validateDispute(" ", "x", "EUR")).toEqual({
       ok: false,
-      errors: { reason: "Enter the reason the bank gave.", amount: "Enter the disputed amount as a number, like 12.50." },
+      errors: {
+        reason: "Enter the reason the bank gave.",
+        amount: "Enter the disputed amount as a number, like 12.50.",
+      },
     });
   });
 });

@@ -57,7 +57,10 @@ export function parseAmount(text: string, currency: string, label = "price"): Pa
     };
   }
   const wholeDigits = whole.replace(/^0+(?=\d)/, "");
-  const tooLarge = { ok: false as const, error: `The ${label} is too large (at most ${moneyAmountText(MAX_AMOUNT, currency)}).` };
+  const tooLarge = {
+    ok: false as const,
+    error: `The ${label} is too large (at most ${moneyAmountText(MAX_AMOUNT, currency)}).`,
+  };
   if (wholeDigits.length > 12) return tooLarge;
   const amount = Number(wholeDigits) * 10 ** digits + Number(fraction.padEnd(digits, "0") || "0");
   if (amount > MAX_AMOUNT) return tooLarge;
@@ -217,14 +220,23 @@ export function validateStock(
 // --- payments -----------------------------------------------------------------
 
 /** Payment statuses (services/billing/domain.py STATUSES). */
-export const PAYMENT_STATUSES = ["pending", "succeeded", "failed", "refunded", "partially_refunded", "voided"] as const;
+export const PAYMENT_STATUSES = [
+  "pending",
+  "succeeded",
+  "failed",
+  "refunded",
+  "partially_refunded",
+  "voided",
+] as const;
 
 /** Statuses of a payment whose money was taken (services/billing/domain.py CAPTURED). */
 export const CAPTURED_STATUSES: ReadonlySet<string> = new Set(["succeeded", "partially_refunded"]);
 
 /** What can still be refunded: a captured payment's amount less what was refunded; else nothing. */
 export function refundable(payment: { amount: Money; refunded: Money; status: string }): Money {
-  const left = CAPTURED_STATUSES.has(payment.status) ? Math.max(0, payment.amount.amount - payment.refunded.amount) : 0;
+  const left = CAPTURED_STATUSES.has(payment.status)
+    ? Math.max(0, payment.amount.amount - payment.refunded.amount)
+    : 0;
   return { amount: left, currency: payment.amount.currency };
 }
 

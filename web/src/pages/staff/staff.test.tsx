@@ -20,7 +20,12 @@ const realSessionFetch = session.deps.fetch;
 async function signInWith(scopes: string[]) {
   session.deps.fetch = async () =>
     new Response(
-      JSON.stringify({ access_token: "header.payload.sig", token_type: "Bearer", expires_in: 300, scope: scopes.join(" ") }),
+      JSON.stringify({
+        access_token: "header.payload.sig",
+        token_type: "Bearer",
+        expires_in: 300,
+        scope: scopes.join(" "),
+      }),
       { status: 200, headers: { "Content-Type": "application/json" } },
     );
   await act(() => session.exchangeCode("code", "verifier", "http://localhost/auth/callback"));
@@ -62,7 +67,9 @@ describe("scope gating", () => {
       </RequireScope>,
     );
     expect(container.querySelector("h1")?.textContent).toBe("Payments");
-    expect(container.querySelector('[role="alert"]')?.textContent).toContain("You need the billing:admin permission");
+    expect(container.querySelector('[role="alert"]')?.textContent).toContain(
+      "You need the billing:admin permission",
+    );
     expect(container.textContent).not.toContain("secret");
   });
 
