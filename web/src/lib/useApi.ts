@@ -42,7 +42,6 @@ export function useApi<T>(load: (signal: AbortSignal) => Promise<T>, deps: Depen
       },
     );
     return () => controller.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, generation]);
 
   const reload = useCallback(() => setGeneration((n) => n + 1), []);

@@ -4,8 +4,7 @@
  * localStorage, so it survives a reload and the sign-in round trip.
  */
 
-import { useNavigate } from "react-router";
-import { Link } from "react-router";
+import { Link, useNavigate } from "react-router";
 import { useCart } from "../cart/CartContext";
 import { MAX_LINE_QUANTITY, cartTotals, itemCount } from "../cart/cart";
 import { formatMoney } from "../lib/format";

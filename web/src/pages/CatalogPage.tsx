@@ -17,7 +17,8 @@ import { formatMoney } from "../lib/format";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
 
-export const CATALOG_PAGE_SIZE = 12;
+// Eight per page: two rows of four on a wide screen (the demo data fills two pages).
+export const CATALOG_PAGE_SIZE = 8;
 
 export function CatalogPage() {
   const [params, setParams] = useSearchParams();
