@@ -200,7 +200,7 @@ export class ApiClient {
           retry += 1;
           continue;
         }
-        throw attempt.timedOut() ? new NetworkError("Agora took too long to answer.") : new NetworkError();
+        throw attempt.timedOut() ? new NetworkError("Agora took too long to answer", true) : new NetworkError();
       }
       connection.reportSuccess();
       let body: unknown;
