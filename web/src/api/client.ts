@@ -167,6 +167,8 @@ export class ApiClient {
    */
   upload<T = unknown>(path: string, file: Blob, options: RequestOptions = {}): Promise<T> {
     return this.request<T>("POST", path, {
+      // A few megabytes over a slow link take longer than an API call.
+      timeoutMs: 120_000,
       ...options,
       body: file,
       headers: { "Content-Type": file.type || "application/octet-stream", ...options.headers },
@@ -200,7 +202,7 @@ export class ApiClient {
           retry += 1;
           continue;
         }
-        throw attempt.timedOut() ? new NetworkError("Agora took too long to answer.") : new NetworkError();
+        throw attempt.timedOut() ? new NetworkError("Agora took too long to answer", true) : new NetworkError();
       }
       connection.reportSuccess();
       let body: unknown;

@@ -65,6 +65,8 @@ describe("messages for people", () => {
 
   it("says a lost connection is one, and offers to retry what may pass", () => {
     expect(describeError(new NetworkError()).message).toMatch(/offline|connection/);
+    expect(describeError(new NetworkError()).network).toBe(true);
+    expect(describeError(new NetworkError("slow", true)).message).toMatch(/too long/);
     expect(describeError(new NetworkError()).retryable).toBe(true);
     expect(describeError(new ApiError(503, "service_unavailable", "x")).retryable).toBe(true);
     expect(describeError(new ApiError(400, "validation_error", "x")).retryable).toBe(false);

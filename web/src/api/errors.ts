@@ -42,9 +42,13 @@ export class ApiError extends Error {
 
 /** No answer: the connection was lost, the server is unreachable, or CORS refused. */
 export class NetworkError extends Error {
-  constructor(message = "The connection to Agora was lost.") {
+  /** No answer within the client's time limit (rather than a refused or broken connection). */
+  readonly timedOut: boolean;
+
+  constructor(message = "no answer from Agora", timedOut = false) {
     super(message);
     this.name = "NetworkError";
+    this.timedOut = timedOut;
   }
 }
 
@@ -104,6 +108,8 @@ export interface ErrorDescription {
   fields: FieldErrors;
   /** Whether trying again later may work (offers a "Try again" button). */
   retryable: boolean;
+  /** No answer came (a lost connection or a time-out): the connection banner says so too. */
+  network?: boolean;
 }
 
 // Messages for the codes Agora's API defines (services/chassis/errors.py,
@@ -176,7 +182,10 @@ export function describeError(error: unknown): ErrorDescription {
     };
   }
   if (error instanceof NetworkError) {
-    return { message: "You are offline or the connection was lost. Please check your connection.", fields: {}, retryable: true };
+    const message = error.timedOut
+      ? "Agora took too long to answer. Please try again."
+      : "You are offline or the connection was lost. Please check your connection.";
+    return { message, fields: {}, retryable: true, network: true };
   }
   if (error instanceof DOMException && error.name === "AbortError") {
     return { message: "The request was cancelled.", fields: {}, retryable: true };
