@@ -1,6 +1,7 @@
 """Demo data, loaded through the services' own RPC contracts (idempotent)."""
 
 from services.auth.schemas import SCOPES
+from services.chassis.config import public_url
 from services.chassis.errors import Conflict, InvalidCredentials
 
 DEMO_PRODUCTS = [
@@ -21,8 +22,27 @@ DEMO_STOCK = 100
 DEMO_SYNC_ID = "demo-seed-1"
 
 
-def demo_clients(demo):
+# `agora login` (RFC 8252 7.3): a loopback redirect, matched on any port.
+LOGIN_REDIRECT_URI = "http://127.0.0.1/callback"
+
+
+def web_redirect_uris(config):
+    """Where the first-party web client may be sent back to, all derived from the
+    gateway's one public address (services.chassis.config.public_url): the
+    storefront's /auth/callback, /docs's Swagger UI redirect page, the loopback
+    of `agora login`, the storefront on each CORS origin (the Vite dev server),
+    then any extra ones the ``demo`` config lists. A moved gateway is re-seeded
+    by the next `make run` (clients that exist are updated)."""
+    base = public_url(config)
+    uris = [f"{base}/auth/callback", f"{base}/docs/oauth2-redirect.html", LOGIN_REDIRECT_URI]
+    uris += [f"{origin}/auth/callback" for origin in config["gateway"]["cors"]["origins"]]
+    uris += config["demo"]["web_redirect_uris"]
+    return list(dict.fromkeys(uris))
+
+
+def demo_clients(config):
     """The OAuth2 clients of a development platform, from the ``demo`` config."""
+    demo = config["demo"]
     return [
         {
             "client_id": demo["web_client_id"],
@@ -30,7 +50,7 @@ def demo_clients(demo):
             "public": True,
             "grant_types": ["password", "refresh_token", "authorization_code"],
             "scopes": list(SCOPES),
-            "redirect_uris": list(demo["web_redirect_uris"]),
+            "redirect_uris": web_redirect_uris(config),
         },
         {
             "client_id": demo["integration_client_id"],
@@ -50,7 +70,7 @@ def seed(rpc, config):
     Clients that exist are brought in line with the config (so a changed
     AGORA_INTEGRATION_SECRET takes effect at the next start)."""
     created = {"products": 0, "users": 0, "clients": 0, "stock": 0}
-    for client in demo_clients(config["demo"]):
+    for client in demo_clients(config):
         try:
             rpc.auth.create_client(client)
             created["clients"] += 1

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 from contextlib import contextmanager
-from pathlib import Path
 
 from services.chassis.config import ROOT
 

@@ -19,6 +19,7 @@ from gateway.metrics import init_metrics
 from gateway.openapi import init_openapi
 from gateway.rpc import RpcClient
 from gateway.tracing import init_tracing
+from gateway.web import init_cors, init_web
 from gateway.workers import worker_index
 from services.chassis.config import amqp_uri, load_config, nameko_config, settings_for
 from services.chassis.logs import setup_logging
@@ -67,6 +68,8 @@ def create_app(config=None):
     # then refuse missing/bad tokens and scopes.
     init_tracing(app, tracer)
     register_error_handlers(app)
+    # A CORS preflight carries no token and is answered before it is looked for.
+    init_cors(app)
     guard.init_identify(app)
     init_health(app)
     init_ops(app)
@@ -77,6 +80,8 @@ def create_app(config=None):
     app.register_blueprint(inventory.bp)
     app.register_blueprint(payments.bp)
     app.register_blueprint(notifications.bp)
+    # The storefront at / (and its routes), its assets, /oauth/theme.css.
+    init_web(app)
     app.extensions["agora.oauth"] = AgoraAuthorizationServer(app)
     init_limits(app)
     guard.init_enforce(app)

@@ -106,6 +106,7 @@ TAGS = {
     "oauth": "OAuth 2.0 authorization server (RFC 6749, 7009, 7636, 7662, 8414)",
     "health": "Liveness and readiness probes",
     "docs": "This document and its browser",
+    "web": "The storefront (a single-page app) and the theme it shares with the authorize page",
 }
 
 # The standard error body (gateway.errors.error_response).
@@ -373,8 +374,14 @@ class _Builder:
             "info": {
                 "title": "Agora API",
                 "version": _version(),
-                "summary": "The Agora gateway: users, catalog and OAuth 2.0",
+                "summary": (
+                    "The Agora gateway: users, catalog, orders, inventory, payments, "
+                    "notifications, operations, OAuth 2.0 and the storefront"
+                ),
                 "description": (
+                    "The public API of Agora's services (users, auth, catalog, inventory, "
+                    "orders and their saga, billing, notifications) behind one gateway, "
+                    "which also serves the storefront at `/`. "
                     'Every error is `{"error": {"code", "message", "details"}}`, except '
                     'under `/oauth/` where it is RFC 6749\'s `{"error", "error_description"}`. '
                     "Every response carries `X-B3-TraceId`."

@@ -111,6 +111,11 @@ RATE_LIMIT_GROUPS = (
     "login_failures_per_account",
 )
 
+# A scheme and authority, no path beyond "/", no query or fragment.
+_PUBLIC_URL = {"type": "string", "pattern": r"^https?://[^/?#\s]+/?$"}
+# A browser origin (RFC 6454): scheme, host and optional port, nothing else.
+_ORIGIN = {"type": "string", "pattern": r"^https?://[^/?#\s]+$"}
+
 _RATE_LIMIT = {
     "type": "string",
     "pattern": r"^ *[0-9]+ *(/|per) *[0-9]* *[a-z]+( *; *[0-9]+ *(/|per) *[0-9]* *[a-z]+)* *$",
@@ -219,6 +224,16 @@ SCHEMA = _section(
             {
                 "host": _STRING,
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                # Filled in by load_config (public_url()): never empty once loaded.
+                "public_url": _PUBLIC_URL,
+                "cors": {
+                    **_section({"origins": {"type": "array", "items": _ORIGIN}}),
+                    "additionalProperties": False,
+                },
+                "web": {
+                    **_section({"root": _STRING, "theme": _STRING}),
+                    "additionalProperties": False,
+                },
                 "workers": _POSITIVE_INT,
                 "threads": _POSITIVE_INT,
                 "rpc": _section(
@@ -616,6 +631,62 @@ def validate(config, schema=None):
     return config
 
 
+# What the public URL is made of; none of it is a secret, so every process may
+# resolve it (a service needs it for the links it writes, not the gateway's settings).
+_VERIFY_EMAIL = "services.notifications.verify_email_url"
+_PUBLIC_URL_INPUTS = (
+    "gateway.public_url",
+    "gateway.host",
+    "gateway.port",
+    "auth.issuer",
+    _VERIFY_EMAIL,
+)
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
+
+
+def _fill_public_url(merged, env, environment):
+    """Resolve ``gateway.public_url`` once, before any process's view is taken,
+    and derive from it what an empty setting leaves to it: ``auth.issuer`` and
+    the email verification link. So a gateway moved to another port, or behind
+    another name, needs one setting (AGORA_PUBLIC_URL) and the issuer, the
+    first-party redirect URIs and the mailed links all follow.
+
+    An empty public_url is an explicit ``auth.issuer`` if there is one (the
+    issuer *is* the gateway's public address), else what ``agora gateway``
+    binds, ``http://<gateway.host>:<gateway.port>`` (a wildcard bind is
+    reached on 127.0.0.1). Production must name it: a bind address is not
+    where clients reach a deployed gateway."""
+    inputs = _substitute(project(merged, _PUBLIC_URL_INPUTS), "", env)
+    gateway = inputs.get("gateway", {})
+    issuer = str(inputs.get("auth", {}).get("issuer") or "").strip()
+    url = str(gateway.get("public_url") or "").strip() or issuer
+    if not url:
+        if environment == "production":
+            return merged  # load_config names what is missing, if the process reads it
+        host = str(gateway.get("host", "127.0.0.1"))
+        host = "127.0.0.1" if host in _WILDCARD_HOSTS else host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        url = f"http://{host}:{gateway.get('port', 8080)}"
+    url = url.rstrip("/")
+    filled = {"gateway": {"public_url": url}}
+    if not issuer and "auth" in merged:
+        filled["auth"] = {"issuer": url}
+    notifications = inputs.get("services", {}).get("notifications")
+    if isinstance(notifications, dict) and not notifications.get("verify_email_url"):
+        link = f"{url}/v1/users/verify-email"
+        filled["services"] = {"notifications": {"verify_email_url": link}}
+    return deep_merge(merged, filled)
+
+
+def public_url(config):
+    """The gateway's public base URL, without a trailing slash: what browsers and
+    clients reach the platform at (gateway.public_url, filled in by load_config).
+    A process that is not given the gateway's settings reads what was derived
+    from it instead (auth.issuer, the verification link)."""
+    return config["gateway"]["public_url"]
+
+
 def load_config(env=None, config_dir=None, process=None):
     """Return the validated configuration as a plain dict: the whole tree, or with
     ``process`` only what that process reads (:func:`settings_paths`)."""
@@ -632,10 +703,33 @@ def load_config(env=None, config_dir=None, process=None):
     merged = {}
     for layer in layers:
         merged = deep_merge(merged, _read_yaml(layer))
+    merged = _fill_public_url(merged, env, environment)
     if process is None:
-        return validate(_substitute(merged, "", env))
-    paths = settings_paths(process)
-    return validate(_substitute(project(merged, paths), "", env), _project_schema(SCHEMA, paths))
+        config, schema = _substitute(merged, "", env), None
+    else:
+        paths = settings_paths(process)
+        config, schema = (
+            _substitute(project(merged, paths), "", env),
+            _project_schema(SCHEMA, paths),
+        )
+    _require_public_url(config)
+    return validate(config, schema)
+
+
+def _require_public_url(config):
+    """Production gives no default public address: a process that reads it, or
+    what is derived from it, stops with one line naming the variable."""
+    derived = (
+        config.get("gateway", {}).get("public_url", "x"),
+        config.get("auth", {}).get("issuer", "x"),
+        config.get("services", {}).get("notifications", {}).get("verify_email_url", "x"),
+    )
+    if not all(derived):
+        raise ConfigError(
+            "gateway.public_url",
+            "is empty: set AGORA_PUBLIC_URL (or AGORA_AUTH_ISSUER) to the address "
+            "clients reach the gateway at (production has no default)",
+        )
 
 
 def amqp_vhost(config):

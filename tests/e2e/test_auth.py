@@ -23,7 +23,11 @@ from tests.support.browser import FormBrowser, LoginForm
 
 pytestmark = pytest.mark.e2e
 
-REDIRECT_URI = "http://localhost:3000/callback"
+
+def storefront_callback(platform):
+    """The storefront's redirect URI, registered for the demo web client by
+    `agora seed` from the platform's public URL (this platform's own port)."""
+    return f"{platform.config['gateway']['public_url']}/auth/callback"
 
 
 def b64(data):
@@ -58,7 +62,7 @@ def web(platform, demo):
     session = OAuth2Session(
         client_id=demo["web_client_id"],
         token_endpoint_auth_method="none",
-        redirect_uri=REDIRECT_URI,
+        redirect_uri=storefront_callback(platform),
         code_challenge_method="S256",
     )
     yield session
@@ -119,6 +123,41 @@ def test_metadata_and_jwks_are_discoverable(platform, user_token):
         decoded.claims["exp"] - decoded.claims["iat"] == platform.config["auth"]["access_token_ttl"]
     )
     assert {"sub", "jti", "scope", "client_id", "sid"} <= set(decoded.claims)
+
+
+def test_the_issuer_and_the_docs_redirect_follow_the_gateways_port(platform, demo):
+    """Issue 12: on any port (this platform's is a free one, not 8080) the
+    discovery document names the gateway's public URL, and /docs's "Authorize"
+    (Swagger UI's redirect page under that URL) is a redirect the demo web
+    client may use: the login page is shown, not "redirect_uri not registered"."""
+    public_url = platform.config["gateway"]["public_url"]
+    assert public_url == platform.base_url and not public_url.endswith(":8080")
+    document = requests.get(f"{platform.base_url}/.well-known/oauth-authorization-server").json()
+    assert document["issuer"] == public_url
+    assert document["authorization_endpoint"] == f"{public_url}/oauth/authorize"
+    docs = requests.get(f"{platform.base_url}/docs", timeout=10).text
+    assert 'data-oauth-redirect="/docs/oauth2-redirect.html"' in docs
+    redirect_uri = f"{public_url}/docs/oauth2-redirect.html"
+    assert requests.get(redirect_uri, timeout=10).status_code == 200
+    params = {
+        "response_type": "code",
+        "client_id": demo["web_client_id"],
+        "redirect_uri": redirect_uri,
+        "scope": "profile",
+        "state": "docs",
+        "code_challenge": b64(secrets.token_bytes(32)),
+        "code_challenge_method": "S256",
+    }
+    page = requests.get(f"{platform.base_url}/oauth/authorize", params=params, timeout=10)
+    assert page.status_code == 200, page.text
+    form = LoginForm()
+    form.feed(page.text)
+    assert form.hidden["redirect_uri"] == redirect_uri
+    # Another port's /docs is no redirect of this platform's client.
+    elsewhere = {**params, "redirect_uri": "http://127.0.0.1:8095/docs/oauth2-redirect.html"}
+    refused = requests.get(f"{platform.base_url}/oauth/authorize", params=elsewhere, timeout=10)
+    assert refused.status_code == 400
+    assert "redirect" in refused.text
 
 
 # -- password grant ----------------------------------------------------------
@@ -407,7 +446,7 @@ def test_authorization_code_with_pkce(platform, web, customer):
     verifier, state, response = authorize(platform, web, email, password)
     assert response.status_code == 302, response.text
     location = response.headers["Location"]
-    assert location.startswith(REDIRECT_URI + "?")
+    assert location.startswith(storefront_callback(platform) + "?")
     query = parse_qs(urlsplit(location).query)
     assert query["state"] == [state]
 
@@ -431,7 +470,7 @@ def test_reused_authorization_code_is_refused_and_revokes_its_tokens(platform, w
         "grant_type": "authorization_code",
         "client_id": web.client_id,
         "code": code,
-        "redirect_uri": REDIRECT_URI,
+        "redirect_uri": storefront_callback(platform),
         "code_verifier": verifier,
     }
     url = f"{platform.base_url}/oauth/token"
@@ -460,7 +499,7 @@ def test_a_stolen_code_cannot_be_burnt_without_its_verifier(platform, web, custo
         "grant_type": "authorization_code",
         "client_id": web.client_id,
         "code": code,
-        "redirect_uri": REDIRECT_URI,
+        "redirect_uri": storefront_callback(platform),
     }
     wrong = requests.post(url, data={**form, "code_verifier": secrets.token_urlsafe(48)})
     oauth_error(wrong, 400, "invalid_grant")
@@ -484,7 +523,7 @@ def test_authorization_requests_that_are_refused(platform, web, customer):
     base = {
         "response_type": "code",
         "client_id": web.client_id,
-        "redirect_uri": REDIRECT_URI,
+        "redirect_uri": storefront_callback(platform),
         "state": "s1",
         "code_challenge": challenge,
         "code_challenge_method": "S256",

@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 import pytest
 from openapi_spec_validator import validate as validate_openapi
 
+from agora.seed import demo_clients
 from gateway.app import create_app
 from gateway.openapi import (
     RESPONSE_KEYS,
@@ -390,11 +391,13 @@ def test_swagger_ui_is_configured_for_pkce_with_the_public_client(client, app, c
     script = client.get("/docs/init.js").get_data(as_text=True)
     assert "usePkceWithAuthorizationCodeGrant: true" in script
     assert "validatorUrl: null" in script
-    # The redirect is registered for the demo web client.
+    # The redirect is registered for the demo web client, under the public URL
+    # the issuer is too. (Seeded by `agora seed`: the gateway itself is not
+    # given the demo settings.)
     issuer = app.config["AGORA"]["auth"]["issuer"].rstrip("/")
-    # (Seeded by `agora seed`: the gateway itself is not given the demo settings.)
-    demo = config["demo"]
-    assert f"{issuer}/docs/oauth2-redirect.html" in demo["web_redirect_uris"]
+    assert issuer == config["gateway"]["public_url"]
+    (web, _integration) = demo_clients(config)
+    assert f"{issuer}/docs/oauth2-redirect.html" in web["redirect_uris"]
 
 
 def test_every_swagger_ui_asset_exists_and_renders_openapi_3_1(client):
