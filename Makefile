@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.agora-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run status prometheus test test-unit test-integration test-e2e chaos lint migrate seed shell rotate-keys login bench trace clean distclean
+.PHONY: help install run web-build web-dev status prometheus test test-unit test-integration test-e2e chaos lint migrate seed shell rotate-keys login bench trace clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -18,8 +18,14 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create .venv and install Agora with its pinned dependencies
 
-run: $(STAMP) ## Start the whole platform in the foreground (Ctrl-C stops it)
+run: $(STAMP) ## Build the storefront if it changed, start the whole platform in the foreground (Ctrl-C stops it)
 	$(BIN)/python -m agora run
+
+web-build: $(STAMP) ## Build the storefront (web/ -> web/dist: npm ci from the lockfile, vite build), as make run does
+	$(BIN)/python -m agora web-build
+
+web-dev: $(STAMP) ## Vite's dev server on 127.0.0.1:5173 (hot reload) against the running gateway (make run)
+	$(BIN)/python -m agora web-dev
 
 status: $(STAMP) ## What runs: every service's instances, its queues, dead letters, the gateway
 	@$(BIN)/python -m agora status
@@ -70,5 +76,5 @@ trace: $(STAMP) ## One trace's log lines from every process, in time order, and 
 clean: $(STAMP) ## Remove what `make run` created (vhost, broker users, databases and roles, Redis keys, .agora); asks first, YES=1 does not
 	$(BIN)/python -m agora reset $(if $(YES),--yes)
 
-distclean: clean ## `make clean`, then the venv and the tool caches too
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+distclean: clean ## `make clean`, then the venv, the storefront's packages and build, the tool caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info web/node_modules web/dist web/test-results web/.agora-build.lock

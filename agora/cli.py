@@ -3,7 +3,8 @@
 agora check            are RabbitMQ, PostgreSQL and Redis reachable?
 agora setup            check, create the vhost and databases, migrate
 agora migrate          create the databases and apply every migration
-agora run              setup, start every service and the gateway, seed demo data
+agora run              setup, build the storefront (web/), start every service and
+                       the gateway, seed demo data
 agora service NAME [--instance NAME-N]
                        run one service (one instance of it): `nameko run` with a
                        bounded graceful stop (services/chassis/runner.py)
@@ -23,6 +24,11 @@ agora asyncapi         write docs/asyncapi.yaml from the services' EVENTS contra
 agora status           what runs: instances, queues, dead letters, the gateway
 agora broker-definitions [--with-operator]
                        the broker users and permissions as RabbitMQ definitions (JSON)
+agora web-build [--force]
+                       npm ci (when the lockfile changed) and the Vite build into
+                       web/dist (when the sources changed), which the gateway serves at /
+agora web-dev          Vite's dev server on 127.0.0.1:5173 against the gateway's public
+                       URL (VITE_API_BASE_URL), for front-end work with hot reload
 """
 
 import argparse
@@ -47,6 +53,7 @@ from services.chassis.config import (  # noqa: E402
     amqp_vhost,
     load_config,
     nameko_config,
+    public_url,
 )
 from services.chassis.files import UnsafeStateFolder, private_folder, write_private  # noqa: E402
 from services.chassis.logs import logging_config  # noqa: E402
@@ -304,6 +311,7 @@ def cmd_run(config, args):
 
     interrupt_on_signals()
     cmd_setup(config, args)
+    build_web_or_explain()
     # Every live process's /metrics for Prometheus (file-based discovery),
     # rewritten from the registry while the platform runs, removed on exit.
     targets = PrometheusTargets(config, targets_path(state_dir())).start()
@@ -320,8 +328,9 @@ def cmd_run(config, args):
         wait_for_services(config, SERVICES, children=services)
         seed_demo_data(config)
         gateway = supervisor.start(gateway_spec(config))
-        base = f"http://{config['gateway']['host']}:{config['gateway']['port']}"
-        wait_for_http(f"{base}/readyz", child=gateway)
+        bound = f"http://{config['gateway']['host']}:{config['gateway']['port']}"
+        wait_for_http(f"{bound}/readyz", child=gateway)
+        base = public_url(config)
     except (RuntimeError, TimeoutError) as exc:
         supervisor.stop_all()
         fail(f"agora: the platform did not start: {exc}")
@@ -331,12 +340,98 @@ def cmd_run(config, args):
     print(
         f"\nagora: the platform is up at {base} (vhost {amqp_vhost(config)!r}); "
         "Ctrl-C stops it.\n"
+        f"  storefront: {base}/ (sign in as {demo_user(config)})\n"
         f"  try: curl {base}/v1/products\n"
         f"       curl {base}/readyz\n"
         f"  API docs: {base}/docs\n" + login_hint(config, base),
         flush=True,
     )
     supervisor.watch()
+
+
+def demo_user(config):
+    demo = config["demo"]
+    return "a registered user" if demo is None else demo["user_email"]
+
+
+def build_web_or_explain():
+    """Build the storefront if its sources changed (agora/web.py); a missing npm
+    or a failed build is said plainly and the API starts anyway (``/`` then
+    answers 503 web_not_built)."""
+    from agora import web
+
+    try:
+        if not (web.WEB / "package-lock.json").is_file():
+            raise web.WebBuildError(f"{web.WEB} holds no package-lock.json: nothing to build")
+        stale = web.is_stale() or not web.packages_current()
+        if stale:
+            print("agora: building the storefront (web/: npm ci, vite build)...", flush=True)
+        started = time.monotonic()
+        dist = web.build()
+    except (web.WebBuildError, OSError) as exc:
+        print(
+            f"agora: the storefront could not be built, so / answers 503 web_not_built "
+            f"until it is (the API starts anyway):\n{exc}\n"
+            "  fix it, then: .venv/bin/python -m agora web-build (or restart make run)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    if stale:
+        print(f"agora: storefront built in {time.monotonic() - started:.0f}s ({dist})", flush=True)
+    else:
+        print(f"agora: storefront up to date ({dist})", flush=True)
+    return True
+
+
+def cmd_web_build(config, args):
+    from agora import web
+
+    if not (web.WEB / "package-lock.json").is_file():
+        fail(f"agora web-build: {web.WEB} holds no package-lock.json: nothing to build")
+    try:
+        print("agora: npm ci (if the lockfile changed) and vite build...", flush=True)
+        dist = web.build(force=args.force)
+    except web.WebBuildError as exc:
+        fail(f"agora web-build: {exc}")
+    print(f"agora: storefront built: {dist} (served at {public_url(config)}/ by the gateway)")
+
+
+# The Vite dev server's address: one of the development CORS origins, whose
+# /auth/callback `agora seed` registers for the web client.
+WEB_DEV_HOST = "127.0.0.1"
+WEB_DEV_PORT = 5173
+
+
+def cmd_web_dev(config, args):
+    """Vite's dev server (hot reload) for web/, calling the gateway at its public
+    URL; the gateway must run (make run) and allow this origin (gateway.cors)."""
+    from agora import web
+
+    origin = f"http://{WEB_DEV_HOST}:{WEB_DEV_PORT}"
+    if origin not in config["gateway"]["cors"]["origins"]:
+        print(
+            f"agora: warning: {origin} is not in gateway.cors.origins "
+            f"({config['environment']} environment): the gateway will refuse its calls",
+            file=sys.stderr,
+        )
+    if not (web.WEB / "package-lock.json").is_file():
+        fail(f"agora web-dev: {web.WEB} holds no package-lock.json")
+    try:
+        web.ensure_packages()
+        npm = web.npm()
+    except web.WebBuildError as exc:
+        fail(f"agora web-dev: {exc}")
+    base = public_url(config)
+    print(
+        f"agora: Vite dev server on {origin}/ against the gateway at {base} "
+        "(start it with make run); Ctrl-C stops it.",
+        flush=True,
+    )
+    env = {**os.environ, "VITE_API_BASE_URL": base}
+    os.chdir(web.WEB)
+    argv = [npm, "run", "dev", "--", "--host", WEB_DEV_HOST, "--port", str(WEB_DEV_PORT)]
+    os.execve(npm, argv + ["--strictPort"], env)
 
 
 def _env_default(name):
@@ -392,7 +487,7 @@ def cmd_login(config, args):
     client_id = args.client_id or (config["demo"] or {}).get("web_client_id")
     if not client_id:
         fail("agora login: name the public client with --client-id", 2)
-    base = args.base_url or f"http://{config['gateway']['host']}:{config['gateway']['port']}"
+    base = args.base_url or public_url(config)
     scope = args.scope or " ".join(SCOPES)
 
     def show(url):
@@ -594,6 +689,8 @@ COMMANDS = {
     "asyncapi": cmd_asyncapi,
     "status": cmd_status,
     "broker-definitions": cmd_broker_definitions,
+    "web-build": cmd_web_build,
+    "web-dev": cmd_web_dev,
 }
 
 PROCESS_OF = {
@@ -630,6 +727,8 @@ def main(argv=None):
             command.add_argument("--yes", action="store_true", help="no confirmation prompt")
         if name == "broker-definitions":
             command.add_argument("--with-operator", action="store_true")
+        if name == "web-build":
+            command.add_argument("--force", action="store_true", help="even if up to date")
     args = parser.parse_args(argv)
     # A service or the gateway resolves only the settings it reads (and needs
     # only those secrets in its environment); the other commands, the whole tree.

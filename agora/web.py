@@ -36,14 +36,43 @@ class WebBuildError(RuntimeError):
     """npm is missing, or ``npm ci`` or the build failed (its output's tail)."""
 
 
+# What Vite 7 runs on (web/package.json "engines"); Debian 12's own nodejs is 18.
+NODE_MINIMUM = (20, 19)
+_INSTALL_NODE = (
+    "install Node.js 20.19 or newer with its npm (Debian 12's nodejs is too old: "
+    "https://nodejs.org or the NodeSource packages)"
+)
+
+
+def node_version(run=subprocess.run):
+    """``(major, minor)`` of the ``node`` on the PATH, or None."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    result = run([node, "--version"], capture_output=True, text=True, check=False)
+    numbers = result.stdout.strip().lstrip("v").split(".")
+    try:
+        return int(numbers[0]), int(numbers[1])
+    except (IndexError, ValueError):
+        return None
+
+
 def _npm():
     npm = shutil.which("npm")
     if npm is None:
+        raise WebBuildError(f"npm is not on the PATH: {_INSTALL_NODE}")
+    version = node_version()
+    if version is None or version < NODE_MINIMUM:
+        found = "no node on the PATH" if version is None else f"node {version[0]}.{version[1]}"
         raise WebBuildError(
-            "npm is not on the PATH: install Node.js 20 or newer "
-            "(Debian: apt-get install -y nodejs npm)"
+            f"the storefront's build needs Node.js 20.19+, found {found}: {_INSTALL_NODE}"
         )
     return npm
+
+
+def npm():
+    """The npm executable (for `agora web-dev`); WebBuildError saying how to get it."""
+    return _npm()
 
 
 @contextmanager
