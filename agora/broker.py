@@ -76,7 +76,14 @@ RPC_CALLS = {
             "rotate_refresh_token",
             "verify_client_secret",
         ),
-        "catalog": ("create_product", "get_product", "list_products", "update_product"),
+        "catalog": (
+            "add_product_image",
+            "create_product",
+            "get_product",
+            "list_products",
+            "remove_product_image",
+            "update_product",
+        ),
         "inventory": ("get_reservation", "get_stock", "set_stock"),
         "orders": ("cancel_order", "create_order", "get_order", "list_orders"),
         "billing": (

@@ -6,6 +6,7 @@ from flask import Flask
 
 from gateway.api import inventory, notifications, orders, payments, products, users
 from gateway.api.health import init_health
+from gateway.api.images import init_media
 from gateway.api.ops import init_ops
 from gateway.auth import guard
 from gateway.auth import views as oauth
@@ -76,6 +77,7 @@ def create_app(config=None):
     app.register_blueprint(oauth.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(products.bp)
+    init_media(app)
     app.register_blueprint(orders.bp)
     app.register_blueprint(inventory.bp)
     app.register_blueprint(payments.bp)

@@ -80,6 +80,7 @@ OPERATION_KEYS = frozenset(
         "headers",
         "body",
         "form",
+        "binary_body",
         "responses",
         "errors",
         "error_content_type",
@@ -93,12 +94,15 @@ OPERATION_KEYS = frozenset(
 RESPONSE_KEYS = frozenset({"schema", "headers", "content_type", "description"})
 _HEADER_KEYS = frozenset({"schema", "required", "description"})
 _ACRONYMS = {"OAUTH": "OAuth", "JWKS": "JWKS", "JWK": "JWK", "URI": "URI", "URL": "URL"}
+# The operation() keys that describe a request body.
+_BODY_KEYS = frozenset({"body", "form", "binary_body"})
 _SKIPPED_METHODS = frozenset({"HEAD", "OPTIONS"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 TAGS = {
     "users": "Registration, your own profile, user administration",
     "products": "The catalog",
+    "media": "Stored files: product image renditions, cached forever by key",
     "orders": "Place, follow and cancel your orders (the order saga)",
     "inventory": "Stock per SKU and warehouse",
     "payments": "Payments, refunds and disputes",
@@ -186,6 +190,8 @@ def operation(summary, *, method=None, **meta):
     ``headers`` ({name: {"schema", "required", "description"}}: request headers),
     ``body`` (schema of an ``application/json`` body),
     ``form`` (schema of an ``application/x-www-form-urlencoded`` body),
+    ``binary_body`` (a raw, non-JSON body: ``{"content_types": (...), "description"}``,
+    e.g. an image upload; 413 is added, 415 is the view's to list in ``errors``),
     ``responses`` ({status: schema, or None for no body, or
     {"schema", "headers": {name: schema | {"schema", "required", "description"}},
     "content_type" (str or tuple), "description"}}),
@@ -527,7 +533,22 @@ class _Builder:
             content["application/x-www-form-urlencoded"] = {
                 "schema": self.schemas.convert(meta["form"])
             }
-        return {"required": True, "content": content} if content else None
+        binary = meta.get("binary_body")
+        if binary is not None:
+            unknown = set(binary) - {"content_types", "description"}
+            if unknown or not binary.get("content_types"):
+                raise ValueError(f"binary_body: content_types required, unknown {sorted(unknown)}")
+            for content_type in binary["content_types"]:
+                # OpenAPI 3.1: raw bytes are a string with contentMediaType (no "format").
+                content[content_type] = {
+                    "schema": {"type": "string", "contentMediaType": content_type}
+                }
+        if not content:
+            return None
+        body = {"required": True, "content": content}
+        if binary is not None and binary.get("description"):
+            body["description"] = binary["description"]
+        return body
 
     def security(self, path, meta, scopes):
         declared = meta.get("security")
@@ -551,7 +572,7 @@ class _Builder:
         oauth = meta.get("oauth", path.startswith(self.oauth_prefix))
         protected = path.startswith(self.protected_prefix)
         rpc = meta.get("rpc", protected or path.startswith(self.oauth_prefix))
-        reads_body = meta.get("body") is not None or meta.get("form") is not None
+        reads_body = any(meta.get(key) is not None for key in _BODY_KEYS)
 
         out = {}
         for status, spec in meta.get("responses", {}).items():

@@ -21,6 +21,13 @@ QUERY_MAX = 100
 LIMIT_DEFAULT = 20
 LIMIT_MAX = 100
 CURSOR_MAX = cursors.CURSOR_MAX
+# Product images: an id is 32 hex digits (from the detail rendition's hash), a
+# rendition's key is content-addressed (gateway/images.py), a product has at
+# most IMAGES_MAX images.
+IMAGE_ID_PATTERN = r"^[0-9a-f]{32}$"
+IMAGE_KEY_PATTERN = r"^images/[0-9a-f]{64}\.webp$"
+IMAGE_SIDE_MAX = 8192
+IMAGES_MAX = 12
 
 
 def parse_product_id(value):
@@ -57,8 +64,9 @@ def product_changes(changes):
     return values
 
 
-def product_view(row):
-    """The public product dict (the ``PRODUCT`` contract) of a stored product."""
+def product_view(row, media_base):
+    """The public product dict (the ``PRODUCT`` contract) of a stored product;
+    image URLs are ``<media_base>/<key>`` (see services.chassis.objectstore)."""
     return {
         "id": str(row.id),
         "sku": row.sku,
@@ -68,6 +76,34 @@ def product_view(row):
         "active": row.active,
         "created_at": isoformat_utc(row.created_at),
         "updated_at": isoformat_utc(row.updated_at),
+        "images": [image_view(image, media_base) for image in row.images],
+    }
+
+
+def image_view(image, media_base):
+    """One ``PRODUCT_IMAGE`` of a stored image row."""
+    return {
+        "id": image.image_id,
+        "width": image.width,
+        "height": image.height,
+        "urls": {
+            "list": f"{media_base}/{image.list_key}",
+            "detail": f"{media_base}/{image.detail_key}",
+        },
+    }
+
+
+def new_image(product_id, image, position):
+    """Column values of a validated ``IMAGE_ADD`` as the product's image at ``position``."""
+    renditions = image["renditions"]
+    return {
+        "product_id": product_id,
+        "image_id": image["id"],
+        "position": position,
+        "width": renditions["detail"]["width"],
+        "height": renditions["detail"]["height"],
+        "list_key": renditions["list"]["key"],
+        "detail_key": renditions["detail"]["key"],
     }
 
 

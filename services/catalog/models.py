@@ -8,8 +8,10 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -19,7 +21,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.catalog import domain
 from services.chassis.events import event_tables
@@ -64,6 +66,46 @@ class Product(Base):
     updated_at: Mapped[datetime.datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
+    # In display order (the first is the main image). "selectin": a list page
+    # loads every product's images in one more query, not one per product.
+    images: Mapped[list["ProductImage"]] = relationship(
+        order_by="ProductImage.position",
+        lazy="selectin",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class ProductImage(Base):
+    """An image of a product: the keys of its stored renditions (the objects
+    live in the gateway's object store; the catalog never sees their bytes)."""
+
+    __tablename__ = "product_images"
+    __table_args__ = (
+        CheckConstraint("position >= 0", name="ck_product_images_position"),
+        CheckConstraint("width > 0 AND height > 0", name="ck_product_images_size"),
+        # Whether any product still refers to an image's objects.
+        Index("ix_product_images_image_id", "image_id"),
+    )
+
+    product_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    list_key: Mapped[str] = mapped_column(String(128), nullable=False)
+    detail_key: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+def image_in_use(session, image_id):
+    """True if some product still has the image ``image_id`` (its objects are shared)."""
+    query = select(ProductImage.product_id).where(ProductImage.image_id == image_id).limit(1)
+    return session.scalars(query).first() is not None
 
 
 def find_product(session, product_id, for_update=False):

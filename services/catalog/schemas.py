@@ -29,6 +29,23 @@ PRICE = obj(
 )
 ACTIVE = {"type": "boolean"}
 
+# An image of a product: its renditions as WebP (longest side: media.sizes),
+# served with an ETag and a year-long immutable Cache-Control. ``width`` and
+# ``height`` are the detail rendition's.
+IMAGE_ID = {"type": "string", "pattern": domain.IMAGE_ID_PATTERN}
+_IMAGE_KEY = {"type": "string", "pattern": domain.IMAGE_KEY_PATTERN}
+_DIMENSION = {"type": "integer", "minimum": 1, "maximum": domain.IMAGE_SIDE_MAX}
+_URL = {"type": "string", "pattern": "^https?://[^\\s]+$"}
+PRODUCT_IMAGE = obj(
+    {
+        "id": IMAGE_ID,
+        "width": _DIMENSION,
+        "height": _DIMENSION,
+        "urls": obj({"list": _URL, "detail": _URL}, required=("list", "detail")),
+    },
+    required=("id", "width", "height", "urls"),
+)
+
 PRODUCT = obj(
     {
         "id": {"type": "string", "pattern": UUID_PATTERN},
@@ -39,6 +56,8 @@ PRODUCT = obj(
         "active": ACTIVE,
         "created_at": _TIMESTAMP,
         "updated_at": _TIMESTAMP,
+        # The first is the main image; empty when the product has none.
+        "images": {"type": "array", "items": PRODUCT_IMAGE, "maxItems": domain.IMAGES_MAX},
     },
     required=(
         "id",
@@ -49,6 +68,7 @@ PRODUCT = obj(
         "active",
         "created_at",
         "updated_at",
+        "images",
     ),
 )
 
@@ -89,6 +109,30 @@ KNOWN_SKUS_ARGS = obj(
     required=("skus",),
 )
 
+# add_product_image arguments: an image the gateway has already processed and
+# stored (the bytes never travel over RabbitMQ), by its rendition keys.
+_RENDITION = obj(
+    {"key": _IMAGE_KEY, "width": _DIMENSION, "height": _DIMENSION},
+    required=("key", "width", "height"),
+)
+IMAGE_ADD = obj(
+    {
+        "id": IMAGE_ID,
+        "renditions": obj({"list": _RENDITION, "detail": _RENDITION}, ("list", "detail")),
+    },
+    required=("id", "renditions"),
+)
+
+# remove_product_image's result: the product, and the keys of the removed image
+# that no product refers to any more (the gateway deletes those objects).
+IMAGE_REMOVED = obj(
+    {
+        "product": PRODUCT,
+        "unreferenced_keys": {"type": "array", "items": _IMAGE_KEY},
+    },
+    required=("product", "unreferenced_keys"),
+)
+
 # Event payloads: catalog.product_created and catalog.product_updated.
 PRODUCT_EVENT = obj({"product": PRODUCT}, required=("product",))
 
@@ -100,6 +144,9 @@ __all__ = [
     "LIST_QUERY",
     "KNOWN_SKUS_ARGS",
     "PRODUCT_EVENT",
+    "PRODUCT_IMAGE",
+    "IMAGE_ADD",
+    "IMAGE_REMOVED",
 ]
 
 # Events this service emits (its part of docs/asyncapi.yaml).
@@ -116,7 +163,7 @@ EVENTS = {
     },
     "product_updated": {
         "version": 1,
-        "summary": "A product's name, description, price or active flag changed",
+        "summary": "A product's name, description, price, active flag or images changed",
         "payload": obj({"product": PRODUCT}, ("product",)),
     },
 }

@@ -11,18 +11,21 @@ from services.catalog.models import (
     SKU_CONSTRAINT,
     Base,
     Product,
+    ProductImage,
     active_products_after,
     existing_skus,
     find_product,
+    image_in_use,
 )
 from services.catalog.schemas import (
     EVENTS,
+    IMAGE_ADD,
     KNOWN_SKUS_ARGS,
     LIST_QUERY,
     PRODUCT_CREATE,
     PRODUCT_UPDATE,
 )
-from services.chassis import cursors
+from services.chassis import cursors, objectstore
 from services.chassis.cache import Cache
 from services.chassis.db import Database, is_unique_violation
 from services.chassis.errors import Conflict, NotFound
@@ -30,6 +33,7 @@ from services.chassis.messaging import EventDispatcher, rpc
 from services.chassis.metrics import cache_stats
 from services.chassis.schemas import validate
 from services.chassis.service import AgoraService
+from services.chassis.values import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ class CatalogService(AgoraService):
             if is_unique_violation(exc, SKU_CONSTRAINT):
                 raise Conflict("sku already exists", {"sku": "already exists"}) from None
             raise
-        view = domain.product_view(product)
+        view = self._view(product)
         self._invalidate_after_commit(COLLECTION)
         self.dispatch("product_created", {"product": view})
         return view
@@ -76,7 +80,60 @@ class CatalogService(AgoraService):
         for column, value in domain.product_changes(changes).items():
             setattr(product, column, value)
         self.db.session.flush()
-        view = domain.product_view(product)
+        view = self._view(product)
+        self._invalidate_after_commit(_product_generation(view["id"]), COLLECTION)
+        self.dispatch("product_updated", {"product": view})
+        return view
+
+    @rpc
+    def add_product_image(self, product_id, image):
+        """Append an image (already processed and stored by the gateway: its
+        rendition keys and sizes) to a product. Adding an image the product
+        has is a no-op; more than IMAGES_MAX is ``Conflict``. Emits
+        ``product_updated`` when the images changed."""
+        validate(IMAGE_ADD, image, "invalid image")
+        product = find_product(self.db.session, product_id, for_update=True)
+        if product is None:
+            raise NotFound("product not found", {"product_id": product_id})
+        if any(existing.image_id == image["id"] for existing in product.images):
+            return self._view(product)
+        if len(product.images) >= domain.IMAGES_MAX:
+            raise Conflict(
+                "the product has as many images as allowed",
+                {"images": f"at most {domain.IMAGES_MAX}"},
+            )
+        # Positions only grow (a removal leaves a gap): the row lock above
+        # serializes concurrent additions to one product.
+        position = max((existing.position for existing in product.images), default=-1) + 1
+        product.images.append(ProductImage(**domain.new_image(product.id, image, position)))
+        return self._changed(product)
+
+    @rpc
+    def remove_product_image(self, product_id, image_id):
+        """Remove one image from a product; ``NotFound`` if it has no such image.
+        Returns ``{"product", "unreferenced_keys"}``: the keys of the removed
+        image's objects that no product shows any more, for the gateway to
+        delete (the same picture may be another product's too). Emits
+        ``product_updated``."""
+        product = find_product(self.db.session, product_id, for_update=True)
+        if product is None:
+            raise NotFound("product not found", {"product_id": product_id})
+        image = next((i for i in product.images if i.image_id == image_id), None)
+        if image is None:
+            raise NotFound("image not found", {"image_id": image_id})
+        product.images.remove(image)
+        view = self._changed(product)
+        in_use = image_in_use(self.db.session, image_id)
+        return {
+            "product": view,
+            "unreferenced_keys": [] if in_use else [image.list_key, image.detail_key],
+        }
+
+    def _changed(self, product):
+        """Bump ``updated_at``, flush, invalidate and announce a changed product."""
+        product.updated_at = utcnow()
+        self.db.session.flush()
+        view = self._view(product)
         self._invalidate_after_commit(_product_generation(view["id"]), COLLECTION)
         self.dispatch("product_updated", {"product": view})
         return view
@@ -92,7 +149,7 @@ class CatalogService(AgoraService):
             product = find_product(self.db.session, canonical)
             if product is None:
                 raise NotFound("product not found", {"product_id": product_id})
-            return domain.product_view(product)
+            return self._view(product)
 
         generation = _product_generation(canonical)
         return self._cache("products").get_or_load(generation, load, depends_on=[generation])
@@ -117,7 +174,7 @@ class CatalogService(AgoraService):
         def load():
             rows = active_products_after(self.db.session, after, limit + 1, q)
             items, next_cursor = listing.page(rows, limit, lambda row: row.seq, canonical)
-            return {"items": [domain.product_view(r) for r in items], "next_cursor": next_cursor}
+            return {"items": [self._view(r) for r in items], "next_cursor": next_cursor}
 
         if not canonical:
             return load()
@@ -127,6 +184,9 @@ class CatalogService(AgoraService):
 
     def _settings(self):
         return self.config["AGORA"]["services"]["catalog"]
+
+    def _view(self, product):
+        return domain.product_view(product, objectstore.media_base_url(self.config["AGORA"]))
 
     def _cursors(self):
         return domain.ListingCursors(cursors.signing_key(self._settings()["cursor_key"]))

@@ -266,6 +266,43 @@ SCHEMA = _section(
                 ),
             }
         ),
+        # Product images (services/chassis/objectstore.py, gateway/images.py).
+        "media": _section(
+            {
+                "storage": {"enum": ["filesystem", "s3"]},
+                # Empty: <state dir>/media.
+                "path": {"type": "string"},
+                "max_upload_bytes": _POSITIVE_INT,
+                "max_pixels": _POSITIVE_INT,
+                "sizes": {
+                    **_section(
+                        {
+                            "list": {"type": "integer", "minimum": 16, "maximum": 8192},
+                            "detail": {"type": "integer", "minimum": 16, "maximum": 8192},
+                        }
+                    ),
+                    "additionalProperties": False,
+                },
+                "quality": {"type": "integer", "minimum": 1, "maximum": 100},
+                "max_concurrent": _POSITIVE_INT,
+                "s3": _section(
+                    {
+                        # Empty: AWS itself (boto3's endpoint for the region).
+                        "endpoint_url": {"type": "string", "pattern": "^(https?://[^?#]+)?$"},
+                        "bucket": {
+                            "type": "string",
+                            "pattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                        },
+                        "region": _STRING,
+                        "access_key_id": {"type": "string"},
+                        "secret_access_key": {"type": "string"},
+                        "public_url": {"type": "string", "pattern": "^(https?://[^?#]+)?$"},
+                        "create_bucket": {"type": "boolean"},
+                        "timeout": _NUMBER,
+                    }
+                ),
+            }
+        ),
         "auth": _section(
             {
                 "issuer": {"type": "string", "pattern": "^https?://[^?#]+$"},
@@ -527,7 +564,19 @@ SHARED_SETTINGS = (
     "shutdown_timeout",
 )
 # Shared sections a service reads beyond SHARED_SETTINGS and its services.<name>.
-_ALSO_READS = {"auth": ("auth",)}
+# The catalog writes absolute image URLs into product JSON: it reads where
+# media is served from (the public gateway address, or the bucket's public
+# URL), never the store's credentials.
+_ALSO_READS = {
+    "auth": ("auth",),
+    "catalog": (
+        "media.storage",
+        "media.s3.public_url",
+        "gateway.public_url",
+        "gateway.host",
+        "gateway.port",
+    ),
+}
 # The gateway: no database, no events, no service's settings or secrets.
 GATEWAY_SETTINGS = (
     "environment",
@@ -541,6 +590,8 @@ GATEWAY_SETTINGS = (
     "discovery",
     "gateway",
     "auth",
+    # Product images: the gateway processes, stores and serves them.
+    "media",
 )
 
 
@@ -593,7 +644,12 @@ def _project_schema(schema, paths):
     def narrow(node, subschema):
         if node is True:
             return subschema
-        properties = {k: narrow(v, subschema["properties"][k]) for k, v in node.items()}
+        # A path SCHEMA does not know (yet) is projected but not validated.
+        properties = {
+            k: narrow(v, subschema["properties"][k])
+            for k, v in node.items()
+            if k in subschema["properties"]
+        }
         required = [k for k in subschema.get("required", ()) if k in properties]
         return {**subschema, "properties": properties, "required": required}
 

@@ -77,6 +77,16 @@ OPERATION_CHECKS = [
         }
         for name in ("GET /v1/users/verify-email", "POST /v1/users/me/phone-verification")
     ),
+    # Schema-valid image bytes are any bytes: what is not a decodable JPEG, PNG or
+    # WebP of the declared type is refused (415/422), and more than
+    # media.max_upload_bytes is 413.
+    {
+        "include-name": "POST /v1/products/{product_id}/images",
+        "checks": {
+            "positive_data_acceptance": {"expected-statuses": _POSITIVE + [413, 415, 422]},
+            "negative_data_rejection": {"expected-statuses": _NEGATIVE + [413]},
+        },
+    },
     # An order naming a product the catalog does not have, or one product on two
     # lines, is refused (400): the document cannot list the catalog.
     {

@@ -69,6 +69,7 @@ def test_an_envelope_validates_and_a_wrong_one_does_not():
         "active": True,
         "created_at": "2026-11-21T10:00:00.000000Z",
         "updated_at": "2026-11-21T10:00:00.000000Z",
+        "images": [],
     }
     good = event_envelope("catalog", "product_updated", {"product": product})
     assert not list(Draft202012Validator(schema).iter_errors(good))

@@ -133,11 +133,62 @@ def test_product_view_matches_the_contract():
         active=True,
         created_at=moment,
         updated_at=moment,
+        images=[
+            types.SimpleNamespace(
+                image_id="ab" * 16,
+                width=1200,
+                height=800,
+                list_key=f"images/{'1' * 64}.webp",
+                detail_key=f"images/{'2' * 64}.webp",
+            )
+        ],
     )
-    view = domain.product_view(row)
+    view = domain.product_view(row, "http://shop.example/media")
     validate(schemas.PRODUCT, view)
     assert view["created_at"] == "2024-05-01T12:00:00.000000Z"
     assert view["price"] == {"amount": 5, "currency": "EUR"}
+    assert view["images"] == [
+        {
+            "id": "ab" * 16,
+            "width": 1200,
+            "height": 800,
+            "urls": {
+                "list": f"http://shop.example/media/images/{'1' * 64}.webp",
+                "detail": f"http://shop.example/media/images/{'2' * 64}.webp",
+            },
+        }
+    ]
+
+
+def test_new_image_takes_the_detail_size_and_both_keys():
+    product_id = uuid.uuid4()
+    image = {
+        "id": "cd" * 16,
+        "renditions": {
+            "list": {"key": f"images/{'3' * 64}.webp", "width": 480, "height": 320},
+            "detail": {"key": f"images/{'4' * 64}.webp", "width": 1200, "height": 800},
+        },
+    }
+    validate(schemas.IMAGE_ADD, image)
+    assert domain.new_image(product_id, image, 3) == {
+        "product_id": product_id,
+        "image_id": "cd" * 16,
+        "position": 3,
+        "width": 1200,
+        "height": 800,
+        "list_key": f"images/{'3' * 64}.webp",
+        "detail_key": f"images/{'4' * 64}.webp",
+    }
+    assert "renditions.list.key" in details(
+        schemas.IMAGE_ADD,
+        {
+            **image,
+            "renditions": {
+                **image["renditions"],
+                "list": {**image["renditions"]["list"], "key": "../x.webp"},
+            },
+        },
+    )
 
 
 def test_new_product_applies_defaults_and_changes_bump_updated_at():

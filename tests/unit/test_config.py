@@ -132,6 +132,7 @@ SECRET_ENV = {
     **{f"AGORA_{s.upper()}_CURSOR_KEY": f"secret-{s}-cursor-key" for s in CURSOR_SIGNERS},
     **{f"AGORA_BROKER_{s.upper()}_PASSWORD": f"secret-{s}-broker" for s in (*SERVICES, "gateway")},
     "AGORA_INTEGRATION_BROKER_PASSWORD": "secret-integration-broker",
+    "AGORA_S3_SECRET_ACCESS_KEY": "secret-s3-secret-access-key",
 }
 OWNER = {
     "AGORA_AUTH_KEY_PASSPHRASE": "auth",
@@ -142,6 +143,8 @@ OWNER = {
     **{f"AGORA_{s.upper()}_CURSOR_KEY": s for s in CURSOR_SIGNERS},
     **{f"AGORA_BROKER_{s.upper()}_PASSWORD": s for s in (*SERVICES, "gateway")},
     "AGORA_INTEGRATION_BROKER_PASSWORD": None,  # outside consumers, not a platform process
+    # The object store's credentials: the gateway stores and serves images.
+    "AGORA_S3_SECRET_ACCESS_KEY": "gateway",
 }
 
 
@@ -161,7 +164,9 @@ def test_a_service_sees_its_own_section_and_the_shared_ones_only():
     assert set(settings["services"]) == {"catalog"}
     assert "admin" not in settings["postgres"]
     assert "demo" not in settings and "auth" not in settings
-    assert "gateway" not in settings
+    # Of the gateway's settings, only what image URLs are built from.
+    assert set(settings.get("gateway", {})) <= {"public_url", "host", "port"}
+    assert settings["media"] == {"storage": "filesystem", "s3": {"public_url": ""}}
     assert settings["rpc_clients"]["default"]["timeout"] > 0
     auth = nameko_config(load_config(base_env()), "auth")["AGORA"]
     assert set(auth["services"]) == {"auth"} and auth["auth"]["audience"] == "agora-api"

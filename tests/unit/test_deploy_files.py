@@ -112,7 +112,11 @@ def test_kubernetes_gives_each_process_only_its_own_secrets():
         assert from_env == {"agora-secrets", f"agora-{name}", f"agora-broker-{name}"}, name
         assert not keys
     gateway = manifests["agora-gateway"]["spec"]["template"]["spec"]["containers"][0]
-    assert _secret_names(gateway) == ({"agora-secrets", "agora-broker-gateway"}, set())
+    # Of the others, only the object store's credentials (images are the gateway's).
+    assert _secret_names(gateway) == (
+        {"agora-secrets", "agora-broker-gateway", "agora-media"},
+        set(),
+    )
     # Migrations: the admin role, and of each service's secret its role password only.
     migrate = manifests["agora-migrate"]["spec"]["template"]["spec"]["containers"][0]
     from_env, keys = _secret_names(migrate)
