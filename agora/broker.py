@@ -33,6 +33,7 @@ from importlib import import_module
 
 from agora.cli import SERVICES
 from services.chassis.config import BROKER_PRINCIPALS, ConfigError, broker_user
+from services.chassis.schemas import DEAD_LETTER_SERVICES
 
 RPC_EXCHANGE = "nameko-rpc"
 # nameko 2: a reply is published to nameko-rpc with the caller's reply queue id.
@@ -89,6 +90,7 @@ RPC_CALLS = {
         "billing": (
             "get_payment",
             "get_payment_for_order",
+            "list_payments",
             "open_dispute",
             "refund_payment",
             "resolve_dispute",
@@ -103,9 +105,18 @@ RPC_CALLS = {
 GATEWAY_EVENTS = {"catalog": ("product_created", "product_updated")}
 # The queue of one gateway process's event connection: gateway.events.queue_name.
 GATEWAY_EVENT_QUEUE = r"gateway\.{source}-events-[0-9a-f]{{32}}"
+# The dead-letter RPCs every event-handling service answers (services/chassis/
+# service.py DeadLetterAdmin), called by /v1/ops/dead-letters.
+DEAD_LETTER_METHODS = (
+    "discard_dead_letter",
+    "get_dead_letter",
+    "list_dead_letters",
+    "replay_dead_letter",
+)
 # The gateway's readiness report asks every service for its health.
 for _service in SERVICE_CLASSES:
-    RPC_CALLS["gateway"][_service] = tuple(sorted({*RPC_CALLS["gateway"][_service], "health"}))
+    _extra = {"health", *(DEAD_LETTER_METHODS if _service in DEAD_LETTER_SERVICES else ())}
+    RPC_CALLS["gateway"][_service] = tuple(sorted({*RPC_CALLS["gateway"][_service], *_extra}))
 
 
 @dataclass

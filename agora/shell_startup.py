@@ -4,7 +4,7 @@
 
     dead_letters()                      every dead letter, one summary each
     dead_letters("billing")             one service's
-    show_dead_letter("billing", ID)     headers and body of one
+    show_dead_letter("billing", ID)     headers and event of one
     replay_dead_letters("billing")      all of a service's, back to their handlers
     replay_dead_letters("billing", ID)  just one
     discard_dead_letter("billing", ID)  drop one for good

@@ -109,6 +109,7 @@ TAGS = {
     "notifications": "Emails and text messages sent to you",
     "oauth": "OAuth 2.0 authorization server (RFC 6749, 7009, 7636, 7662, 8414)",
     "health": "Liveness and readiness probes",
+    "ops": "Operators: dead letters (replay, discard)",
     "docs": "This document and its browser",
     "web": "The storefront (a single-page app) and the theme it shares with the authorize page",
 }

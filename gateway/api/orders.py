@@ -25,6 +25,7 @@ from gateway.api.commerce import (
     without_user_id,
 )
 from gateway.auth.guard import requires
+from gateway.auth.principal import current_principal
 from gateway.openapi import operation
 from gateway.rpc import ServiceUnavailable, UpstreamError
 from services.billing.schemas import PAYMENT
@@ -39,6 +40,8 @@ bp = Blueprint("orders", __name__, url_prefix="/v1/orders")
 
 ORDER_ID = {"order_id": {"type": "string", "pattern": UUID_PATTERN}}
 DEGRADED_HEADER = "Agora-Degraded"
+# Callers with it also see the order's operator history (ignored events, notes).
+OPERATOR_SCOPE = "ops:read"
 # list_orders' arguments but the user id (the caller's): the query parameters.
 ORDER_LIST_QUERY = without_user_id(LIST_QUERY)
 
@@ -164,7 +167,13 @@ _VIEW_PARTS = (
         "missing parts; the order itself is required (503 when orders cannot answer). "
         "An order rejected for want of stock (`reason` `out_of_stock`) lists in "
         "`shortages` each line that was short: its SKU and name, the quantity asked for "
-        "and what was available."
+        "and what was available.\n\n"
+        "`history` holds one entry per status change, each with a `message` for the "
+        'customer ("Order placed", "Payment received", "Cancelled: your card was '
+        'declined"...) and its machine-readable `reason`; a cancelled order says why in '
+        '`cancellation_reason` ("Your card was declined"). A token with `ops:read` also '
+        "gets `operator_history`: every entry as recorded, events that did not apply "
+        "included, with its technical `note` and `event_id`."
     ),
     tags=("orders",),
     path_params=ORDER_ID,
@@ -191,7 +200,8 @@ def get_order(order_id):
     # The three services answer independently: publish the three requests,
     # then wait for the answers. If the order itself fails (404, 503, 502) the
     # other two replies are dropped when they arrive.
-    order_call = client.call_async("orders", "get_order", order_id, user_id)
+    operator = OPERATOR_SCOPE in current_principal().scopes
+    order_call = client.call_async("orders", "get_order", order_id, user_id, operator)
     parts = {
         name: (client.call_async(service, method, order_id), service, method)
         for name, service, method in _VIEW_PARTS

@@ -1,5 +1,5 @@
-"""/v1/payments: a payment with its refunds, disputes and receipt; refunds and
-disputes for billing administrators.
+"""/v1/payments: a payment with its refunds, disputes and receipt; the list of
+every payment, refunds and disputes for billing administrators.
 
 Object-level access: with ``orders:read`` a user sees the payments of their own
 orders; ``billing:admin`` sees every payment. Anyone else's payment answers 404
@@ -8,7 +8,7 @@ orders; ``billing:admin`` sees every payment. Anyone else's payment answers 404
 
 from flask import Blueprint, jsonify
 
-from gateway.api import created, json_body, rpc
+from gateway.api import created, json_body, query_args, rpc
 from gateway.api.commerce import IDEMPOTENCY_HEADER, idempotency_key, uuid_or_404
 from gateway.auth.guard import requires
 from gateway.auth.principal import current_principal
@@ -18,7 +18,9 @@ from services.billing.schemas import (
     DISPUTE_REQUEST,
     DISPUTE_RESOLUTION,
     IDEMPOTENCY_KEY,
+    LIST_QUERY,
     PAYMENT,
+    PAYMENT_PAGE,
     REFUND_REQUEST,
 )
 from services.chassis.schemas import UUID_PATTERN
@@ -46,6 +48,25 @@ def _location(payment_id):
 
 def _not_found():
     return ApiError(404, "not_found", "payment not found")
+
+
+@bp.get("")
+@operation(
+    "Every payment, newest first, page by page (billing administrators)",
+    description=(
+        "All payments with their refunds, disputes and receipt, newest first, `limit` "
+        "per page (20 by default, at most 100); `status` keeps one status. Follow "
+        "`next_cursor` (null on the last page) with `?cursor=`; a cursor that was not "
+        "issued here is a 400."
+    ),
+    tags=("payments",),
+    query=LIST_QUERY,
+    responses={200: PAYMENT_PAGE},
+)
+@requires(ADMIN_SCOPE)
+def list_payments():
+    query = query_args(LIST_QUERY)
+    return jsonify(rpc().call("billing", "list_payments", **query))
 
 
 @bp.get("/<payment_id>")

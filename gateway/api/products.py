@@ -17,7 +17,7 @@ import hashlib
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from gateway.api import created, json_body, query_args, rpc
-from gateway.auth.guard import requires
+from gateway.auth.guard import demand_scopes, requires
 from gateway.catalog_cache import list_key, product_key
 from gateway.errors import ApiError
 from gateway.openapi import operation
@@ -79,16 +79,50 @@ def _product_id(product_id):
     return product_id
 
 
+STAFF_SCOPE = "catalog:write"
+# The query string of GET /v1/products: list_products' arguments, with
+# include_inactive spelled as query strings are.
+PRODUCT_LIST_QUERY = {
+    **LIST_QUERY,
+    "properties": {
+        **LIST_QUERY["properties"],
+        "include_inactive": {
+            "enum": ["true", "false"],
+            "description": "true: deactivated products too (staff: needs a token with "
+            f"`{STAFF_SCOPE}`; never cached)",
+        },
+    },
+}
+
+
+def _staff_listing(query):
+    """Every product, deactivated ones too: for staff only, so never served from
+    or stored in the gateway's cache of public reads (nor the catalog's)."""
+    demand_scopes(STAFF_SCOPE)
+    response = jsonify(rpc().call("catalog", "list_products", **query, include_inactive=True))
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
 @bp.get("")
 @operation(
     "List products, newest first, page by page",
+    description=(
+        "Active products, public and cached (ETag, `If-None-Match`). With "
+        f"`include_inactive=true` deactivated products are listed too: staff only, "
+        f"401 without a token and 403 without `{STAFF_SCOPE}`; that listing is never "
+        "cached (`Cache-Control: private, no-store`, no ETag)."
+    ),
     tags=("products",),
-    query=LIST_QUERY,
+    query=PRODUCT_LIST_QUERY,
     headers=_CONDITIONAL,
     responses={200: {"schema": PRODUCT_PAGE, "headers": _VALIDATORS}, 304: _NOT_MODIFIED},
+    errors=(403,),
 )
 def list_products():
-    query = query_args(LIST_QUERY)
+    query = query_args(PRODUCT_LIST_QUERY)
+    if query.pop("include_inactive", "false") == "true":
+        return _staff_listing(query)
     return _public_read(list_key(query), lambda: rpc().call("catalog", "list_products", **query))
 
 

@@ -105,6 +105,13 @@ def enforce():
     scopes = required_scopes(view) if view else None
     if scopes is None:
         return
+    demand_scopes(*scopes)
+
+
+def demand_scopes(*scopes):
+    """401 without a token, 403 ``insufficient_scope`` without every one of
+    ``scopes``: for a public view whose request asks for more (a staff-only
+    query parameter); returns the principal."""
     principal = g.get("principal")
     if principal is None:
         count_token_rejection(MISSING)
@@ -116,6 +123,7 @@ def enforce():
             headers={"WWW-Authenticate": _challenge("invalid_token", message)},
         )
     check_scopes(principal, scopes)
+    return principal
 
 
 def check_scopes(principal, scopes):

@@ -63,9 +63,17 @@ SCOPES = {
     "billing:admin": "Refund payments and handle disputes",
     "users:admin": "Read and manage every user",
     "ops:read": "Read the platform's health and services reports (every service, every instance)",
+    "ops:write": "Replay and discard dead letters",
 }
 CUSTOMER_SCOPES = ("profile", "orders:read", "orders:write")
-ADMIN_SCOPES = ("catalog:write", "inventory:write", "billing:admin", "users:admin", "ops:read")
+ADMIN_SCOPES = (
+    "catalog:write",
+    "inventory:write",
+    "billing:admin",
+    "users:admin",
+    "ops:read",
+    "ops:write",
+)
 # RFC 9700 2.4: the password grant is kept for first-party customer logins only;
 # every admin scope needs the authorization code flow with PKCE.
 PASSWORD_GRANT_SCOPES = CUSTOMER_SCOPES

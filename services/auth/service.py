@@ -33,7 +33,7 @@ from services.chassis.errors import (
 )
 from services.chassis.messaging import EventDispatcher, event_handler, keep_changes, rpc
 from services.chassis.offload import offload
-from services.chassis.service import AgoraService, SecretHashing, setting_timer
+from services.chassis.service import AgoraService, DeadLetterAdmin, SecretHashing, setting_timer
 from services.chassis.service_client import ServiceClient
 from services.chassis.values import isoformat_utc, utcnow
 
@@ -82,7 +82,7 @@ def _client_conflict():
     return Conflict("client already exists", {"client_id": "already exists"})
 
 
-class AuthService(AgoraService):
+class AuthService(DeadLetterAdmin, AgoraService):
     name = "auth"
 
     db = Database(Base)

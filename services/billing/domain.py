@@ -8,7 +8,7 @@ ORM objects of ``models.py``, or any object with the same attributes).
 import datetime
 import uuid
 
-from services.chassis import values
+from services.chassis import cursors, values
 from services.chassis.errors import Conflict, ValidationError
 from services.chassis.values import Money, isoformat_utc, parse_uuid
 
@@ -17,6 +17,10 @@ CURRENCY_PATTERN = values.CURRENCY_PATTERN
 CURRENCY_MESSAGE = values.CURRENCY_MESSAGE
 MAX_AMOUNT = values.MAX_AMOUNT
 REASON_MAX = 500
+# list_payments: a page's size, by default and at most.
+LIMIT_DEFAULT = 20
+LIMIT_MAX = 100
+CURSOR_MAX = cursors.CURSOR_MAX
 
 # --- statuses ----------------------------------------------------------------
 
@@ -331,6 +335,13 @@ def receipt_view(receipt):
         "amount": receipt.body["amount"],
         "items": receipt.body["items"],
     }
+
+
+def listing_cursors(key: bytes):
+    """The cursors of ``list_payments``, signed with the service's cursor key
+    (``services.billing.cursor_key``): ``.decode(cursor)`` gives
+    ``(created_at, payment_id)``, ``.page(rows, limit)`` the page and its ``next_cursor``."""
+    return cursors.TimeIdCursor(key, "1")
 
 
 def payment_view(payment, refunds=(), disputes=(), receipt=None):

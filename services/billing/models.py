@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -76,6 +77,9 @@ class Payment(Base):
             "(failure_code IS NOT NULL) = (status = 'failed')", name="ck_payments_failure"
         ),
         Index("ix_payments_user_id", "user_id"),
+        # list_payments: newest first, keyset on (created_at, id); by status too.
+        Index("ix_payments_created", text("created_at DESC"), text("id DESC")),
+        Index("ix_payments_status_created", "status", text("created_at DESC"), text("id DESC")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -219,7 +223,51 @@ def find_payment_for_order(session, order_id):
     return session.scalars(query).one_or_none()
 
 
+def payments_page(session, limit, after=None, status=None):
+    """Up to ``limit`` payments, newest first, after ``(created_at, id)``; only
+    ``status`` ones if given. Tombstones (closed before any charge) are not payments."""
+    query = select(Payment).where(Payment.amount.is_not(None))
+    if status is not None:
+        query = query.where(Payment.status == status)
+    if after is not None:
+        query = query.where(tuple_(Payment.created_at, Payment.id) < tuple_(*after))
+    query = query.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
 # --- refunds, disputes, receipts -------------------------------------------------
+
+
+def _grouped(rows, payment_ids):
+    grouped = {payment_id: [] for payment_id in payment_ids}
+    for row in rows:
+        grouped[row.payment_id].append(row)
+    return grouped
+
+
+def parts_of(session, payment_ids):
+    """``{payment_id: (refunds, disputes, receipt)}`` in three queries, for a page."""
+    ids = list(payment_ids)
+    if not ids:
+        return {}
+    refunds = _grouped(
+        session.scalars(
+            select(Refund).where(Refund.payment_id.in_(ids)).order_by(Refund.created_at, Refund.id)
+        ),
+        ids,
+    )
+    disputes = _grouped(
+        session.scalars(
+            select(Dispute)
+            .where(Dispute.payment_id.in_(ids))
+            .order_by(Dispute.created_at, Dispute.id)
+        ),
+        ids,
+    )
+    receipts = {
+        r.payment_id: r for r in session.scalars(select(Receipt).where(Receipt.payment_id.in_(ids)))
+    }
+    return {i: (refunds[i], disputes[i], receipts.get(i)) for i in ids}
 
 
 def refunds_of(session, payment_id):

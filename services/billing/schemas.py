@@ -132,6 +132,19 @@ PAYMENT = obj(
     ),
 )
 
+# list_payments(limit, cursor, status): every payment (tombstones aside), newest first.
+LIST_QUERY = obj(
+    {
+        "limit": {"type": "integer", "minimum": 1, "maximum": domain.LIMIT_MAX},
+        "cursor": {"type": "string", "minLength": 1, "maxLength": domain.CURSOR_MAX},
+        "status": {"enum": list(domain.STATUSES)},
+    }
+)
+PAYMENT_PAGE = obj(
+    {"items": {"type": "array", "items": PAYMENT}, "next_cursor": {"type": ["string", "null"]}},
+    required=("items", "next_cursor"),
+)
+
 # --- events billing handles (orders.<name>) -------------------------------------
 # What billing relies on; other fields are allowed, so orders can add to its events.
 
@@ -171,7 +184,7 @@ def _event(summary, properties, required):
 # RPC methods a caller may send again after a timeout or a transient failure
 # (services/chassis/service_client.py retries only these): reads, which change
 # nothing. Any other method may have run when its caller gave up waiting.
-IDEMPOTENT_RPC = frozenset({"get_payment", "get_payment_for_order", "health"})
+IDEMPOTENT_RPC = frozenset({"get_payment", "get_payment_for_order", "list_payments", "health"})
 
 EVENTS = {
     "payment_succeeded": _event(
@@ -235,6 +248,8 @@ __all__ = [
     "DISPUTE",
     "RECEIPT",
     "PAYMENT",
+    "LIST_QUERY",
+    "PAYMENT_PAGE",
     "PAYMENT_REQUESTED",
     "ORDER_CLOSED",
     "EVENTS",

@@ -11,6 +11,8 @@ concurrent events about one order never charge (or refund) twice.
 import logging
 import uuid
 
+from nameko.dependency_providers import Config
+
 from services.billing import domain, models
 from services.billing.models import Base, Dispute, Receipt, Refund
 from services.billing.provider import PaymentProcessor
@@ -18,17 +20,19 @@ from services.billing.schemas import (
     DISPUTE_REQUEST,
     DISPUTE_RESOLUTION,
     EVENTS,
+    LIST_QUERY,
     ORDER_CLOSED,
     PAYMENT_REQUESTED,
     REFUND_KEY,
     REFUND_REQUEST,
 )
+from services.chassis import cursors
 from services.chassis.db import Database
 from services.chassis.errors import Conflict, NotFound, Unavailable
 from services.chassis.messaging import EventDispatcher, event_handler, rpc
 from services.chassis.metrics import BILLING_CHARGES, children
 from services.chassis.schemas import validate
-from services.chassis.service import AgoraService
+from services.chassis.service import AgoraService, DeadLetterAdmin
 from services.chassis.service_client import ServiceClient
 from services.chassis.values import utcnow
 
@@ -46,13 +50,14 @@ def _present(**arguments):
     return {key: value for key, value in arguments.items() if value is not None}
 
 
-class BillingService(AgoraService):
+class BillingService(DeadLetterAdmin, AgoraService):
     name = "billing"
 
     db = Database(Base)
     dispatch = EventDispatcher(EVENTS)
     processor = PaymentProcessor()
     orders = ServiceClient("orders")
+    config = Config()
 
     # --- RPC -----------------------------------------------------------------------
 
@@ -68,6 +73,24 @@ class BillingService(AgoraService):
         if payment is None or domain.is_tombstone(payment):
             raise NotFound("payment not found", {"order_id": str(order_id)})
         return self._view(payment)
+
+    @rpc
+    def list_payments(self, limit=domain.LIMIT_DEFAULT, cursor=None, status=None):
+        """Every payment, newest first, ``limit`` per page (``PAYMENT_PAGE``);
+        ``status`` filters. For billing administrators: the gateway checks the scope."""
+        validate(LIST_QUERY, _present(limit=limit, cursor=cursor, status=status), "invalid query")
+        limit = domain.LIMIT_DEFAULT if limit is None else limit
+        settings = self.config["AGORA"]["services"]["billing"]
+        listing = domain.listing_cursors(cursors.signing_key(settings["cursor_key"]))
+        after = listing.decode(cursor) if cursor is not None else None
+        session = self.db.session
+        rows = models.payments_page(session, limit + 1, after, status)
+        items, next_cursor = listing.page(rows, limit)
+        parts = models.parts_of(session, [payment.id for payment in items])
+        return {
+            "items": [domain.payment_view(p, *parts[p.id]) for p in items],
+            "next_cursor": next_cursor,
+        }
 
     @rpc
     def refund_payment(self, payment_id, amount=None, reason=None, idempotency_key=None):

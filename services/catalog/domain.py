@@ -148,7 +148,8 @@ class ListingCursors:
         return cursors.split_page(rows, limit, lambda last: self.encode(seq_of(last), canonical))
 
 
-def is_canonical_page(limit, q, cursor_canonical):
-    """True for the pages the catalog caches: the default limit, no ``q``, and the
-    first page or a cursor issued by a canonical page."""
-    return limit == LIMIT_DEFAULT and q is None and cursor_canonical
+def is_canonical_page(limit, q, cursor_canonical, include_inactive=False):
+    """True for the pages the catalog caches: the public listing (active products
+    only: the staff listing is never cached, nor are its cursors canonical), the
+    default limit, no ``q``, and the first page or a cursor issued by a canonical page."""
+    return limit == LIMIT_DEFAULT and q is None and cursor_canonical and not include_inactive

@@ -119,9 +119,12 @@ def find_product(session, product_id, for_update=False):
     return session.scalars(query).one_or_none()
 
 
-def active_products_after(session, after_seq, limit, q=None):
-    """Up to ``limit`` active products with seq > ``after_seq``, in seq order."""
-    query = select(Product).where(Product.active.is_(True), Product.seq > after_seq)
+def active_products_after(session, after_seq, limit, q=None, include_inactive=False):
+    """Up to ``limit`` active products (any, with ``include_inactive``) with
+    seq > ``after_seq``, in seq order."""
+    query = select(Product).where(Product.seq > after_seq)
+    if not include_inactive:
+        query = query.where(Product.active.is_(True))
     if q:
         pattern = domain.like_pattern(q)
         query = query.where(

@@ -99,6 +99,8 @@ LIST_QUERY = obj(
         "limit": {"type": "integer", "minimum": 1, "maximum": domain.LIMIT_MAX},
         "cursor": {"type": "string", "minLength": 1, "maxLength": domain.CURSOR_MAX},
         "q": {"type": "string", "maxLength": domain.QUERY_MAX},
+        # Staff only (the gateway asks for catalog:write): inactive products too.
+        "include_inactive": {"type": "boolean"},
     }
 )
 

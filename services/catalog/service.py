@@ -161,18 +161,24 @@ class CatalogService(AgoraService):
         return sorted(existing_skus(self.db.session, skus))
 
     @rpc
-    def list_products(self, limit=domain.LIMIT_DEFAULT, cursor=None, q=None):
-        """Active products in creation order, ``limit`` per page; ``q`` filters. Cached."""
-        arguments = {"limit": limit, "cursor": cursor, "q": q}
+    def list_products(
+        self, limit=domain.LIMIT_DEFAULT, cursor=None, q=None, include_inactive=False
+    ):
+        """Active products in creation order, ``limit`` per page; ``q`` filters. Cached.
+
+        ``include_inactive`` (the staff listing) lists deactivated products too,
+        never from or into the cache of public pages."""
+        arguments = {"limit": limit, "cursor": cursor, "q": q, "include_inactive": include_inactive}
         validate(LIST_QUERY, {k: v for k, v in arguments.items() if v is not None})
         limit = domain.LIMIT_DEFAULT if limit is None else limit
         listing = self._cursors()
         after, chained = listing.decode(cursor) if cursor is not None else (0, True)
         q = (q or "").strip() or None
-        canonical = domain.is_canonical_page(limit, q, chained)
+        include_inactive = bool(include_inactive)
+        canonical = domain.is_canonical_page(limit, q, chained, include_inactive)
 
         def load():
-            rows = active_products_after(self.db.session, after, limit + 1, q)
+            rows = active_products_after(self.db.session, after, limit + 1, q, include_inactive)
             items, next_cursor = listing.page(rows, limit, lambda row: row.seq, canonical)
             return {"items": [self._view(r) for r in items], "next_cursor": next_cursor}
 

@@ -458,6 +458,7 @@ SCHEMA = _section(
                         "instances": _POSITIVE_INT,
                         "max_workers": _POSITIVE_INT,
                         "database_password": _DB_PASSWORD,
+                        "cursor_key": _KEY,
                         "provider": {"enum": ["simulated"]},
                         "provider_timeout": _NUMBER,
                         "charge_attempts": _POSITIVE_INT,

@@ -19,19 +19,24 @@ All of it goes through the service's own direct exchange ``<service>.retry``
 (delay queues, the dead-letter queue and, for the way back, the handler queues
 are bound to it by name), never the default exchange: a service's broker user
 may not publish there (``agora/broker.py``), because the default exchange
-reaches every queue, other services' handler queues included. ``agora.deadletters``
-lists, shows and replays them (``make shell``).
+reaches every queue, other services' handler queues included. ``DeadLetterQueue``
+lists, shows, replays and discards them: each service answers for its own
+over RPC (``GET /v1/ops/dead-letters``), the operator's CLI reads them directly
+(``agora.deadletters``, ``make shell``).
 
 Only once the republish is confirmed is the original acked; if the republish
 fails, the original is requeued, so a message is never lost on this path.
 """
 
+import datetime
+import hashlib
+import json
 import logging
 import time
 import traceback
 
 from eventlet.semaphore import Semaphore
-from kombu import Exchange, Producer, Queue
+from kombu import Connection, Exchange, Producer, Queue
 
 from services.chassis.errors import Unavailable
 from services.chassis.outbox import ConfirmingChannel
@@ -185,3 +190,180 @@ class RetryPublisher:
             )
 
         self.confirming.use(send)
+
+
+# --- reading, replaying and discarding dead letters ----------------------------
+# Used by the services' own RPC methods (``services.chassis.service.DeadLetterAdmin``,
+# with the service's broker user: it may read only its own dead-letter queue)
+# and by the operator's CLI (``agora.deadletters``, with the operator's account).
+
+# Dead letters read per service at most by a listing, and looked through when
+# one is asked for by id.
+LIST_MAX = 1000
+SEARCH_MAX = 10_000
+
+
+def _letter_body(message):
+    try:
+        return json.loads(message.body)
+    except (TypeError, ValueError):
+        body = message.body
+        if isinstance(body, bytes):
+            return body.decode("utf-8", "replace")
+        return body if isinstance(body, str) else repr(body)
+
+
+def letter_id(envelope, body):
+    """How a dead letter is named: its envelope's ``event_id``; a message that is
+    no envelope (a malformed event) gets ``body-<sha256 of its body, 32 hex>``,
+    so that it too can be shown, replayed or discarded one by one."""
+    event_id = envelope.get("event_id") if isinstance(envelope, dict) else None
+    if isinstance(event_id, str) and event_id:
+        return event_id
+    raw = body if isinstance(body, bytes) else str(body).encode("utf-8", "replace")
+    return "body-" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def _json_safe(value):
+    """Headers as JSON can carry them: RabbitMQ's ``x-death`` holds timestamps."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def letter_summary(service, message):
+    """One dead letter in a few fields (the DEAD_LETTER contract)."""
+    headers = message.headers or {}
+    envelope = _letter_body(message)
+    envelope = envelope if isinstance(envelope, dict) else {}
+    attempts = headers.get(ATTEMPTS)
+    return {
+        "service": service,
+        "event_id": letter_id(envelope, message.body),
+        "type": envelope.get("type") if isinstance(envelope.get("type"), str) else None,
+        "queue": _json_safe(headers.get(ORIGIN_QUEUE)),
+        "attempts": attempts if isinstance(attempts, int) else None,
+        "error": _json_safe(headers.get(ERROR)),
+        "failed_at": _json_safe(headers.get(FAILED_AT)),
+    }
+
+
+class DeadLetterQueue:
+    """The dead letters of one service, on a connection of ``amqp_uri``'s user.
+
+    Listing does not consume: messages are read without an ack and go back to
+    the queue when the channel closes (while one caller holds them, a
+    concurrent listing does not see them). A replay publishes the message, with
+    publisher confirms, through the service's ``<service>.retry`` exchange to
+    the handler queue it failed on (bound there by name, as for its retries),
+    its attempt count reset, and only then removes it from the dead letters.
+    A service's own broker user may do all of this (``agora/broker.py``); no
+    one needs the default exchange.
+    """
+
+    def __init__(self, amqp_uri, service, connect_timeout=5):
+        self.amqp_uri = amqp_uri
+        self.service = service
+        self.connect_timeout = connect_timeout
+
+    def _each(self, visit, limit):
+        """``visit(channel, message)`` for each dead letter (unacked) until it
+        returns True or ``limit`` were seen; ``visit`` may ack. The others return
+        to the queue when the channel closes."""
+        with Connection(
+            self.amqp_uri,
+            transport_options={"confirm_publish": True},
+            connect_timeout=self.connect_timeout,
+        ) as connection:
+            channel = connection.channel()
+            try:
+                queue = dead_letter_queue(self.service)(channel)
+                queue.declare()
+                for _ in range(limit):
+                    message = queue.get(no_ack=False)
+                    if message is None or visit(channel, message):
+                        break
+            finally:
+                channel.close()
+
+    def summaries(self, limit=LIST_MAX):
+        """Up to ``limit`` summaries, oldest dead letter first."""
+        found = []
+        self._each(
+            lambda channel, message: found.append(letter_summary(self.service, message)), limit
+        )
+        return found
+
+    def find(self, event_id):
+        """The summary plus ``event`` (the message body, the event envelope) and
+        ``headers``; None when there is no such dead letter."""
+        shown = []
+
+        def visit(channel, message):
+            summary = letter_summary(self.service, message)
+            if summary["event_id"] != event_id:
+                return False
+            headers = _json_safe(dict(message.headers or {}))
+            shown.append({**summary, "event": _letter_body(message), "headers": headers})
+            return True
+
+        self._each(visit, SEARCH_MAX)
+        return shown[0] if shown else None
+
+    def replay(self, event_id=None):
+        """Send dead letters (all, or the one named ``event_id``) back to their
+        handler queue; how many were replayed. One without an origin queue is
+        left for a human."""
+        exchange = retry_exchange(self.service)
+        replayed = []
+
+        def visit(channel, message):
+            summary = letter_summary(self.service, message)
+            if event_id is not None and summary["event_id"] != event_id:
+                return False
+            queue_name = summary["queue"]
+            if not isinstance(queue_name, str) or not queue_name:
+                return event_id is not None
+            headers = {
+                k: v for k, v in (message.headers or {}).items() if not k.startswith("x-agora-")
+            }
+            headers.pop("x-death", None)  # RabbitMQ's record of the delay queues
+            channel.queue_bind(queue_name, exchange.name, routing_key=queue_name)
+            Producer(channel).publish(
+                message.body,
+                exchange=exchange.name,
+                routing_key=queue_name,
+                headers=headers,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                delivery_mode=2,
+                retry=False,
+            )
+            message.ack()  # only after the broker confirmed the replay
+            replayed.append(summary)
+            return event_id is not None
+
+        self._each(visit, SEARCH_MAX)
+        return len(replayed)
+
+    def discard(self, event_id):
+        """Drop one dead letter for good; True if it was there."""
+        dropped = []
+
+        def visit(channel, message):
+            if letter_summary(self.service, message)["event_id"] != event_id:
+                return False
+            message.ack()
+            dropped.append(event_id)
+            return True
+
+        self._each(visit, SEARCH_MAX)
+        return bool(dropped)

@@ -221,6 +221,45 @@ def validate(schema, payload, message="invalid request"):
     raise ValidationError(message, details)
 
 
+# --- dead letters (services.chassis.deadletter; every event-handling service) -----
+
+# The services that handle events, so have a ``<service>.dead-letters`` queue
+# and answer the dead-letter RPCs (``services.chassis.service.DeadLetterAdmin``).
+# tests/unit/test_broker_principals.py checks it against the services' wiring.
+DEAD_LETTER_SERVICES = ("auth", "inventory", "orders", "billing", "notifications")
+# A dead letter's id: its event's ``event_id`` (a UUID), or ``body-<32 hex>`` for
+# a message that is no event envelope (``deadletter.letter_id``).
+DEAD_LETTER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
+DEAD_LETTER_ID = {"type": "string", "pattern": DEAD_LETTER_ID_PATTERN, "maxLength": 100}
+DEAD_LETTER_LIST_MAX = 1000
+DEAD_LETTER_LIST_ARGS = obj(
+    {"limit": {"type": "integer", "minimum": 1, "maximum": DEAD_LETTER_LIST_MAX}}
+)
+DEAD_LETTER_REF = obj({"event_id": DEAD_LETTER_ID}, required=("event_id",))
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+DEAD_LETTER = obj(
+    {
+        "service": {"enum": list(DEAD_LETTER_SERVICES)},
+        "event_id": {**DEAD_LETTER_ID, "description": "Its event's id (body-<hash>: no event)"},
+        "type": {**_NULLABLE_TEXT, "description": "<source>.<event type>"},
+        "queue": {**_NULLABLE_TEXT, "description": "The handler queue it failed on"},
+        "attempts": {"type": ["integer", "null"], "description": "Deliveries that failed"},
+        "error": {**_NULLABLE_TEXT, "description": "The last failure: Class: message"},
+        "failed_at": {**_NULLABLE_TEXT, "description": "When it last failed (UTC)"},
+    },
+    required=("service", "event_id", "type", "queue", "attempts", "error", "failed_at"),
+)
+DEAD_LETTER_DETAIL = {
+    **DEAD_LETTER,
+    "properties": {
+        **DEAD_LETTER["properties"],
+        "event": {"description": "The message body: the event envelope (or what came instead)"},
+        "headers": {"type": "object", "description": "The message's AMQP headers"},
+    },
+    "required": [*DEAD_LETTER["required"], "event", "headers"],
+}
+
+
 __all__ = [
     "validate",
     "obj",

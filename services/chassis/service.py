@@ -8,13 +8,21 @@ from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
 
 from services.chassis import metrics
+from services.chassis.deadletter import DeadLetterQueue
 from services.chassis.discovery import VERSION, Announcer, instance_record, registry_from_config
+from services.chassis.errors import AgoraError, NotFound, Unavailable
 from services.chassis.health import HealthMonitor
 from services.chassis.logs import EntrypointLog, entrypoint_kind
 from services.chassis.messaging import rpc
 from services.chassis.metrics import EntrypointMetrics
 from services.chassis.offload import offload
 from services.chassis.redis import Redis
+from services.chassis.schemas import (
+    DEAD_LETTER_LIST_ARGS,
+    DEAD_LETTER_LIST_MAX,
+    DEAD_LETTER_REF,
+    validate,
+)
 from services.chassis.tracing import B3_KEY, Tracer, format_b3, mark_error, parse_b3
 
 log = logging.getLogger(__name__)
@@ -157,6 +165,80 @@ class AgoraService:
     def health(self):
         """Name, version and the state of each dependency (database, Redis)."""
         return self.health_report()
+
+
+class DeadLetters(DependencyProvider):
+    """``self.dead_letter_queue``: the service's own dead letters
+    (``services.chassis.deadletter.DeadLetterQueue``), on a connection of the
+    service's own broker user, opened per call."""
+
+    def setup(self):
+        self.queue = DeadLetterQueue(self.container.config["AMQP_URI"], self.container.service_name)
+
+    def get_dependency(self, worker_ctx):
+        return self.queue
+
+
+def _letter_not_found(event_id):
+    return NotFound("dead letter not found", {"event_id": str(event_id)})
+
+
+def _on_the_broker(action, *args):
+    """``action(*args)`` on the broker; RabbitMQ unreachable is ``Unavailable`` (503)."""
+    try:
+        return action(*args)
+    except Exception as exc:
+        if isinstance(exc, AgoraError):
+            raise
+        log.warning("dead letters: the broker failed: %s", exc.__class__.__name__)
+        raise Unavailable(
+            "the broker cannot be reached for the dead letters", {"dependency": "rabbitmq"}
+        ) from None
+
+
+class DeadLetterAdmin:
+    """The dead-letter RPCs of a service that handles events (listed in
+    ``services.chassis.schemas.DEAD_LETTER_SERVICES``):
+    ``class OrdersService(DeadLetterAdmin, AgoraService)``.
+
+    Each service reads its own ``<service>.dead-letters`` queue with its own
+    broker user, so the gateway (``/v1/ops/dead-letters``) needs no broker
+    rights beyond calling these methods. The operator's CLI does the same with
+    the same code (``agora.deadletters``)."""
+
+    dead_letter_queue = DeadLetters()
+
+    @rpc
+    def list_dead_letters(self, limit=DEAD_LETTER_LIST_MAX):
+        """Up to ``limit`` dead letters (DEAD_LETTER), oldest first; none is consumed."""
+        validate(DEAD_LETTER_LIST_ARGS, {"limit": limit})
+        return _on_the_broker(self.dead_letter_queue.summaries, limit)
+
+    @rpc
+    def get_dead_letter(self, event_id):
+        """One dead letter with its event and headers (DEAD_LETTER_DETAIL); NotFound."""
+        validate(DEAD_LETTER_REF, {"event_id": event_id})
+        letter = _on_the_broker(self.dead_letter_queue.find, event_id)
+        if letter is None:
+            raise _letter_not_found(event_id)
+        return letter
+
+    @rpc
+    def replay_dead_letter(self, event_id):
+        """Back to the handler queue it failed on, attempts reset: ``{"replayed": 1}``; NotFound."""
+        validate(DEAD_LETTER_REF, {"event_id": event_id})
+        replayed = _on_the_broker(self.dead_letter_queue.replay, event_id)
+        if not replayed:
+            raise _letter_not_found(event_id)
+        return {"replayed": replayed}
+
+    @rpc
+    def discard_dead_letter(self, event_id):
+        """Drop it for good: ``{"discarded": 1}``; NotFound."""
+        validate(DEAD_LETTER_REF, {"event_id": event_id})
+        if not _on_the_broker(self.dead_letter_queue.discard, event_id):
+            raise _letter_not_found(event_id)
+        return {"discarded": 1}
 
 
 class SecretHashing(DependencyProvider):

@@ -14,7 +14,7 @@ from services.chassis.db import Database
 from services.chassis.errors import Conflict, NotFound, UnknownSku
 from services.chassis.messaging import EventDispatcher, event_handler, rpc
 from services.chassis.schemas import validate
-from services.chassis.service import AgoraService, setting_timer
+from services.chassis.service import AgoraService, DeadLetterAdmin, setting_timer
 from services.chassis.service_client import ServiceClient
 from services.chassis.values import utcnow
 from services.inventory import domain, models
@@ -34,7 +34,7 @@ from services.inventory.schemas import (
 log = logging.getLogger(__name__)
 
 
-class InventoryService(AgoraService):
+class InventoryService(DeadLetterAdmin, AgoraService):
     name = "inventory"
 
     db = Database(Base)

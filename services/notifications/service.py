@@ -40,7 +40,7 @@ from services.chassis.messaging import (
 )
 from services.chassis.metrics import NOTIFICATIONS_SENT, children
 from services.chassis.schemas import validate
-from services.chassis.service import AgoraService
+from services.chassis.service import AgoraService, DeadLetterAdmin
 from services.chassis.service_client import ServiceClient
 from services.chassis.values import parse_uuid, utcnow
 from services.notifications import domain, models, templates
@@ -201,7 +201,7 @@ def _note_event(note, **extra):
     }
 
 
-class NotificationsService(AgoraService):
+class NotificationsService(DeadLetterAdmin, AgoraService):
     name = "notifications"
 
     db = Database(Base)

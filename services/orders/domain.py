@@ -516,9 +516,119 @@ def shortages_view(shortages, lines):
     ]
 
 
-def order_view(order, lines, history):
-    """The public ORDER of a stored order, its lines and its history (oldest first)."""
-    return {
+# --- what the customer reads of the history ------------------------------------
+# The stored history has an entry per status change and per incoming event that
+# did not apply (``ignored_reason``: a note for operators). The customer sees
+# the status changes only, each with a short message in plain words; operators
+# (ops:read) see every entry with its technical note as ``operator_history``.
+
+STATUS_MESSAGES = {
+    PENDING: "Order placed",
+    RESERVED: "Stock reserved",
+    PAID: "Payment received",
+    CONFIRMED: "Order confirmed",
+    REJECTED: "Not enough stock: the order could not be placed",
+    PAYMENT_FAILED: "Payment failed: {cause}",
+    CANCELLED: "Cancelled: {cause}",
+    EXPIRED: "Expired: {cause}",
+}
+# billing.payment_failed codes (billing's contract), as a customer reads them.
+PAYMENT_FAILURE_MESSAGES = {
+    "card_declined": "your card was declined",
+    "processing_error": "the payment could not be processed",
+    "timeout": "the payment service did not answer in time",
+}
+PAYMENT_FAILURE_MESSAGE = "the payment did not go through"
+CLOSE_MESSAGES = {
+    REASON_CUSTOMER: "you cancelled the order",
+    REASON_COMMIT_FAILED: "the items could not be set aside; your payment is refunded",
+    REASON_DEADLINE: "the order could not be completed in time",
+    REASON_RESERVATION_EXPIRED: "the order could not be completed in time",
+    REASON_OUT_OF_STOCK: "not enough stock",
+}
+CLOSE_MESSAGE = "the order could not be completed"
+
+
+def reason_code(note):
+    """The machine-readable reason of a status change's history note: the part
+    before the first ``:`` (a rejection's note goes on with its shortages)."""
+    if not isinstance(note, str) or not note:
+        return None
+    return note.partition(":")[0].strip() or None
+
+
+def _status_changes(history):
+    """The entries that changed the order's status (the first one placed it);
+    the others noted an event that did not apply."""
+    changes, previous = [], None
+    for entry in history:
+        if entry.status != previous:
+            changes.append(entry)
+        previous = entry.status
+    return changes
+
+
+def _cause(status, code, payment_code):
+    """Why the order went to ``status`` (with reason ``code``), in plain words;
+    ``payment_code``: the code of the payment failure before it, if any."""
+    if status == PAYMENT_FAILED or (status == CANCELLED and code == REASON_PAYMENT_FAILED):
+        return PAYMENT_FAILURE_MESSAGES.get(payment_code or code, PAYMENT_FAILURE_MESSAGE)
+    return CLOSE_MESSAGES.get(code, CLOSE_MESSAGE)
+
+
+def customer_history(history):
+    """The history a customer sees, oldest first: one entry per status change,
+    ``{"status", "at", "reason" (its code, or None), "message"}``."""
+    entries, payment_code = [], None
+    for entry in _status_changes(history):
+        code = reason_code(entry.reason)
+        if entry.status == PAYMENT_FAILED:
+            payment_code = code
+        message = STATUS_MESSAGES.get(entry.status, entry.status)
+        if "{cause}" in message:
+            message = message.format(cause=_cause(entry.status, code, payment_code))
+        entries.append(
+            {
+                "status": entry.status,
+                "at": isoformat_utc(entry.at),
+                "reason": code,
+                "message": message,
+            }
+        )
+    return entries
+
+
+def cancellation_reason(status, history):
+    """Why a cancelled order was cancelled, for the customer ("Your card was
+    declined"); None for an order that is not cancelled."""
+    if status != CANCELLED:
+        return None
+    last = customer_history(history)[-1:]
+    if not last or last[0]["status"] != CANCELLED:
+        return None
+    cause = last[0]["message"].partition(": ")[2]
+    return cause[:1].upper() + cause[1:]
+
+
+def operator_history(history):
+    """Every history entry with its note as stored, for operators (ops:read):
+    ``{"status", "at", "note", "event_id"}``."""
+    return [
+        {
+            "status": entry.status,
+            "at": isoformat_utc(entry.at),
+            "note": entry.reason,
+            "event_id": str(event_id) if (event_id := getattr(entry, "event_id", None)) else None,
+        }
+        for entry in history
+    ]
+
+
+def order_view(order, lines, history, operator=False):
+    """The public ORDER of a stored order, its lines and its history (oldest
+    first): the customer's history, and with ``operator`` every entry with its
+    note (``operator_history``)."""
+    view = {
         "id": str(order.id),
         "user_id": str(order.user_id),
         "status": order.status,
@@ -530,11 +640,12 @@ def order_view(order, lines, history):
         "created_at": isoformat_utc(order.created_at),
         "updated_at": isoformat_utc(order.updated_at),
         "deadline_at": isoformat_utc(order.deadline_at),
-        "history": [
-            {"status": entry.status, "at": isoformat_utc(entry.at), "reason": entry.reason}
-            for entry in history
-        ],
+        "cancellation_reason": cancellation_reason(order.status, history),
+        "history": customer_history(history),
     }
+    if operator:
+        view["operator_history"] = operator_history(history)
+    return view
 
 
 # --- list cursors ------------------------------------------------------------

@@ -100,8 +100,9 @@ CREATE_ARGS = obj(
 ORDER_REF_ARGS = obj({"order_id": _UUID}, required=("order_id",))
 PAYMENT_TOKEN_RESULT = obj({"payment_token": PAYMENT_TOKEN}, required=("payment_token",))
 
-# get_order's caller (null: any owner, for staff) and cancel_order's (the owner).
-OWNER_ARGS = obj({"user_id": _UUID_OR_NULL}, required=("user_id",))
+# get_order's caller (null: any owner, for staff), whether to add the operator
+# history (ops:read), and cancel_order's caller (the owner).
+OWNER_ARGS = obj({"user_id": _UUID_OR_NULL, "operator": {"type": "boolean"}}, required=("user_id",))
 CANCEL_ARGS = obj({"user_id": _UUID}, required=("user_id",))
 
 # list_orders arguments as they arrive from an HTTP query string (limit already
@@ -114,6 +115,31 @@ LIST_QUERY = obj(
         "status": STATUS,
     },
     required=("user_id",),
+)
+
+HISTORY_ENTRY = obj(
+    {
+        "status": STATUS,
+        "at": _TIMESTAMP,
+        "reason": {
+            "type": ["string", "null"],
+            "description": "Machine-readable: customer, out_of_stock, card_declined...",
+        },
+        "message": {"type": "string", "description": "For the customer: Payment received..."},
+    },
+    required=("status", "at", "reason", "message"),
+)
+OPERATOR_HISTORY_ENTRY = obj(
+    {
+        "status": STATUS,
+        "at": _TIMESTAMP,
+        "note": {
+            "type": ["string", "null"],
+            "description": "As recorded: the reason of a change, or why an event was ignored",
+        },
+        "event_id": {"type": ["string", "null"], "description": "The event that led to it"},
+    },
+    required=("status", "at", "note", "event_id"),
 )
 
 ORDER = obj(
@@ -130,13 +156,14 @@ ORDER = obj(
         "created_at": _TIMESTAMP,
         "updated_at": _TIMESTAMP,
         "deadline_at": _TIMESTAMP,
-        "history": {
-            "type": "array",
-            "items": obj(
-                {"status": STATUS, "at": _TIMESTAMP, "reason": {"type": ["string", "null"]}},
-                required=("status", "at", "reason"),
-            ),
-        },
+        # Set when the order is cancelled: why, in words for the customer
+        # ("Your card was declined"); ``reason`` keeps the machine-readable code.
+        "cancellation_reason": {"type": ["string", "null"]},
+        # What the customer sees: one entry per status change, oldest first.
+        "history": {"type": "array", "items": HISTORY_ENTRY},
+        # Only for callers with ops:read (get_order with operator=True): every
+        # entry as stored, events that did not apply included, with its note.
+        "operator_history": {"type": "array", "items": OPERATOR_HISTORY_ENTRY},
     },
     required=(
         "id",
@@ -150,6 +177,7 @@ ORDER = obj(
         "created_at",
         "updated_at",
         "deadline_at",
+        "cancellation_reason",
         "history",
     ),
 )

@@ -25,7 +25,7 @@ from services.chassis.metrics import (
     children,
 )
 from services.chassis.schemas import validate
-from services.chassis.service import AgoraService, setting_timer
+from services.chassis.service import AgoraService, DeadLetterAdmin, setting_timer
 from services.chassis.service_client import ServiceClient
 from services.chassis.values import parse_uuid, utcnow
 from services.orders import domain
@@ -88,7 +88,7 @@ def _not_found(order_id):
     return NotFound("order not found", {"order_id": str(order_id)})
 
 
-class OrdersService(AgoraService):
+class OrdersService(DeadLetterAdmin, AgoraService):
     name = "orders"
 
     db = Database(Base)
@@ -141,11 +141,12 @@ class OrdersService(AgoraService):
         return {"order": domain.order_view(order, order_lines, [history]), "created": True}
 
     @rpc
-    def get_order(self, order_id, user_id=None):
-        """One order; ``NotFound`` if unknown or (``user_id`` given) not that user's."""
-        _check(((OWNER_ARGS, {"user_id": user_id}),))
+    def get_order(self, order_id, user_id=None, operator=False):
+        """One order; ``NotFound`` if unknown or (``user_id`` given) not that user's.
+        ``operator``: with ``operator_history`` (for callers with ops:read)."""
+        _check(((OWNER_ARGS, {"user_id": user_id, "operator": operator}),))
         order = self._owned(order_id, user_id)
-        return self._views([order])[0]
+        return self._views([order], operator=operator)[0]
 
     @rpc
     def list_orders(self, user_id, limit=domain.LIMIT_DEFAULT, cursor=None, status=None):
@@ -338,9 +339,12 @@ class OrdersService(AgoraService):
                 products[product_id] = None
         return products
 
-    def _views(self, orders):
+    def _views(self, orders, operator=False):
         ids = [order.id for order in orders]
         session = self.db.session
         lines = lines_of(session, ids)
         history = history_of(session, ids)
-        return [domain.order_view(order, lines[order.id], history[order.id]) for order in orders]
+        return [
+            domain.order_view(order, lines[order.id], history[order.id], operator)
+            for order in orders
+        ]

@@ -214,7 +214,10 @@ def test_out_of_stock_is_rejected_and_nothing_is_charged(shop, smtp, ledgers):
     assert view["shortages"] == [
         {"sku": product["sku"], "name": product["name"], "requested": 2, "available": 1}
     ]
-    assert product["sku"] in view["history"][-1]["reason"]
+    # The customer reads the change in words; the note with the SKUs is for operators.
+    assert view["history"][-1]["reason"] == "out_of_stock"
+    assert view["history"][-1]["message"] == "Not enough stock: the order could not be placed"
+    assert "operator_history" not in view
     assert view["payment"] is None
     assert ledgers.charges_per_order([order["id"]]) == {order["id"]: 0}
     assert shop.stock(product["sku"])["total"] == {"on_hand": 1, "reserved": 0, "available": 1}
@@ -233,6 +236,11 @@ def test_a_failed_payment_releases_the_stock_and_cancels(shop, smtp, ledgers, pl
     assert view["status"] == "cancelled"
     statuses = [h["status"] for h in view["history"]]
     assert statuses == ["pending", "reserved", "payment_failed", "cancelled"]
+    expected = {
+        "card_declined": "Your card was declined",
+        "processing_error": "The payment could not be processed",
+    }
+    assert view["cancellation_reason"] == expected[code]
     assert view["payment"]["status"] == "failed"
     assert view["payment"]["failure"]["code"] == code
     if code == "processing_error":  # transient: retried before giving up

@@ -157,7 +157,7 @@ def test_a_poison_message_is_dead_lettered_and_can_be_replayed(platform):
     shown = agora(
         platform, "dead-letters", "show", poison["event_id"], "--service", "notifications"
     )
-    assert json.loads(shown.stdout)["body"] == poison
+    assert json.loads(shown.stdout)["event"] == poison
 
     replayed = agora(
         platform, "dead-letters", "replay", poison["event_id"], "--service", "notifications"

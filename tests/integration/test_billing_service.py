@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from services.billing import domain, models, provider
 from services.billing.domain import Money
-from services.billing.schemas import EVENTS, PAYMENT
+from services.billing.schemas import EVENTS, PAYMENT, PAYMENT_PAGE
 from services.billing.service import BillingService
 from services.chassis.errors import Conflict, NotFound, Unavailable, ValidationError
 from services.chassis.messaging import event_envelope, event_handler, rpc
@@ -782,3 +782,61 @@ def test_simulated_processor_ledger_is_idempotent(billing_db):
         sim.refund("ch_sim_unknown", Money(1, "EUR"), f"{key}-r4")
     sim.refund(first.id, Money(300, "EUR"), f"{key}-r5")
     assert sorted(r.amount for r in ledger_refunds(billing_db, first.id)) == [200, 300]
+
+
+# --- the payments list ------------------------------------------------------------------
+
+
+def all_pages(billing, **query):
+    """Every page of list_payments with ``query``, following next_cursor."""
+    pages, cursor = [], None
+    while True:
+        page = call(billing, "list_payments", **query, cursor=cursor)
+        validate(PAYMENT_PAGE, page)
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+def test_every_payment_is_listed_newest_first_page_by_page(billing, publish):
+    _, refunded = charged(billing, publish, amount=700)
+    call(billing, "refund_payment", refunded["id"], None, "wrong size")
+    declined = request_payment(billing, publish, new_order(token="tok_chargeDeclined"))
+    _, latest = charged(billing, publish, amount=900)
+    # A tombstone (an order closed before any charge) is no payment.
+    tombstone = new_order()
+    with handled(billing, "on_order_cancelled", tombstone["order_id"]):
+        publish("order_cancelled", closed(tombstone))
+
+    pages = all_pages(billing, limit=2)
+    assert all(len(page["items"]) <= 2 for page in pages)
+    listed = [payment for page in pages for payment in page["items"]]
+    ids = [payment["id"] for payment in listed]
+    assert len(ids) == len(set(ids))
+    assert ids[:3] == [latest["id"], declined["id"], refunded["id"]]
+    assert tombstone["order_id"] not in {payment["order_id"] for payment in listed}
+    stamps = [(payment["created_at"], payment["id"]) for payment in listed]
+    assert [s for s, _ in stamps] == sorted((s for s, _ in stamps), reverse=True)
+    assert listed[2]["status"] == "refunded" and listed[2]["refunds"][0]["reason"] == "wrong size"
+    assert listed[0]["receipt"] is not None
+
+    failed = [p for page in all_pages(billing, status="failed") for p in page["items"]]
+    assert failed[0]["id"] == declined["id"]
+    assert {payment["status"] for payment in failed} == {"failed"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"status": "lost"},
+        {"cursor": "bm90LWEtY3Vyc29y"},
+        {"cursor": ""},
+    ],
+)
+def test_a_bad_payments_query_is_a_validation_error(billing, query):
+    with pytest.raises(ValidationError) as error:
+        call(billing, "list_payments", **query)
+    assert set(error.value.details) == set(query)

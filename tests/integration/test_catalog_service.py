@@ -315,6 +315,38 @@ def test_other_queries_limits_and_cursors_create_no_cache_entries(catalog, redis
     assert page_keys(redis_client) == before
 
 
+def test_the_staff_listing_has_inactive_products_and_is_never_cached(catalog, redis_client):
+    tag = token("staff")
+    active = create(catalog, name=f"On sale {tag}")
+    inactive = create(catalog, name=f"Withdrawn {tag}", active=False)
+    # The public listing, its first page cached, lists the active product only.
+    public = [p["id"] for page in canonical_chain(catalog) for p in page["items"]]
+    assert active["id"] in public and inactive["id"] not in public
+    before = page_keys(redis_client)
+
+    seen, cursor = [], None
+    while True:
+        page = call(catalog, "list_products", cursor=cursor, include_inactive=True)
+        validate(PRODUCT_PAGE, page)
+        seen.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    staff = [p["id"] for p in seen]
+    assert staff.index(active["id"]) < staff.index(inactive["id"])
+    assert next(p for p in seen if p["id"] == inactive["id"])["active"] is False
+    filtered = call(catalog, "list_products", q=tag, include_inactive=True)
+    assert [p["id"] for p in filtered["items"]] == [active["id"], inactive["id"]]
+
+    # Nothing cached, and the public pages (cached) still hide it.
+    assert page_keys(redis_client) == before
+    public = [p["id"] for page in canonical_chain(catalog) for p in page["items"]]
+    assert inactive["id"] not in public
+    with pytest.raises(ValidationError) as info:
+        call(catalog, "list_products", include_inactive="yes")
+    assert "include_inactive" in info.value.details
+
+
 def test_a_cursor_signed_with_another_key_is_refused(catalog):
     from services.catalog.domain import ListingCursors
     from services.chassis.cursors import signing_key

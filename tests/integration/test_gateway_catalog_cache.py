@@ -220,3 +220,54 @@ def test_with_the_event_connection_cut_reads_bypass_the_cache_until_it_is_back(g
         "the price after reconnecting",
         interval=0.01,
     )
+
+
+def staff_token(app, scope):
+    """A token for ``scope`` signed by a test key the gateway is told to trust
+    (the auth service is not running here)."""
+    from gateway.auth.tokens import KeyCache, TokenVerifier
+    from tests.unit.test_token_verifier import KEY, claims, public_jwks, sign
+
+    keys = KeyCache(lambda: public_jwks(KEY), ttl=300, min_refresh_interval=5)
+    settings = app.config["AGORA"]["auth"]
+    app.extensions["agora.tokens"] = TokenVerifier(
+        keys, settings, revocations=app.extensions["agora.redis"]
+    )
+    token = sign(claims(iss=settings["issuer"], aud=settings["audience"], scope=scope))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_staff_listing_needs_catalog_write_and_is_never_cached(gateway, catalog):
+    tag = uuid.uuid4().hex[:12]
+    active = create(catalog, gateway, name=f"Mug on sale {tag}")
+    inactive = create(catalog, gateway, name=f"Withdrawn mug {tag}", active=False)
+    staff = staff_token(gateway.app, "catalog:write")
+    customer = staff_token(gateway.app, "profile orders:read")
+    path = f"/v1/products?include_inactive=true&q={tag}"
+
+    assert gateway.get(path).status_code == 401
+    refused = gateway.get(path, headers=customer)
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["code"] == "insufficient_scope"
+    assert gateway.get("/v1/products?include_inactive=maybe", headers=staff).status_code == 400
+
+    # Warm the public listing's cache; it never holds the inactive product.
+    public = gateway.get(f"/v1/products?q={tag}")
+    assert [p["id"] for p in public.get_json()["items"]] == [active["id"]]
+    for _ in range(2):
+        calls = len(catalog_calls(gateway))
+        listed = gateway.get(path, headers=staff)
+        assert listed.status_code == 200, listed.get_json()
+        assert len(catalog_calls(gateway)) == calls + 1, "the staff listing came from a cache"
+        assert listed.headers["Cache-Control"] == "private, no-store"
+        assert "ETag" not in listed.headers
+        items = listed.get_json()["items"]
+        assert [(p["id"], p["active"]) for p in items] == [
+            (active["id"], True),
+            (inactive["id"], False),
+        ]
+    # The public listing, cached or not, still hides it; include_inactive=false is public.
+    for query in (f"?q={tag}", f"?q={tag}&include_inactive=false", ""):
+        again = gateway.get(f"/v1/products{query}")
+        assert again.status_code == 200
+        assert inactive["id"] not in {p["id"] for p in again.get_json()["items"]}

@@ -666,10 +666,17 @@ def test_reservation_rejected(orders, catalog, publish):
     assert final["shortages"] == [
         {"sku": line["sku"], "name": line["name"], "requested": 2, "available": 1}
     ]
-    assert (
-        final["history"][-1]["reason"] == f"out_of_stock: {line['sku']}: 2 requested, 1 available"
-    )
+    assert final["history"][-1]["reason"] == "out_of_stock"
+    assert final["history"][-1]["message"] == "Not enough stock: the order could not be placed"
     assert statuses(final) == ["pending", "rejected"]
+    # Operators (ops:read) read the note with the shortages.
+    noted = call(orders, "get_order", order["id"], None, True)
+    validate(ORDER, noted)
+    assert noted["history"] == final["history"]
+    assert (
+        noted["operator_history"][-1]["note"]
+        == f"out_of_stock: {line['sku']}: 2 requested, 1 available"
+    )
 
 
 def test_payment_failed_then_released_is_cancelled(orders, catalog, publish):
@@ -728,13 +735,24 @@ def test_customer_cancels_a_reserved_order(orders, catalog, publish):
     paid(publish, order, str(uuid.uuid4()))
     final = wait_until(
         lambda: (
-            (o := call(orders, "get_order", order["id"]))["history"][-1]["status"] == "cancelled"
-            and "ignored" in (o["history"][-1]["reason"] or "")
+            (o := call(orders, "get_order", order["id"], None, True))["operator_history"][-1][
+                "status"
+            ]
+            == "cancelled"
+            and "ignored" in (o["operator_history"][-1]["note"] or "")
             and o
         ),
         what="the late payment to be noted",
     )
     assert final["status"] == "cancelled" and final["payment_id"] is None
+    # The customer reads status changes only, in words.
+    assert [e["message"] for e in final["history"]] == [
+        "Order placed",
+        "Stock reserved",
+        "Cancelled: you cancelled the order",
+    ]
+    assert final["cancellation_reason"] == "You cancelled the order"
+    assert "operator_history" not in call(orders, "get_order", order["id"])
     assert seen(order["id"], "order_paid") == []
 
 
@@ -776,16 +794,22 @@ def test_out_of_order_events_are_noted_and_ignored(orders, catalog, publish):
     paid(publish, order, str(uuid.uuid4()))
     inventory(publish, "reservation_committed", order, reservation_id=str(uuid.uuid4()))
     noted = wait_until(
-        lambda: len((o := call(orders, "get_order", order["id"]))["history"]) == 3 and o,
+        lambda: (
+            len((o := call(orders, "get_order", order["id"], None, True))["operator_history"]) == 3
+            and o
+        ),
         what="two ignored events in the history",
     )
     assert noted["status"] == "pending" and noted["payment_id"] is None
-    ignored = sorted(entry["reason"] for entry in noted["history"][1:])
+    ignored = sorted(entry["note"] for entry in noted["operator_history"][1:])
     assert ignored == [
         "ignored billing.payment_succeeded in status pending",
         "ignored inventory.reservation_committed in status pending",
     ]
-    assert {entry["status"] for entry in noted["history"]} == {"pending"}
+    assert {entry["status"] for entry in noted["operator_history"]} == {"pending"}
+    assert all(entry["event_id"] for entry in noted["operator_history"][1:])
+    # Not for the customer: the order was placed, nothing else happened to it.
+    assert [entry["message"] for entry in noted["history"]] == ["Order placed"]
     # The saga carries on from where the order really is.
     reserved(publish, order)
     assert wait_status(orders, order["id"], "reserved")
@@ -801,11 +825,18 @@ def test_duplicate_events_have_one_effect(start_orders, catalog, publish, orders
     publish("inventory", "stock_reserved", envelope=first)  # redelivered as is
     reserved(publish, order)  # another reservation event for the same order: out of date
     noted = wait_until(
-        lambda: len((o := call(orders, "get_order", order["id"]))["history"]) == 3 and o,
+        lambda: (
+            len((o := call(orders, "get_order", order["id"], None, True))["operator_history"]) == 3
+            and o
+        ),
         what="the stale reservation to be noted",
     )
-    assert statuses(noted) == ["pending", "reserved", "reserved"]
-    assert noted["history"][2]["reason"] == "ignored inventory.stock_reserved in status reserved"
+    assert [e["status"] for e in noted["operator_history"]] == ["pending", "reserved", "reserved"]
+    assert (
+        noted["operator_history"][2]["note"]
+        == "ignored inventory.stock_reserved in status reserved"
+    )
+    assert statuses(noted) == ["pending", "reserved"]
     (requests,) = sql(
         orders_db,
         "SELECT count(*) FROM order_history WHERE order_id = :id AND event_id = :event",

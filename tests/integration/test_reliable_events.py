@@ -373,7 +373,7 @@ def test_a_poison_message_is_dead_lettered_and_can_be_replayed(start, config, en
     assert letter["queue"] == "evt-reliable_emitter-thing_happened--reliable_handler.on_thing"
     assert "RuntimeError: handler refuses" in letter["error"]
     shown = show_dead_letter(config, "reliable_handler", key_id)
-    assert shown["body"] == envelope
+    assert shown["event"] == envelope
     # Listing does not consume.
     assert dead()
 

@@ -130,3 +130,15 @@ def test_the_gateway_binds_only_the_events_its_cache_consumes():
         "product_updated",
     }
     assert "orders.events" not in permissions.topics
+
+
+def test_every_event_handling_service_and_only_those_answer_for_their_dead_letters():
+    from services.chassis.schemas import DEAD_LETTER_SERVICES
+    from services.chassis.service import DeadLetterAdmin
+
+    handling = {name for name in SERVICE_CLASSES if wiring_of(name).handles}
+    assert set(DEAD_LETTER_SERVICES) == handling
+    for name in SERVICE_CLASSES:
+        assert issubclass(service_class(name), DeadLetterAdmin) == (name in handling), name
+        methods = set(RPC_CALLS["gateway"][name])
+        assert {"list_dead_letters", "replay_dead_letter"} <= methods or name not in handling

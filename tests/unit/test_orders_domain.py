@@ -624,8 +624,140 @@ def test_order_view_matches_the_contract_and_hides_the_token():
     assert "payment_token" not in view and "tok_visa" not in str(view)
     assert view["items"] == [LINE]
     assert view["history"] == [
-        {"status": "pending", "at": "2030-01-01T00:00:00.000000Z", "reason": None}
+        {
+            "status": "pending",
+            "at": "2030-01-01T00:00:00.000000Z",
+            "reason": None,
+            "message": "Order placed",
+        }
     ]
+    assert view["cancellation_reason"] is None
+    assert "operator_history" not in view
+
+
+# --- what the customer and operators read of the history ---------------------------
+
+T0 = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+
+
+def entries(*rows):
+    """History rows (status, note), a second apart, with an event id from the second on."""
+    return [
+        types.SimpleNamespace(
+            status=status,
+            reason=note,
+            at=T0 + datetime.timedelta(seconds=n),
+            event_id=uuid.UUID(int=n) if n else None,
+        )
+        for n, (status, note) in enumerate(rows)
+    ]
+
+
+def test_a_declined_card_reads_as_such_and_operator_notes_stay_with_operators():
+    history = entries(
+        ("pending", None),
+        ("reserved", None),
+        ("payment_failed", "card_declined"),
+        ("cancelled", "payment_failed"),
+        ("cancelled", "ignored inventory.reservation_released in status cancelled"),
+    )
+    order = stored_order(status="cancelled", reason="payment_failed")
+    view = domain.order_view(order, [stored_line()], history)
+    validate(schemas.ORDER, view)
+    assert [(e["status"], e["reason"], e["message"]) for e in view["history"]] == [
+        ("pending", None, "Order placed"),
+        ("reserved", None, "Stock reserved"),
+        ("payment_failed", "card_declined", "Payment failed: your card was declined"),
+        ("cancelled", "payment_failed", "Cancelled: your card was declined"),
+    ]
+    assert "ignored" not in str(view)
+    assert view["cancellation_reason"] == "Your card was declined"
+
+    operator = domain.order_view(order, [stored_line()], history, operator=True)
+    validate(schemas.ORDER, operator)
+    assert operator["history"] == view["history"]
+    assert [e["note"] for e in operator["operator_history"]] == [e.reason for e in history]
+    assert operator["operator_history"][4] == {
+        "status": "cancelled",
+        "at": "2030-01-01T00:00:04.000000Z",
+        "note": "ignored inventory.reservation_released in status cancelled",
+        "event_id": str(uuid.UUID(int=4)),
+    }
+
+
+@pytest.mark.parametrize(
+    "rows, messages, cancellation",
+    [
+        (
+            [("pending", None), ("reserved", None), ("paid", None), ("confirmed", None)],
+            ["Order placed", "Stock reserved", "Payment received", "Order confirmed"],
+            None,
+        ),
+        (
+            [("pending", None), ("reserved", None), ("paid", None), ("cancelled", "customer")],
+            [
+                "Order placed",
+                "Stock reserved",
+                "Payment received",
+                "Cancelled: you cancelled the order",
+            ],
+            "You cancelled the order",
+        ),
+        (
+            [("pending", None), ("rejected", "out_of_stock: MUG-1: 2 requested, 1 available")],
+            ["Order placed", "Not enough stock: the order could not be placed"],
+            None,
+        ),
+        (
+            [("pending", None), ("reserved", None), ("expired", "deadline")],
+            ["Order placed", "Stock reserved", "Expired: the order could not be completed in time"],
+            None,
+        ),
+        (
+            [
+                ("pending", None),
+                ("reserved", None),
+                ("payment_failed", "processing_error"),
+                ("payment_failed", "ignored inventory.stock_reserved in status payment_failed"),
+                ("cancelled", "payment_failed"),
+            ],
+            [
+                "Order placed",
+                "Stock reserved",
+                "Payment failed: the payment could not be processed",
+                "Cancelled: the payment could not be processed",
+            ],
+            "The payment could not be processed",
+        ),
+        (
+            [("pending", None), ("reserved", None), ("paid", None), ("cancelled", "commit_failed")],
+            [
+                "Order placed",
+                "Stock reserved",
+                "Payment received",
+                "Cancelled: the items could not be set aside; your payment is refunded",
+            ],
+            "The items could not be set aside; your payment is refunded",
+        ),
+        (
+            [("pending", None), ("reserved", None), ("payment_failed", "new_code")],
+            ["Order placed", "Stock reserved", "Payment failed: the payment did not go through"],
+            None,
+        ),
+    ],
+)
+def test_each_status_change_has_a_customer_message(rows, messages, cancellation):
+    history = entries(*rows)
+    assert [e["message"] for e in domain.customer_history(history)] == messages
+    assert domain.cancellation_reason(rows[-1][0], history) == cancellation
+
+
+def test_a_rejection_keeps_its_reason_code_and_the_shortages_for_operators():
+    note = "out_of_stock: MUG-1: 2 requested, 1 available"
+    history = entries(("pending", None), ("rejected", note))
+    assert domain.customer_history(history)[-1]["reason"] == "out_of_stock"
+    assert domain.operator_history(history)[-1]["note"] == note
+    assert domain.reason_code(None) is None and domain.reason_code("customer") == "customer"
 
 
 def test_facts_of_a_stored_order():
