@@ -15,8 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import eventlet
 import pytest
@@ -103,41 +101,42 @@ def run_scenario(path, env, timeout=SCENARIO_TIMEOUT):
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not on the PATH: install Node.js 20 or newer")
-    with tempfile.TemporaryDirectory(prefix="agora-e2e-") as folder:
-        tap = Path(folder) / "report.tap"
-        argv = [
-            node,
-            "--test",
-            "--test-reporter=spec",
-            "--test-reporter-destination=stdout",
-            "--test-reporter=tap",
-            f"--test-reporter-destination={tap}",
-            str(path),
-        ]
-        # eventlet's green Popen: reading its output lets this process's other
-        # green threads (the SMTP and SMS sinks the platform talks to) run.
-        process = subprocess.Popen(
-            argv,
-            cwd=web.WEB,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        output = []
-        try:
-            with eventlet.Timeout(timeout):
-                for line in process.stdout:
-                    output.append(line)
-                    sys.stdout.write(line)
-                    sys.stdout.flush()
-                code = process.wait()
-        except eventlet.Timeout:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            pytest.fail(f"{path.name} ran longer than {timeout} s:\n{''.join(output[-40:])}")
-        report = tap.read_text() if tap.exists() else ""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    tap = REPORTS / f"{path.name.removesuffix('.test.mjs')}.tap"
+    tap.unlink(missing_ok=True)
+    argv = [
+        node,
+        "--test",
+        "--test-reporter=spec",
+        "--test-reporter-destination=stdout",
+        "--test-reporter=tap",
+        f"--test-reporter-destination={tap}",
+        str(path),
+    ]
+    # eventlet's green Popen: reading its output lets this process's other
+    # green threads (the SMTP and SMS sinks the platform talks to) run.
+    process = subprocess.Popen(
+        argv,
+        cwd=web.WEB,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = []
+    try:
+        with eventlet.Timeout(timeout):
+            for line in process.stdout:
+                output.append(line)
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            code = process.wait()
+    except eventlet.Timeout:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        pytest.fail(f"{path.name} ran longer than {timeout} s:\n{''.join(output[-40:])}")
+    report = tap.read_text() if tap.exists() else ""
     failing = [
         match.group(1).replace('\\"', '"')
         for match in map(_NOT_OK.match, report.splitlines())

@@ -82,6 +82,14 @@ async function audit(session, name, viewport) {
     scrollWidth: document.documentElement.scrollWidth,
     innerWidth: window.innerWidth,
   }));
+  const shown = await page.evaluate(() => ({
+    headings: [...document.querySelectorAll('h1')].map((h) => h.textContent.trim()),
+    alerts: [...document.querySelectorAll('[role="alert"]')]
+      .filter((element) => element.getClientRects().length > 0)
+      .map((element) => element.textContent.trim())
+      .filter(Boolean),
+    placeholder: /not built yet/.test(document.body.textContent),
+  }));
   const label = viewport === PHONE ? 'phone' : 'desktop';
   const record = {
     page: name,
@@ -96,18 +104,23 @@ async function audit(session, name, viewport) {
   };
   audits.push(record);
   await screenshot(session, `${label}-${name}`);
+  const where = `${label} ${name} (${record.url})`;
   const failures = record.violations
     .filter((rule) => FAILING.has(rule.impact))
     .map(
       (rule) =>
-        `${label} ${name} (${record.url}): ${rule.impact} ${rule.id}: ${rule.help} ` +
+        `${where}: ${rule.impact} ${rule.id}: ${rule.help} ` +
         `at ${rule.nodes.map((node) => node.target.join(' ')).join(', ')}`,
     );
+  // What was checked must be the page itself, working: a heading, no error.
+  if (shown.headings.length === 0) failures.push(`${where}: no <h1>`);
+  if (shown.headings.some((text) => /not found|failed/i.test(text))) {
+    failures.push(`${where}: shows ${JSON.stringify(shown.headings)}`);
+  }
+  if (shown.placeholder) failures.push(`${where}: a placeholder, the page is not built`);
+  if (shown.alerts.length > 0) failures.push(`${where}: alerts ${JSON.stringify(shown.alerts)}`);
   if (viewport === PHONE && size.scrollWidth > size.innerWidth) {
-    failures.push(
-      `${label} ${name} (${record.url}): scrolls sideways, ` +
-        `${size.scrollWidth} px of content in ${size.innerWidth} px`,
-    );
+    failures.push(`${where}: scrolls sideways, ${size.scrollWidth} px in ${size.innerWidth} px`);
   }
   const counts = {};
   for (const rule of record.violations) counts[rule.impact] = (counts[rule.impact] ?? 0) + 1;
@@ -130,6 +143,21 @@ function assertNoFailures(failures) {
 }
 
 let paymentId = null;
+
+test('axe finds what it should: a control page with known violations', async () => {
+  await withSession(browser, 'a11y-control', { bypassCSP: true }, async (session) => {
+    await session.page.setContent(
+      '<!doctype html><html><body><main><img src="data:,"><button></button></main></body></html>',
+    );
+    await session.page.addScriptTag({ path: AXE });
+    const found = await session.page.evaluate(async () => {
+      const results = await window.axe.run(document);
+      return results.violations.map((rule) => `${rule.id}:${rule.impact}`);
+    });
+    assert.ok(found.includes('image-alt:critical'), JSON.stringify(found));
+    assert.ok(found.includes('button-name:critical'), JSON.stringify(found));
+  });
+});
 
 test("the customer's pages, desktop and phone", { timeout: 180_000 }, async () => {
   await withSession(browser, 'a11y-customer', { bypassCSP: true }, async (session) => {
