@@ -113,6 +113,8 @@ export interface Order {
   updated_at: string;
   deadline_at: string;
   history: OrderHistoryEntry[];
+  /** Why a cancelled order was cancelled, in words for the customer (newer API). */
+  cancellation_reason?: string | null;
   /** Only in GET /v1/orders/{id}. */
   reservation?: unknown;
   payment?: Payment | Unavailable | null;

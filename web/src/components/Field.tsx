@@ -47,9 +47,17 @@ export function Field({ label, error, hint, children }: FieldProps) {
       ) : null}
       {error ? (
         <p className="field-error" id={errorId}>
-          {error}
+          {fieldSentence(label, error)}
         </p>
       ) : null}
     </div>
   );
+}
+
+/**
+ * The API's field errors are fragments ("must be an E.164 phone number",
+ * "is wrong"): prefixed with the field's label they read as a sentence.
+ */
+export function fieldSentence(label: string, error: string): string {
+  return /^[a-z]/.test(error) ? `${label} ${error}` : error;
 }

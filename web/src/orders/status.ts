@@ -45,6 +45,8 @@ function paymentOf(order: Order): Payment | null {
  */
 export function endReason(order: Order): string | null {
   if (!["cancelled", "rejected", "expired", "payment_failed"].includes(order.status)) return null;
+  // The API's own words when it gives them (it knows the payment's failure).
+  if (order.cancellation_reason) return order.cancellation_reason;
   const failure = paymentOf(order)?.failure;
   switch (order.reason) {
     case "payment_failed":

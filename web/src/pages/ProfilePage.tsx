@@ -140,7 +140,7 @@ function ProfileForms({ me, onChange }: { me: Me; onChange: (me: Me) => void }) 
     <section aria-labelledby="profile-heading" className="stack">
       <h1 id="profile-heading">Profile</h1>
       <EmailCard me={me} onChange={onChange} />
-      <form className="card" onSubmit={onSubmit} noValidate aria-labelledby="details-heading">
+      <form className="card" onSubmit={onSubmit} noValidate>
         <h2 id="details-heading">Your details</h2>
         <ErrorMessage error={error} title="Your profile was not saved." />
         {saved ? (
@@ -182,7 +182,7 @@ function ProfileForms({ me, onChange }: { me: Me; onChange: (me: Me) => void }) 
           Save profile
         </button>
       </form>
-      {me.phone && !me.phone_verified ? <PhoneCard onChange={onChange} /> : null}
+      {me.phone && !me.phone_verified ? <PhoneCard phone={me.phone} onChange={onChange} /> : null}
     </section>
   );
 }
@@ -207,7 +207,7 @@ function EmailCard({ me, onChange }: { me: Me; onChange: (me: Me) => void }) {
 
   return (
     <div className="card">
-      <h2>Email</h2>
+      <h2>Contact</h2>
       <p>
         {me.email}{" "}
         <span className={`badge ${me.email_verified ? "ok" : "wait"}`}>{me.email_verified ? "confirmed" : "not confirmed"}</span>
@@ -236,11 +236,27 @@ function EmailCard({ me, onChange }: { me: Me; onChange: (me: Me) => void }) {
   );
 }
 
-function PhoneCard({ onChange }: { onChange: (me: Me) => void }) {
+function PhoneCard({ phone, onChange }: { phone: string; onChange: (me: Me) => void }) {
   const [code, setCode] = useState("");
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [resent, setResent] = useState(false);
   const fields = error ? describeError(error).fields : {};
+
+  async function resend() {
+    setBusy(true);
+    setError(null);
+    setResent(false);
+    try {
+      // The same unconfirmed number again: the API texts a new code.
+      onChange(await api.patch<Me>("/v1/users/me", { body: { phone } }));
+      setResent(true);
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
 
   async function onSubmit(event: FormEvent) {
     event.preventDefault();
@@ -256,10 +272,15 @@ function PhoneCard({ onChange }: { onChange: (me: Me) => void }) {
   }
 
   return (
-    <form className="card" onSubmit={onSubmit} noValidate aria-labelledby="phone-heading">
+    <form className="card" onSubmit={onSubmit} noValidate>
       <h2 id="phone-heading">Confirm your phone</h2>
-      <p className="muted">Enter the six-digit code we texted to your phone. Saving the same number again sends a new code.</p>
+      <p className="muted">Enter the six-digit code we texted to {phone}.</p>
       <ErrorMessage error={error} title="The phone was not confirmed." />
+      {resent ? (
+        <p className="notice" role="status">
+          We texted a new code to {phone}. Earlier codes no longer work.
+        </p>
+      ) : null}
       <Field label="Verification code" error={fieldError(fields, "code")}>
         {(props) => (
           <input
@@ -273,9 +294,14 @@ function PhoneCard({ onChange }: { onChange: (me: Me) => void }) {
           />
         )}
       </Field>
-      <button type="submit" className="button" disabled={busy}>
-        Confirm phone
-      </button>
+      <div className="row">
+        <button type="submit" className="button" disabled={busy}>
+          Confirm phone
+        </button>
+        <button type="button" className="button secondary" disabled={busy} onClick={() => void resend()}>
+          Text me a new code
+        </button>
+      </div>
     </form>
   );
 }
