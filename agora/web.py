@@ -134,6 +134,8 @@ def ensure_packages():
         if packages_current():
             return False
         _run([_npm(), "ci", "--no-audit", "--loglevel=error"], "npm ci")
+        # No dependencies at all leaves no node_modules: the stamp still says so.
+        NODE_MODULES.mkdir(exist_ok=True)
         PACKAGES_STAMP.write_text(_hash_files([WEB / "package-lock.json"]) + "\n")
         return True
 
@@ -150,5 +152,6 @@ def build(force=False):
         if force or is_stale():
             inputs = _hash_files(_build_inputs())
             _run([_npm(), "run", "build", "--silent"], "npm run build")
+            DIST.mkdir(exist_ok=True)
             BUILD_STAMP.write_text(inputs + "\n")
     return DIST

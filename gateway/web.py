@@ -48,10 +48,10 @@ ASSETS = "assets"
 ASSET_CACHE = "public, max-age=31536000, immutable"
 # The content types a build holds, whatever the host's mime.types says.
 CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".mjs": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
     ".map": "application/json",
     ".json": "application/json",
     ".webmanifest": "application/manifest+json",
@@ -64,7 +64,7 @@ CONTENT_TYPES = {
     ".ico": "image/x-icon",
     ".woff2": "font/woff2",
     ".woff": "font/woff",
-    ".txt": "text/plain; charset=utf-8",
+    ".txt": "text/plain",
 }
 
 # The app's page: its own scripts and styles only (Vite emits no inline script;
@@ -125,6 +125,8 @@ def _send(path, cache_control):
     response = send_file(path, mimetype=_content_type(path.name), conditional=True, etag=True)
     response.headers["Cache-Control"] = cache_control
     response.headers["X-Content-Type-Options"] = "nosniff"
+    # A page or a script, not a download: no Content-Disposition.
+    response.headers.pop("Content-Disposition", None)
     return response
 
 
@@ -267,6 +269,7 @@ def _preflight():
             headers={"Vary": "Origin"},
         )
     response = current_app.response_class(status=204)
+    del response.headers["Content-Type"]
     response.headers["Access-Control-Allow-Origin"] = origin
     response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
     response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS

@@ -287,7 +287,7 @@ def test_the_theme_is_served_as_css_with_an_etag(web):
     response = web.get("/oauth/theme.css")
     assert response.status_code == 200
     assert response.data == THEME
-    assert response.mimetype == "text/css"
+    assert response.headers["Content-Type"] == "text/css; charset=utf-8"
     assert response.headers["Cache-Control"] == "no-cache"
     etag = response.headers["ETag"]
     again = web.get("/oauth/theme.css", headers={"If-None-Match": etag})
@@ -308,7 +308,8 @@ def test_the_app_is_served_at_the_root_and_on_its_routes(web):
         response = web.get(path)
         assert response.status_code == 200, path
         assert response.data == INDEX, path
-        assert response.mimetype == "text/html", path
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8", path
+        assert "Content-Disposition" not in response.headers
         assert response.headers["Cache-Control"] == "no-cache", path
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     # Revalidation is cheap: the page has an ETag.
@@ -323,7 +324,7 @@ def test_the_app_is_served_at_the_root_and_on_its_routes(web):
 def test_hashed_assets_are_immutable_for_a_year_with_their_types(web):
     script = web.get("/assets/index-Bx3kF9aQ.js")
     assert script.status_code == 200 and script.data == BUNDLE
-    assert script.mimetype == "text/javascript"
+    assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
     assert script.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert script.headers["X-Content-Type-Options"] == "nosniff"
     style = web.get("/assets/index-D41d8cd9.css")
