@@ -35,7 +35,8 @@ ACTIVE = {"type": "boolean"}
 IMAGE_ID = {"type": "string", "pattern": domain.IMAGE_ID_PATTERN}
 _IMAGE_KEY = {"type": "string", "pattern": domain.IMAGE_KEY_PATTERN}
 _DIMENSION = {"type": "integer", "minimum": 1, "maximum": domain.IMAGE_SIDE_MAX}
-_URL = {"type": "string", "pattern": "^https?://[^\\s]+$"}
+# Absolute, printable ASCII without spaces (the URL's own characters).
+_URL = {"type": "string", "pattern": "^https?://[!-~]+$"}
 PRODUCT_IMAGE = obj(
     {
         "id": IMAGE_ID,

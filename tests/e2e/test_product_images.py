@@ -53,6 +53,9 @@ def test_upload_list_serve_and_delete(platform, admin_token):
     base = platform.base_url
     product = create_product(base, admin_token)
     assert product["images"] == []
+    # Read once, so the gateway's catalog cache holds the product without images:
+    # the upload's product_updated event must drop it.
+    assert product_images(base, product["id"]) == []
 
     uploaded = upload(base, product["id"], admin_token, jpeg_with_gps(), "image/jpeg")
     assert uploaded.status_code == 201, uploaded.text

@@ -61,6 +61,8 @@ class Listener:
 def test_images_are_listed_in_order_with_absolute_urls(catalog, config):
     product = create(catalog)
     assert product["images"] == []
+    # Cached now: the additions must invalidate it.
+    assert call(catalog, "get_product", product["id"])["images"] == []
     first, second = image(), image()
     call(catalog, "add_product_image", product["id"], first)
     updated = call(catalog, "add_product_image", product["id"], second)
@@ -80,7 +82,7 @@ def test_images_are_listed_in_order_with_absolute_urls(catalog, config):
         for added in (first, second)
     ]
     assert updated["updated_at"] > product["updated_at"]
-    # The cached read and the list page show the images too.
+    # The (re)cached read and the list page show the images too.
     assert call(catalog, "get_product", product["id"])["images"] == updated["images"]
     page = call(catalog, "list_products", limit=100, q=product["sku"])
     assert page["items"][0]["images"] == updated["images"]

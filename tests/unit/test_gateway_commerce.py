@@ -284,11 +284,13 @@ def test_documented_statuses_and_headers(document):
     for ops in document["paths"].values():
         for operation in ops.values():
             for parameter in operation.get("parameters", ()):
-                # A dead letter's event_id may name a message that is no event
-                # (body-<hash>): not a UUID.
+                # UUIDs, except a dead letter's event_id (it may name a message
+                # that is no event: body-<hash>) and an image's id (32 hex
+                # digits of its content hash).
                 name = parameter["name"]
                 if parameter["in"] == "path" and name.endswith("_id") and name != "event_id":
-                    assert parameter["schema"]["pattern"].startswith("^[0-9a-f]{8}")
+                    prefix = "^[0-9a-f]{32}$" if name == "image_id" else "^[0-9a-f]{8}"
+                    assert parameter["schema"]["pattern"].startswith(prefix)
 
 
 def test_the_routes_use_the_services_own_contracts(app):

@@ -418,3 +418,26 @@ def test_unknown_docs_asset_is_a_json_404(client):
     response = client.get("/docs/index.html")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_image_upload_takes_the_image_itself_and_media_is_described(document):
+    upload = document["paths"]["/v1/products/{product_id}/images"]["post"]
+    content = upload["requestBody"]["content"]
+    assert set(content) == {"image/jpeg", "image/png", "image/webp"}
+    assert content["image/png"]["schema"] == {"type": "string", "contentMediaType": "image/png"}
+    assert {"201", "401", "403", "404", "409", "413", "415", "422"} <= set(upload["responses"])
+    assert upload["security"] == [{"oauth2": ["catalog:write"]}, {"bearerAuth": ["catalog:write"]}]
+    assert upload["x-rate-limit-group"] == "write"
+    delete = document["paths"]["/v1/products/{product_id}/images/{image_id}"]["delete"]
+    assert "204" in delete["responses"] and delete["x-rate-limit-group"] == "write"
+    media = document["paths"]["/media/{key}"]["get"]
+    assert "security" not in media and media["x-rate-limit-group"] == "read"
+    assert set(media["responses"]["200"]["content"]) == {"image/webp"}
+    assert {"304", "404"} <= set(media["responses"])
+
+
+def test_media_refuses_keys_that_are_not_stored_images_without_a_store(client):
+    for path in ("/media/../setup.cfg", "/media/images/%2e%2e/x.webp", "/media/config/agora.yaml"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.get_json()["error"]["code"] == "not_found"
