@@ -116,7 +116,20 @@ def _staff_listing(query):
     tags=("products",),
     query=PRODUCT_LIST_QUERY,
     headers=_CONDITIONAL,
-    responses={200: {"schema": PRODUCT_PAGE, "headers": _VALIDATORS}, 304: _NOT_MODIFIED},
+    responses={
+        200: {
+            "schema": PRODUCT_PAGE,
+            "headers": {
+                **_VALIDATORS,
+                "ETag": {
+                    "schema": {"type": "string"},
+                    "required": False,
+                    "description": "Absent from the staff listing (include_inactive=true)",
+                },
+            },
+        },
+        304: _NOT_MODIFIED,
+    },
     errors=(403,),
 )
 def list_products():

@@ -66,7 +66,12 @@ OPERATION_CHECKS = [
                 "negative_data_rejection": {"expected-statuses": _NEGATIVE + [414]},
             },
         }
-        for name in ("GET /v1/products", "GET /v1/orders", "GET /v1/notifications")
+        for name in (
+            "GET /v1/products",
+            "GET /v1/orders",
+            "GET /v1/notifications",
+            "GET /v1/payments",
+        )
     ),
     # A verification token or code is a secret the document cannot know: a
     # made-up one is refused (400), as is a code when none is pending.
