@@ -43,6 +43,15 @@ def event_tap():
     yield None
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_reports():
+    """Screenshots and reports of this run only: an earlier run's (a failure's
+    screenshot, say) would mislead whoever reviews them."""
+    for folder in (SCREENSHOTS, REPORTS):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+
+
 @pytest.fixture(scope="module")
 def web_app():
     """The built app (web/dist), which the gateway serves at ``/``; npm ci
