@@ -4,9 +4,9 @@
 // impact) go to <reports>/axe.json, a screenshot of each page to
 // <screenshots>/{desktop,phone}-<page>.png.
 
-import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import { after, before, test } from 'node:test';
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { after, before, test } from "node:test";
 
 import {
   DESKTOP,
@@ -26,10 +26,10 @@ import {
   waitForStatus,
   withSession,
   writeReport,
-} from './support.mjs';
+} from "./support.mjs";
 
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-const FAILING = new Set(['serious', 'critical']);
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+const FAILING = new Set(["serious", "critical"]);
 const audits = [];
 
 let browser;
@@ -38,7 +38,7 @@ before(async () => {
 });
 after(async () => {
   await browser?.close();
-  const file = writeReport('axe.json', {
+  const file = writeReport("axe.json", {
     base_url: settings.baseURL,
     generated_at: new Date().toISOString(),
     pages: audits,
@@ -66,11 +66,11 @@ function ruleSummary(rule) {
 async function audit(session, name, viewport) {
   const { page } = session;
   await settle(session);
-  if (!(await page.evaluate(() => typeof window.axe === 'object'))) {
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) {
     await page.addScriptTag({ path: AXE });
   }
   const results = await page.evaluate(async () => {
-    const found = await window.axe.run(document, { resultTypes: ['violations', 'incomplete'] });
+    const found = await window.axe.run(document, { resultTypes: ["violations", "incomplete"] });
     return {
       version: found.testEngine.version,
       violations: found.violations,
@@ -83,14 +83,14 @@ async function audit(session, name, viewport) {
     innerWidth: window.innerWidth,
   }));
   const shown = await page.evaluate(() => ({
-    headings: [...document.querySelectorAll('h1')].map((h) => h.textContent.trim()),
+    headings: [...document.querySelectorAll("h1")].map((h) => h.textContent.trim()),
     alerts: [...document.querySelectorAll('[role="alert"]')]
       .filter((element) => element.getClientRects().length > 0)
       .map((element) => element.textContent.trim())
       .filter(Boolean),
     placeholder: /not built yet/.test(document.body.textContent),
   }));
-  const label = viewport === PHONE ? 'phone' : 'desktop';
+  const label = viewport === PHONE ? "phone" : "desktop";
   const record = {
     page: name,
     viewport: label,
@@ -110,7 +110,7 @@ async function audit(session, name, viewport) {
     .map(
       (rule) =>
         `${where}: ${rule.impact} ${rule.id}: ${rule.help} ` +
-        `at ${rule.nodes.map((node) => node.target.join(' ')).join(', ')}`,
+        `at ${rule.nodes.map((node) => node.target.join(" ")).join(", ")}`,
     );
   // What was checked must be the page itself, working: a heading, no error.
   if (shown.headings.length === 0) failures.push(`${where}: no <h1>`);
@@ -139,13 +139,13 @@ async function auditRoutes(session, routes, viewport) {
 }
 
 function assertNoFailures(failures) {
-  assert.deepEqual(failures, [], `accessibility failures:\n${failures.join('\n')}`);
+  assert.deepEqual(failures, [], `accessibility failures:\n${failures.join("\n")}`);
 }
 
 let paymentId = null;
 
-test('axe finds what it should: a control page with known violations', async () => {
-  await withSession(browser, 'a11y-control', { bypassCSP: true }, async (session) => {
+test("axe finds what it should: a control page with known violations", async () => {
+  await withSession(browser, "a11y-control", { bypassCSP: true }, async (session) => {
     await session.page.setContent(
       '<!doctype html><html><body><main><img src="data:,"><button></button></main></body></html>',
     );
@@ -154,118 +154,121 @@ test('axe finds what it should: a control page with known violations', async () 
       const results = await window.axe.run(document);
       return results.violations.map((rule) => `${rule.id}:${rule.impact}`);
     });
-    assert.ok(found.includes('image-alt:critical'), JSON.stringify(found));
-    assert.ok(found.includes('button-name:critical'), JSON.stringify(found));
+    assert.ok(found.includes("image-alt:critical"), JSON.stringify(found));
+    assert.ok(found.includes("button-name:critical"), JSON.stringify(found));
   });
 });
 
 test("the customer's pages, desktop and phone", { timeout: 180_000 }, async () => {
-  await withSession(browser, 'a11y-customer', { bypassCSP: true }, async (session) => {
+  await withSession(browser, "a11y-customer", { bypassCSP: true }, async (session) => {
     const { page } = session;
     const failures = [];
-    const customer = await newCustomer('a11y');
-    const product = await findProduct('Market tote bag');
+    const customer = await newCustomer("a11y");
+    const product = await findProduct("Market tote bag");
 
-    await page.goto('/');
-    failures.push(...(await audit(session, 'catalog-signed-out', DESKTOP)));
+    await page.goto("/");
+    failures.push(...(await audit(session, "catalog-signed-out", DESKTOP)));
     await signIn(session, customer, {
       onAuthorizePage: async () => {
-        failures.push(...(await audit(session, 'authorize', DESKTOP)));
+        failures.push(...(await audit(session, "authorize", DESKTOP)));
       },
     });
-    failures.push(...(await audit(session, 'catalog', DESKTOP)));
+    failures.push(...(await audit(session, "catalog", DESKTOP)));
 
-    await page.getByRole('searchbox', { name: 'Search products' }).fill(product.name);
-    await page.getByRole('button', { name: 'Search', exact: true }).click();
-    await page.getByRole('link', { name: product.name }).first().click();
-    await page.getByRole('heading', { level: 1, name: product.name }).waitFor();
-    failures.push(...(await audit(session, 'product', DESKTOP)));
-    await page.getByRole('button', { name: 'Add to cart' }).click();
-    await header(page).getByRole('link', { name: /^Cart/ }).click();
-    await page.getByRole('button', { name: 'Checkout' }).waitFor();
-    failures.push(...(await audit(session, 'cart', DESKTOP)));
-    await page.getByRole('button', { name: 'Checkout' }).click();
-    await page.getByLabel('Test card').waitFor();
-    failures.push(...(await audit(session, 'checkout', DESKTOP)));
+    await page.getByRole("searchbox", { name: "Search products" }).fill(product.name);
+    await page.getByRole("button", { name: "Search", exact: true }).click();
+    await page.getByRole("link", { name: product.name }).first().click();
+    await page.getByRole("heading", { level: 1, name: product.name }).waitFor();
+    failures.push(...(await audit(session, "product", DESKTOP)));
+    await page.getByRole("button", { name: "Add to cart" }).click();
+    await header(page).getByRole("link", { name: /^Cart/ }).click();
+    await page.getByRole("button", { name: "Checkout" }).waitFor();
+    failures.push(...(await audit(session, "cart", DESKTOP)));
+    await page.getByRole("button", { name: "Checkout" }).click();
+    await page.getByLabel("Test card").waitFor();
+    failures.push(...(await audit(session, "checkout", DESKTOP)));
 
     // The pages that need a full cart, at phone size, before the order empties it.
     failures.push(
       ...(await auditRoutes(
         session,
         [
-          ['catalog', '/'],
-          ['product', `/products/${product.id}`],
-          ['cart', '/cart'],
-          ['checkout', '/checkout'],
+          ["catalog", "/"],
+          ["product", `/products/${product.id}`],
+          ["cart", "/cart"],
+          ["checkout", "/checkout"],
         ],
         PHONE,
       )),
     );
     await page.setViewportSize(DESKTOP);
 
-    await page.getByLabel('Test card').selectOption({ label: 'Visa (succeeds)' });
-    await page.getByRole('button', { name: 'Place order' }).click();
+    await page.getByLabel("Test card").selectOption({ label: "Visa (succeeds)" });
+    await page.getByRole("button", { name: "Place order" }).click();
     await page.waitForURL((url) => /^\/orders\/[0-9a-f-]{36}$/.test(url.pathname));
-    const orderId = new URL(page.url()).pathname.split('/').pop();
-    await waitForStatus(session, 'confirmed');
-    failures.push(...(await audit(session, 'order', DESKTOP)));
-    const order = await api('GET', `/v1/orders/${orderId}`, { token: lastToken(session) });
+    const orderId = new URL(page.url()).pathname.split("/").pop();
+    await waitForStatus(session, "confirmed");
+    failures.push(...(await audit(session, "order", DESKTOP)));
+    const order = await api("GET", `/v1/orders/${orderId}`, { token: lastToken(session) });
     paymentId = order.json?.payment?.id ?? order.json?.payment_id ?? null;
 
     const later = [
-      ['orders', '/orders'],
-      ['notifications', '/notifications'],
-      ['profile', '/profile'],
+      ["orders", "/orders"],
+      ["notifications", "/notifications"],
+      ["profile", "/profile"],
     ];
     failures.push(...(await auditRoutes(session, later, DESKTOP)));
     failures.push(
-      ...(await auditRoutes(session, [['order', `/orders/${orderId}`], ...later], PHONE)),
+      ...(await auditRoutes(session, [["order", `/orders/${orderId}`], ...later], PHONE)),
     );
     assertNoPageErrors(session);
     assertNoFailures(failures);
   });
 });
 
-test('the catalog and the authorize page at phone size', { timeout: 60_000 }, async () => {
+test("the catalog and the authorize page at phone size", { timeout: 60_000 }, async () => {
   await withSession(
     browser,
-    'a11y-phone-sign-in',
+    "a11y-phone-sign-in",
     { bypassCSP: true, viewport: PHONE },
     async (session) => {
       const { page } = session;
       const failures = [];
-      await page.goto('/');
-      failures.push(...(await audit(session, 'catalog-signed-out', PHONE)));
-      await page.getByRole('button', { name: 'Sign in', exact: true }).first().click();
-      await page.waitForURL((url) => url.pathname.startsWith('/oauth/authorize'));
-      failures.push(...(await audit(session, 'authorize', PHONE)));
+      await page.goto("/");
+      failures.push(...(await audit(session, "catalog-signed-out", PHONE)));
+      await page.getByRole("button", { name: "Sign in", exact: true }).first().click();
+      await page.waitForURL((url) => url.pathname.startsWith("/oauth/authorize"));
+      failures.push(...(await audit(session, "authorize", PHONE)));
       assertNoPageErrors(session);
       assertNoFailures(failures);
     },
   );
 });
 
-test('the staff pages, as the admin', { timeout: 120_000 }, async () => {
-  await withSession(browser, 'a11y-staff', { bypassCSP: true }, async (session) => {
+test("the staff pages, as the admin", { timeout: 120_000 }, async () => {
+  await withSession(browser, "a11y-staff", { bypassCSP: true }, async (session) => {
     const failures = [];
     await signIn(session, settings.admin, { staff: true });
-    const product = await findProduct('Forum hoodie');
+    const product = await findProduct("Forum hoodie");
     const routes = [
-      ['staff', '/staff'],
-      ['staff-products', '/staff/products'],
-      ['staff-product-new', '/staff/products/new'],
-      ['staff-product', `/staff/products/${product.id}`],
-      ['staff-stock', '/staff/stock'],
-      ['staff-payments', '/staff/payments'],
+      ["staff", "/staff"],
+      ["staff-products", "/staff/products"],
+      ["staff-product-new", "/staff/products/new"],
+      ["staff-product", `/staff/products/${product.id}`],
+      ["staff-stock", "/staff/stock"],
+      ["staff-payments", "/staff/payments"],
     ];
     if (!paymentId) {
       // This test alone: the newest payment of the billing list, if any.
-      const payments = await api('GET', '/v1/payments?limit=1', { token: lastToken(session) });
+      const payments = await api("GET", "/v1/payments?limit=1", { token: lastToken(session) });
       paymentId = payments.json?.items?.[0]?.id ?? null;
     }
-    if (paymentId) routes.push(['staff-payment', `/staff/payments/${paymentId}`]);
-    else console.log('no payment on the platform yet: /staff/payments/<id> not audited');
-    routes.push(['staff-dead-letters', '/staff/dead-letters'], ['staff-services', '/staff/services']);
+    if (paymentId) routes.push(["staff-payment", `/staff/payments/${paymentId}`]);
+    else console.log("no payment on the platform yet: /staff/payments/<id> not audited");
+    routes.push(
+      ["staff-dead-letters", "/staff/dead-letters"],
+      ["staff-services", "/staff/services"],
+    );
     failures.push(...(await auditRoutes(session, routes, DESKTOP)));
     assertNoPageErrors(session);
     assertNoFailures(failures);

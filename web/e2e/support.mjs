@@ -8,35 +8,35 @@
 // scenarios move between pages by clicking, or with `visit`, which changes
 // the route the way the app's own links do (history.pushState + popstate).
 
-import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { deflateSync } from 'node:zlib';
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { deflateSync } from "node:zlib";
 
-import { chromium } from 'playwright-core';
+import { chromium } from "playwright-core";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..');
+const ROOT = path.resolve(HERE, "..", "..");
 const env = process.env;
 
 export const settings = {
-  baseURL: (env.AGORA_E2E_BASE_URL || 'http://127.0.0.1:8080').replace(/\/$/, ''),
+  baseURL: (env.AGORA_E2E_BASE_URL || "http://127.0.0.1:8080").replace(/\/$/, ""),
   user: {
-    email: env.AGORA_E2E_USER_EMAIL || 'demo@agora.local',
-    password: env.AGORA_E2E_USER_PASSWORD || 'agora-demo-password',
+    email: env.AGORA_E2E_USER_EMAIL || "demo@agora.local",
+    password: env.AGORA_E2E_USER_PASSWORD || "agora-demo-password",
   },
   admin: {
-    email: env.AGORA_E2E_ADMIN_EMAIL || 'admin@agora.local',
-    password: env.AGORA_E2E_ADMIN_PASSWORD || 'agora-admin-password',
+    email: env.AGORA_E2E_ADMIN_EMAIL || "admin@agora.local",
+    password: env.AGORA_E2E_ADMIN_PASSWORD || "agora-admin-password",
   },
-  screenshots: env.AGORA_E2E_SCREENSHOTS || path.join(ROOT, '.agora', 'screenshots'),
-  reports: env.AGORA_E2E_REPORTS || path.join(ROOT, '.agora', 'e2e'),
-  chromium: env.AGORA_E2E_CHROMIUM || '/usr/bin/chromium',
+  screenshots: env.AGORA_E2E_SCREENSHOTS || path.join(ROOT, ".agora", "screenshots"),
+  reports: env.AGORA_E2E_REPORTS || path.join(ROOT, ".agora", "e2e"),
+  chromium: env.AGORA_E2E_CHROMIUM || "/usr/bin/chromium",
   args: (
     env.AGORA_E2E_CHROMIUM_ARGS ||
-    '--headless --no-sandbox --disable-gpu --disable-background-networking'
+    "--headless --no-sandbox --disable-gpu --disable-background-networking"
   )
     .split(/\s+/)
     .filter(Boolean),
@@ -59,19 +59,19 @@ export async function launch() {
 // allows no inline script.
 export async function openSession(
   browser,
-  { viewport = DESKTOP, name = 'session', bypassCSP = false } = {},
+  { viewport = DESKTOP, name = "session", bypassCSP = false } = {},
 ) {
   const context = await browser.newContext({ baseURL: settings.baseURL, viewport, bypassCSP });
   context.setDefaultTimeout(STEP_TIMEOUT);
   const page = await context.newPage();
   const session = { name, context, page, errors: [], console: [], apiRequests: [], inFlight: 0 };
-  page.on('pageerror', (error) => session.errors.push(`${page.url()}: ${error.stack || error}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') session.console.push(`${page.url()}: ${message.text()}`);
+  page.on("pageerror", (error) => session.errors.push(`${page.url()}: ${error.stack || error}`));
+  page.on("console", (message) => {
+    if (message.type() === "error") session.console.push(`${page.url()}: ${message.text()}`);
   });
   // Server-sent events and sockets stay open: they are not "loading".
-  const counted = (request) => !['eventsource', 'websocket'].includes(request.resourceType());
-  page.on('request', (request) => {
+  const counted = (request) => !["eventsource", "websocket"].includes(request.resourceType());
+  page.on("request", (request) => {
     const url = new URL(request.url());
     if (url.origin === settings.baseURL && /^\/(v1|oauth)\//.test(url.pathname)) {
       session.apiRequests.push({
@@ -86,8 +86,8 @@ export async function openSession(
   const done = (request) => {
     if (counted(request)) session.inFlight -= 1;
   };
-  page.on('requestfinished', done);
-  page.on('requestfailed', done);
+  page.on("requestfinished", done);
+  page.on("requestfailed", done);
   return session;
 }
 
@@ -98,7 +98,7 @@ export async function withSession(browser, name, options, scenario) {
   try {
     await scenario(session);
   } catch (error) {
-    let shot = '(no screenshot)';
+    let shot = "(no screenshot)";
     try {
       shot = await screenshot(session, `failed-${name}`);
     } catch {
@@ -142,7 +142,7 @@ export async function poll(what, check, { timeout = STEP_TIMEOUT, interval = 100
 export async function settle(session, { quiet = 300, timeout = STEP_TIMEOUT } = {}) {
   let idleSince = null;
   await poll(
-    'the network to go quiet',
+    "the network to go quiet",
     () => {
       if (session.inFlight > 0) {
         idleSince = null;
@@ -159,7 +159,7 @@ export async function textOf(locator, pattern, { timeout = STEP_TIMEOUT } = {}) 
   return poll(
     `${locator} to read ${pattern}`,
     async () => {
-      const text = (await locator.textContent({ timeout: 1000 })) ?? '';
+      const text = (await locator.textContent({ timeout: 1000 })) ?? "";
       if (!pattern.test(text)) throw new Error(JSON.stringify(text));
       return text;
     },
@@ -171,11 +171,14 @@ export async function textOf(locator, pattern, { timeout = STEP_TIMEOUT } = {}) 
 export async function visit(session, route) {
   const { page } = session;
   await page.evaluate((target) => {
-    window.history.pushState({}, '', target);
-    window.dispatchEvent(new PopStateEvent('popstate', { state: window.history.state }));
+    window.history.pushState({}, "", target);
+    window.dispatchEvent(new PopStateEvent("popstate", { state: window.history.state }));
   }, route);
-  await poll(`the app to show ${route}`, () => new URL(page.url()).pathname === route.split('?')[0]);
-  await page.locator('main').first().waitFor();
+  await poll(
+    `the app to show ${route}`,
+    () => new URL(page.url()).pathname === route.split("?")[0],
+  );
+  await page.locator("main").first().waitFor();
   await settle(session);
 }
 
@@ -189,7 +192,7 @@ export async function screenshot(session, name) {
 export function writeReport(name, data) {
   mkdirSync(settings.reports, { recursive: true });
   const file = path.join(settings.reports, name);
-  writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
+  writeFileSync(file, JSON.stringify(data, null, 2) + "\n");
   return file;
 }
 
@@ -199,7 +202,7 @@ export async function api(method, route, { token, body, headers = {} } = {}) {
   const response = await fetch(settings.baseURL + route, {
     method,
     headers: {
-      ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+      ...(body === undefined ? {} : { "Content-Type": "application/json" }),
       ...(token ? { Authorization: `Bearer ${token}` } : {}),
       ...headers,
     },
@@ -220,7 +223,7 @@ export async function api(method, route, { token, body, headers = {} } = {}) {
 export async function newCustomer(label) {
   const email = `e2e-${label}-${randomUUID().slice(0, 8)}@example.com`;
   const password = `browser-${randomUUID()}`;
-  const answer = await api('POST', '/v1/users', {
+  const answer = await api("POST", "/v1/users", {
     body: { email, password, name: `E2E ${label}` },
   });
   assert.equal(answer.status, 201, `registering ${email}: ${answer.text}`);
@@ -228,7 +231,7 @@ export async function newCustomer(label) {
 }
 
 export async function findProduct(name) {
-  const answer = await api('GET', `/v1/products?q=${encodeURIComponent(name)}&limit=20`);
+  const answer = await api("GET", `/v1/products?q=${encodeURIComponent(name)}&limit=20`);
   assert.equal(answer.status, 200, answer.text);
   const product = answer.json.items.find((item) => item.name === name);
   assert.ok(product, `no product named ${name}: ${answer.text}`);
@@ -239,7 +242,7 @@ export async function findProduct(name) {
 export function lastToken(session) {
   for (const request of [...session.apiRequests].reverse()) {
     const header = request.headers.authorization;
-    if (header && header.startsWith('Bearer ')) return header.slice('Bearer '.length);
+    if (header && header.startsWith("Bearer ")) return header.slice("Bearer ".length);
   }
   throw new Error(`${session.name}: the app sent no bearer token yet`);
 }
@@ -247,7 +250,7 @@ export function lastToken(session) {
 // --- what a person does in the app --------------------------------------------
 
 export function header(page) {
-  return page.getByRole('navigation', { name: 'Main' });
+  return page.getByRole("navigation", { name: "Main" });
 }
 
 // Sign in through Agora's authorize page: "Sign in" (or "Staff sign in" when
@@ -256,24 +259,24 @@ export function header(page) {
 export async function signIn(session, who, { staff = false, onAuthorizePage } = {}) {
   const { page } = session;
   if (!page.url().startsWith(settings.baseURL)) {
-    await page.goto('/');
+    await page.goto("/");
   }
-  await page.locator('main').first().waitFor();
-  const staffButton = page.getByRole('button', { name: 'Staff sign in' });
+  await page.locator("main").first().waitFor();
+  const staffButton = page.getByRole("button", { name: "Staff sign in" });
   if (staff && (await staffButton.count()) > 0) {
     await staffButton.first().click();
   } else {
-    await page.getByRole('button', { name: 'Sign in', exact: true }).first().click();
+    await page.getByRole("button", { name: "Sign in", exact: true }).first().click();
   }
-  await page.waitForURL((url) => url.pathname.startsWith('/oauth/authorize'));
-  await page.getByLabel('Email').fill(who.email);
-  await page.getByLabel('Password').fill(who.password);
+  await page.waitForURL((url) => url.pathname.startsWith("/oauth/authorize"));
+  await page.getByLabel("Email").fill(who.email);
+  await page.getByLabel("Password").fill(who.password);
   if (onAuthorizePage) await onAuthorizePage(session);
-  await page.getByRole('button', { name: 'Allow' }).click();
+  await page.getByRole("button", { name: "Allow" }).click();
   await page.waitForURL(
-    (url) => !url.pathname.startsWith('/oauth/') && !url.pathname.startsWith('/auth/callback'),
+    (url) => !url.pathname.startsWith("/oauth/") && !url.pathname.startsWith("/auth/callback"),
   );
-  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
   await settle(session);
 }
 
@@ -281,20 +284,20 @@ export async function signIn(session, who, { staff = false, onAuthorizePage } = 
 // set the quantity and add it to the cart; returns the product page's heading.
 export async function addToCart(session, name, quantity = 1) {
   const { page } = session;
-  const cartLink = header(page).getByRole('link', { name: /^Cart/ });
-  const before = (await cartLink.textContent()) ?? '';
-  await header(page).getByRole('link', { name: 'Catalog', exact: true }).click();
-  await page.getByRole('searchbox', { name: 'Search products' }).fill(name);
-  await page.getByRole('button', { name: 'Search', exact: true }).click();
-  const article = page.getByRole('article').filter({ has: page.getByRole('heading', { name }) });
-  await article.getByRole('link', { name }).first().click();
-  await page.getByRole('heading', { level: 1, name }).waitFor();
+  const cartLink = header(page).getByRole("link", { name: /^Cart/ });
+  const before = (await cartLink.textContent()) ?? "";
+  await header(page).getByRole("link", { name: "Catalog", exact: true }).click();
+  await page.getByRole("searchbox", { name: "Search products" }).fill(name);
+  await page.getByRole("button", { name: "Search", exact: true }).click();
+  const article = page.getByRole("article").filter({ has: page.getByRole("heading", { name }) });
+  await article.getByRole("link", { name }).first().click();
+  await page.getByRole("heading", { level: 1, name }).waitFor();
   await settle(session);
-  const amount = page.getByRole('spinbutton', { name: 'Quantity' });
+  const amount = page.getByRole("spinbutton", { name: "Quantity" });
   if ((await amount.count()) > 0) await amount.fill(String(quantity));
-  await page.getByRole('button', { name: 'Add to cart' }).click();
+  await page.getByRole("button", { name: "Add to cart" }).click();
   await poll(`the cart link to change after adding ${name}`, async () => {
-    return ((await cartLink.textContent()) ?? '') !== before;
+    return ((await cartLink.textContent()) ?? "") !== before;
   });
 }
 
@@ -302,21 +305,21 @@ export async function addToCart(session, name, quantity = 1) {
 // app navigated to (/orders/<id>).
 export async function checkout(session, card, { timeout = STEP_TIMEOUT } = {}) {
   const { page } = session;
-  await header(page).getByRole('link', { name: /^Cart/ }).click();
-  await page.getByRole('button', { name: 'Checkout' }).click();
-  await page.getByLabel('Test card').selectOption({ label: card });
-  await page.getByRole('button', { name: 'Place order' }).click();
+  await header(page).getByRole("link", { name: /^Cart/ }).click();
+  await page.getByRole("button", { name: "Checkout" }).click();
+  await page.getByLabel("Test card").selectOption({ label: card });
+  await page.getByRole("button", { name: "Place order" }).click();
   await page.waitForURL((url) => /^\/orders\/[0-9a-f-]{36}$/.test(url.pathname), { timeout });
-  return new URL(page.url()).pathname.split('/').pop();
+  return new URL(page.url()).pathname.split("/").pop();
 }
 
 export function orderStatus(page) {
-  return page.getByRole('status', { name: 'Order status' });
+  return page.getByRole("status", { name: "Order status" });
 }
 
 // Until the order page's status element names `status` (the API's word).
 export async function waitForStatus(session, status) {
-  return textOf(orderStatus(session.page), new RegExp(`\\b${status}\\b`, 'i'), {
+  return textOf(orderStatus(session.page), new RegExp(`\\b${status}\\b`, "i"), {
     timeout: settings.sagaTimeout,
   });
 }
@@ -338,7 +341,7 @@ function crc32(buffer) {
 function chunk(type, data) {
   const length = Buffer.alloc(4);
   length.writeUInt32BE(data.length);
-  const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
   const crc = Buffer.alloc(4);
   crc.writeUInt32BE(crc32(body));
   return Buffer.concat([length, body, crc]);
@@ -366,8 +369,8 @@ export function makePng(width = 320, height = 240) {
   ihdr[9] = 2; // colour type: RGB
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(raw)),
-    chunk('IEND', Buffer.alloc(0)),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
   ]);
 }
