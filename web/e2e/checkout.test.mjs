@@ -1,7 +1,7 @@
 // A customer's purchase in the browser: sign in on Agora's authorize page,
 // search, add two products, check out with a test card, follow the order to
 // its end. The succeeding card ends `confirmed`; the declined one `cancelled`
-// with the reason shown.
+// with the reason shown; a confirmed order the customer cancels is refunded.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -15,6 +15,7 @@ import {
   lastToken,
   launch,
   orderStatus,
+  poll,
   screenshot,
   settings,
   signIn,
@@ -84,3 +85,22 @@ test(
     });
   },
 );
+
+test("a customer cancels a confirmed order and it is refunded", { timeout: 120_000 }, async () => {
+  await withSession(browser, "checkout-cancelled", {}, async (session) => {
+    const { page } = session;
+    await signIn(session, settings.user);
+    await addToCart(session, "Parthenon poster", 1);
+    const orderId = await checkout(session, "Visa (succeeds)");
+    await waitForStatus(session, "confirmed");
+    await page.getByRole("button", { name: "Cancel order" }).click();
+    await waitForStatus(session, "cancelled");
+    await poll("the refund to be recorded", async () => {
+      const answer = await api("GET", `/v1/orders/${orderId}`, { token: lastToken(session) });
+      return answer.json?.payment?.status === "refunded";
+    });
+    assert.equal(await page.getByRole("button", { name: "Cancel order" }).count(), 0);
+    await screenshot(session, "flow-order-cancelled-by-customer");
+    assertNoPageErrors(session);
+  });
+});
