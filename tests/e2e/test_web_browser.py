@@ -173,5 +173,5 @@ def test_scenario_in_a_real_browser(scenario, web_platform, chromium):
 
 def test_every_scenario_file_is_collected():
     """The scenarios this module runs are the files in web/e2e; none hides."""
-    expected = {"checkout", "idempotency", "image", "errors", "accessibility"}
+    expected = {"checkout", "idempotency", "image", "staff", "errors", "accessibility"}
     assert {f"{name}.test.mjs" for name in expected} <= set(SCENARIOS)
