@@ -155,6 +155,20 @@ def run_scenario(path, env, timeout=SCENARIO_TIMEOUT):
     return code, failing, int(passed.group(1)) if passed else 0, "".join(output)
 
 
+def test_the_public_address_follows_the_gateway_port(web_platform):
+    """The scenarios reach the app at the platform's base URL on a free port:
+    the issuer and the app's redirect URI must name that address, or the
+    sign-in that every scenario starts with fails in a less legible way."""
+    import requests
+
+    base = web_platform.base_url
+    metadata = requests.get(f"{base}/.well-known/oauth-authorization-server", timeout=10)
+    assert metadata.status_code == 200, metadata.text
+    assert metadata.json()["issuer"] == base
+    page = requests.get(f"{base}/", timeout=10)
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario_in_a_real_browser(scenario, web_platform, chromium):
     code, failing, passed, output = run_scenario(
