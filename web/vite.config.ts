@@ -36,7 +36,7 @@ export default defineConfig({
     fs: { strict: true, allow: ["."] },
     proxy,
   },
-  preview: { host: "127.0.0.1", port: 4173, strictPort: true },
+  preview: { host: "127.0.0.1", port: 4173, strictPort: true, proxy },
   test: {
     environment: "jsdom",
     include: ["src/**/*.test.ts", "src/**/*.test.tsx"],

@@ -156,6 +156,37 @@ describe("ApiClient", () => {
     expect(calls[0].init.method).toBe("POST");
   });
 
+  it("abandons an attempt that gets no answer in time, and retries it when that is harmless", async () => {
+    const hang = (_url: RequestInfo | URL, init?: RequestInit) =>
+      new Promise<Response>((_resolve, reject) => {
+        init?.signal?.addEventListener("abort", () => reject(init.signal?.reason));
+      });
+    let calls = 0;
+    const fetch = (async (url: RequestInfo | URL, init?: RequestInit) => {
+      calls += 1;
+      return calls === 1 ? hang(url, init) : json(200, { ok: true });
+    }) as typeof globalThis.fetch;
+    const { api } = client([], { fetch });
+    await expect(api.get("/v1/orders/1", { timeoutMs: 5 })).resolves.toEqual({ ok: true });
+    expect(calls).toBe(2);
+
+    const never = client([], { fetch: hang as typeof globalThis.fetch });
+    await expect(never.api.post("/v1/orders/1/cancel", { timeoutMs: 5 })).rejects.toThrow("took too long");
+  });
+
+  it("stops at once when the caller aborts", async () => {
+    const controller = new AbortController();
+    const fetch = ((_url: RequestInfo | URL, init?: RequestInit) =>
+      new Promise<Response>((_resolve, reject) => {
+        init?.signal?.addEventListener("abort", () => reject(new DOMException("Aborted", "AbortError")));
+      })) as typeof globalThis.fetch;
+    const { api, waits } = client([], { fetch });
+    const pending = api.get("/v1/products", { signal: controller.signal });
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ name: "AbortError" });
+    expect(waits).toEqual([]);
+  });
+
   it("answers undefined for 204", async () => {
     const { api } = client([new Response(null, { status: 204 })]);
     await expect(api.delete("/v1/x")).resolves.toBeUndefined();

@@ -17,6 +17,8 @@
  * - The access token (from the auth session, see src/auth/session.ts) goes in
  *   `Authorization`; a 401 `invalid_token` refreshes the session once and
  *   repeats the request.
+ * - An attempt that gets no answer within 30 s (`timeoutMs`) is abandoned and
+ *   handled like a lost connection, so a hung request never stalls a page.
  * - Every answer or lost connection is reported to the connection monitor
  *   (src/api/connection.ts), which drives the "connection lost" banner.
  *
@@ -54,7 +56,12 @@ export interface RequestOptions {
   auth?: boolean;
   /** Overrides the retry policy (e.g. `{maxAttempts: 1}` for no retry). */
   retry?: Partial<RetryPolicy>;
+  /** Gives up on one attempt after this long (ms); then as a lost connection. */
+  timeoutMs?: number;
 }
+
+/** One attempt waits at most this long for an answer (a hung request never stalls a page). */
+export const DEFAULT_TIMEOUT_MS = 30_000;
 
 /** What the client needs from the auth session; set by src/auth at start-up. */
 export interface TokenSource {
@@ -160,6 +167,8 @@ export class ApiClient {
    */
   upload<T = unknown>(path: string, file: Blob, options: RequestOptions = {}): Promise<T> {
     return this.request<T>("POST", path, {
+      // A few megabytes over a slow link take longer than an API call.
+      timeoutMs: 120_000,
       ...options,
       body: file,
       headers: { "Content-Type": file.type || "application/octet-stream", ...options.headers },
@@ -176,25 +185,34 @@ export class ApiClient {
     let retry = 0;
 
     for (;;) {
-      const init = this.init(method, options);
+      const attempt = withTimeout(options.signal, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+      const init = { ...this.init(method, options), signal: attempt.signal };
       let response: Response;
       try {
         response = await doFetch(url, init);
       } catch (error) {
-        if (isAbort(error) || options.signal?.aborted) throw error;
-        connection.reportFailure();
+        attempt.done();
+        if (options.signal?.aborted) throw error;
+        if (!attempt.timedOut()) {
+          if (isAbort(error)) throw error;
+          connection.reportFailure();
+        }
         if (retry + 1 < policy.maxAttempts && shouldRetry(null, method, hasKey)) {
           await this.deps.sleep(nextDelay(retry, null, policy, this.deps.random), options.signal);
           retry += 1;
           continue;
         }
-        throw new NetworkError();
+        throw attempt.timedOut() ? new NetworkError("Agora took too long to answer", true) : new NetworkError();
       }
       connection.reportSuccess();
+      let body: unknown;
+      try {
+        body = await readBody(response);
+      } finally {
+        attempt.done();
+      }
+      if (response.ok) return body as T;
 
-      if (response.ok) return (await readBody(response)) as T;
-
-      const body = await readBody(response);
       const retryAfter = parseRetryAfter(response.headers.get("Retry-After"), this.deps.now());
       const error = errorFromBody(response.status, body, retryAfter);
 
@@ -229,8 +247,32 @@ export class ApiClient {
     if (options.idempotencyKey) headers["Idempotency-Key"] = options.idempotencyKey;
     const token = options.auth === false ? null : this.deps.tokens?.accessToken();
     if (token) headers.Authorization = `Bearer ${token}`;
-    return { method, headers, body, signal: options.signal, credentials: "omit", cache: "no-store" };
+    return { method, headers, body, credentials: "omit", cache: "no-store" };
   }
+}
+
+/**
+ * A signal for one attempt: aborted by the caller's signal or after `ms`.
+ * `done()` clears the timer; `timedOut()` says which of the two fired.
+ */
+function withTimeout(outer: AbortSignal | undefined, ms: number) {
+  const controller = new AbortController();
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    controller.abort(new DOMException("The request timed out", "TimeoutError"));
+  }, ms);
+  const onAbort = () => controller.abort(outer?.reason);
+  if (outer?.aborted) controller.abort(outer.reason);
+  else outer?.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    timedOut: () => expired,
+    done: () => {
+      clearTimeout(timer);
+      outer?.removeEventListener("abort", onAbort);
+    },
+  };
 }
 
 function isAbort(error: unknown): boolean {

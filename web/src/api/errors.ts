@@ -42,9 +42,13 @@ export class ApiError extends Error {
 
 /** No answer: the connection was lost, the server is unreachable, or CORS refused. */
 export class NetworkError extends Error {
-  constructor(message = "The connection to Agora was lost.") {
+  /** No answer within the client's time limit (rather than a refused or broken connection). */
+  readonly timedOut: boolean;
+
+  constructor(message = "no answer from Agora", timedOut = false) {
     super(message);
     this.name = "NetworkError";
+    this.timedOut = timedOut;
   }
 }
 
@@ -137,6 +141,11 @@ const MESSAGES: Record<string, string> = {
   access_denied: "Sign-in was cancelled.",
   invalid_scope: "Sign-in asked for permissions this account cannot have.",
   web_not_built: "The storefront has not been built yet.",
+  invalid_request: "The request was not understood. Please try again.",
+  invalid_client: "This app is not registered with Agora's sign-in.",
+  unauthorized: "Please sign in to do that.",
+  forbidden: "You are not allowed to do that.",
+  bad_request: "The request was not understood. Please try again.",
 };
 
 const RETRYABLE_CODES = new Set([
@@ -171,7 +180,12 @@ export function describeError(error: unknown): ErrorDescription {
     };
   }
   if (error instanceof NetworkError) {
-    return { message: "You are offline or the connection was lost. Please check your connection.", fields: {}, retryable: true };
+    // The connection banner says "offline" / "connection lost" (once, for the
+    // whole page); here the sentence is about this request alone.
+    const message = error.timedOut
+      ? "Agora took too long to answer. Please try again."
+      : "The request got no answer. Please try again.";
+    return { message, fields: {}, retryable: true };
   }
   if (error instanceof DOMException && error.name === "AbortError") {
     return { message: "The request was cancelled.", fields: {}, retryable: true };

@@ -26,7 +26,7 @@ export function ProductImage({
   }
   return (
     <img
-      className="thumb"
+      className={size === "list" ? "thumb" : "detail-image"}
       src={url}
       alt={alt}
       width={image.width}

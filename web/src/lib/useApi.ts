@@ -2,10 +2,13 @@
  * Loading data in a component: `useApi(load, deps)` runs `load(signal)` when
  * `deps` change, aborts the previous run, and gives `{value, error, loading,
  * reload}`. A page renders its loading, error (with `reload` as "Try again")
- * and empty states from these.
+ * and empty states from these. A load that failed for want of an answer is
+ * run again by itself when the connection comes back.
  */
 
-import { useCallback, useEffect, useRef, useState, type DependencyList } from "react";
+import { useCallback, useEffect, useRef, useState, useSyncExternalStore, type DependencyList } from "react";
+import { connection } from "../api/connection";
+import { NetworkError } from "../api/errors";
 
 export interface ApiState<T> {
   value: T | undefined;
@@ -42,9 +45,17 @@ export function useApi<T>(load: (signal: AbortSignal) => Promise<T>, deps: Depen
       },
     );
     return () => controller.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, generation]);
 
   const reload = useCallback(() => setGeneration((n) => n + 1), []);
+
+  // Recovers by itself: the connection is back, so try what failed for want of it.
+  const online = useSyncExternalStore(connection.subscribe, connection.getSnapshot, connection.getSnapshot) === "online";
+  const wasOnline = useRef(online);
+  useEffect(() => {
+    const cameBack = online && !wasOnline.current;
+    wasOnline.current = online;
+    if (cameBack && error instanceof NetworkError) reload();
+  }, [online, error, reload]);
   return { value, error, loading, reload, setValue };
 }

@@ -9,7 +9,7 @@
 import { useEffect, useRef, useState } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { session, useAuth } from "../auth";
-import { safeReturnPath, takeCallback } from "../auth/flow";
+import { SignInError, safeReturnPath, takeCallback } from "../auth/flow";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { Loading } from "../components/Loading";
 
@@ -39,12 +39,15 @@ export function AuthCallbackPage() {
     return (
       <section>
         <h1>Sign-in failed</h1>
-        <div className="alert" role="alert">
-          <p>{failure instanceof Error && failure.name === "SignInError" ? failure.message : null}</p>
-        </div>
-        {failure instanceof Error && failure.name === "SignInError" ? null : <ErrorMessage error={failure} />}
+        {failure instanceof SignInError ? (
+          <div className="alert" role="alert">
+            <p>{failure.message}</p>
+          </div>
+        ) : (
+          <ErrorMessage error={failure} title="Sign-in could not be completed." />
+        )}
         <p>
-          <Link to="/">Go to the storefront</Link>
+          <Link to="/auth/sign-in">Try signing in again</Link> or <Link to="/">browse the products</Link>.
         </p>
       </section>
     );

@@ -4,16 +4,17 @@
  * localStorage, so it survives a reload and the sign-in round trip.
  */
 
-import { useNavigate } from "react-router";
-import { Link } from "react-router";
+import { Link, useNavigate } from "react-router";
 import { useCart } from "../cart/CartContext";
 import { MAX_LINE_QUANTITY, cartTotals, itemCount } from "../cart/cart";
 import { formatMoney } from "../lib/format";
+import { usePageTitle } from "../lib/usePageTitle";
 
 export function CartPage() {
   const { cart, dispatch } = useCart();
   const navigate = useNavigate();
   const totals = cartTotals(cart);
+  usePageTitle("Cart");
 
   if (cart.lines.length === 0) {
     return (

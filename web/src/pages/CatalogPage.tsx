@@ -15,12 +15,15 @@ import { Pagination, useCursorPages } from "../components/Pagination";
 import { ProductImage } from "../components/ProductImage";
 import { formatMoney } from "../lib/format";
 import { useApi } from "../lib/useApi";
+import { usePageTitle } from "../lib/usePageTitle";
 
-export const CATALOG_PAGE_SIZE = 12;
+// Eight per page: two rows of four on a wide screen (the demo data fills two pages).
+export const CATALOG_PAGE_SIZE = 8;
 
 export function CatalogPage() {
   const [params, setParams] = useSearchParams();
   const q = params.get("q") ?? "";
+  usePageTitle(q ? `Search: ${q}` : "Catalog");
   const [text, setText] = useState(q);
   const pages = useCursorPages();
   const headingRef = useRef<HTMLHeadingElement>(null);

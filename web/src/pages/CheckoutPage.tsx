@@ -19,8 +19,10 @@ import { ErrorMessage } from "../components/ErrorMessage";
 import { Field } from "../components/Field";
 import { RequireSignIn } from "../components/RequireSignIn";
 import { formatMoney } from "../lib/format";
+import { usePageTitle } from "../lib/usePageTitle";
 
 export function CheckoutPage() {
+  usePageTitle("Checkout");
   return (
     <RequireSignIn title="Checkout" why="Please sign in to place your order. Your cart is kept.">
       <Checkout />

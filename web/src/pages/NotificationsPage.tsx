@@ -8,6 +8,7 @@ import { Pagination, useCursorPages } from "../components/Pagination";
 import { RequireSignIn } from "../components/RequireSignIn";
 import { formatDate } from "../lib/format";
 import { useApi } from "../lib/useApi";
+import { usePageTitle } from "../lib/usePageTitle";
 
 interface NotificationItem {
   id: string;
@@ -35,6 +36,7 @@ const TEMPLATE_TEXT: Record<string, string> = {
 };
 
 export function NotificationsPage() {
+  usePageTitle("Notifications");
   return (
     <RequireSignIn title="Notifications">
       <NotificationList />

@@ -15,8 +15,11 @@ import { Loading } from "../components/Loading";
 import { RequireSignIn } from "../components/RequireSignIn";
 import { formatDate, formatMoney, shortId } from "../lib/format";
 import { STATUS_TEXT, endReason, isCancellable, isTerminal, pollDelay } from "../orders/status";
+import { usePageTitle } from "../lib/usePageTitle";
 
 export function OrderPage() {
+  const { id = "" } = useParams();
+  usePageTitle(`Order ${shortId(id)}`);
   return (
     <RequireSignIn title="Order">
       <OrderView />
@@ -157,6 +160,9 @@ function OrderView() {
         <p className="muted">Placed {formatDate(order.created_at)}</p>
       </div>
 
+      {order.payment && (order.payment as { state?: string }).state === "unavailable" ? (
+        <p className="muted">The payment details are unavailable right now; they will show when billing answers.</p>
+      ) : null}
       {payment ? (
         <div className="card">
           <h2>Payment</h2>

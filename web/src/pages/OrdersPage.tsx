@@ -9,10 +9,12 @@ import { Pagination, useCursorPages } from "../components/Pagination";
 import { RequireSignIn } from "../components/RequireSignIn";
 import { formatDate, formatMoney, shortId } from "../lib/format";
 import { useApi } from "../lib/useApi";
+import { usePageTitle } from "../lib/usePageTitle";
 
 export const ORDERS_PAGE_SIZE = 10;
 
 export function OrdersPage() {
+  usePageTitle("Your orders");
   return (
     <RequireSignIn title="Your orders">
       <OrderList />

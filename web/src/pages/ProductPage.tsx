@@ -18,12 +18,14 @@ import { availabilityText } from "../lib/availability";
 import { formatMoney } from "../lib/format";
 import { useApi } from "../lib/useApi";
 import { usePolling } from "../lib/usePolling";
+import { usePageTitle } from "../lib/usePageTitle";
 
 export const AVAILABILITY_REFRESH_MS = 10_000;
 
 export function ProductPage() {
   const { id = "" } = useParams();
   const product = useApi((signal) => api.get<Product>(`/v1/products/${encodeURIComponent(id)}`, { signal }), [id]);
+  usePageTitle(product.value?.name ?? "Product");
 
   if (product.error) {
     const notFound = product.error instanceof ApiError && product.error.status === 404;

@@ -13,6 +13,7 @@ import { Field } from "../components/Field";
 import { Loading } from "../components/Loading";
 import { RequireSignIn } from "../components/RequireSignIn";
 import { useApi } from "../lib/useApi";
+import { usePageTitle } from "../lib/usePageTitle";
 
 interface Address {
   line1: string;
@@ -78,6 +79,7 @@ export function profileChanges(me: Me, form: FormState): Record<string, unknown>
 }
 
 export function ProfilePage() {
+  usePageTitle("Profile");
   return (
     <RequireSignIn title="Profile">
       <Profile />
