@@ -89,7 +89,7 @@ APP_CSP = "; ".join(
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-None-Match"
 CORS_EXPOSE_HEADERS = (
-    "ETag, Location, Retry-After, X-B3-TraceId, "
+    "ETag, Location, Retry-After, X-B3-TraceId, Agora-Degraded, Idempotent-Replayed, "
     "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
 )
 # How long a browser may reuse a preflight's answer (seconds).
@@ -236,7 +236,7 @@ def _history_fallback():
         return None
     root = current_app.extensions["agora.web_root"]
     name = path.lstrip("/")
-    if name and "/" not in name:
+    if name and "/" not in name and not name.startswith("."):
         found = safe_join(str(root), name)
         if found is not None and Path(found).is_file():
             return _send(Path(found), "no-cache")

@@ -112,9 +112,9 @@ RATE_LIMIT_GROUPS = (
 )
 
 # A scheme and authority, no path beyond "/", no query or fragment.
-_PUBLIC_URL = {"type": "string", "pattern": r"^https?://[^/?#\s]+/?$"}
+_PUBLIC_URL = {"type": "string", "pattern": r"^https?://[^/?# ]+/?$"}
 # A browser origin (RFC 6454): scheme, host and optional port, nothing else.
-_ORIGIN = {"type": "string", "pattern": r"^https?://[^/?#\s]+$"}
+_ORIGIN = {"type": "string", "pattern": r"^https?://[^/?# ]+$"}
 
 _RATE_LIMIT = {
     "type": "string",
@@ -725,6 +725,13 @@ def _fill_public_url(merged, env, environment):
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         url = f"http://{host}:{gateway.get('port', 8080)}"
+    if not re.match(_PUBLIC_URL["pattern"], url):
+        # Said here, before anything derived from it fails its own check.
+        raise ConfigError(
+            "gateway.public_url",
+            f"{url!r} is not a scheme, host and port (like https://shop.example.com): "
+            "no path, query or fragment",
+        )
     url = url.rstrip("/")
     filled = {"gateway": {"public_url": url}}
     if not issuer and "auth" in merged:

@@ -46,7 +46,7 @@ def test_one_access_line_per_request_with_its_route_template_and_trace(app_and_l
         headers={"X-B3-TraceId": trace_id, "X-B3-SpanId": uuid.uuid4().hex[:16]},
     )
     assert response.status_code == 503  # no catalog on this vhost
-    client.get("/no/such/route")
+    client.get("/v1/no/such/route")
 
     first, second = lines()
     assert first["trace_id"] == trace_id == response.headers["X-B3-TraceId"]

@@ -96,7 +96,7 @@ def test_requests_count_by_route_template_method_and_status(gateway):
     before = scrape(endpoint())
     assert http.get("/readyz").status_code == 200
     assert http.get(f"/v1/products/{uuid.uuid4()}").status_code == 503  # no catalog here
-    assert http.get("/no/such/path").status_code == 404
+    assert http.get("/v1/no/such/path").status_code == 404
     assert http.open("/readyz", method="BREW").status_code == 405
     after = scrape(endpoint())
 

@@ -40,6 +40,7 @@ def dist(tmp_path):
     (root / "assets" / "index-Bx3kF9aQ.js").write_bytes(BUNDLE)
     (root / "assets" / "index-D41d8cd9.css").write_bytes(STYLE)
     (root / "favicon.svg").write_bytes(b'<svg xmlns="http://www.w3.org/2000/svg"/>')
+    (root / ".agora-build-hash").write_text("0" * 64)  # agora/web.py's stamp: not served
     theme = tmp_path / "theme.css"
     theme.write_bytes(THEME)
     return root
@@ -319,6 +320,8 @@ def test_the_app_is_served_at_the_root_and_on_its_routes(web):
     icon = web.get("/favicon.svg")
     assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
     assert icon.headers["Cache-Control"] == "no-cache"
+    # A hidden file of the build (the build's stamp) is not published: the page.
+    assert web.get("/.agora-build-hash").data == INDEX
 
 
 def test_hashed_assets_are_immutable_for_a_year_with_their_types(web):

@@ -264,3 +264,36 @@ def test_verification_links_point_at_the_public_gateway():
     config = load_config(NOTIFICATIONS_PRODUCTION, process="notifications")
     url = config["services"]["notifications"]["verify_email_url"]
     assert url == "https://api.example.com/v1/users/verify-email"
+
+
+def test_the_public_url_is_what_make_run_binds_unless_set():
+    config = load_config(base_env())
+    assert config["gateway"]["public_url"] == "http://127.0.0.1:8080"
+    assert config["auth"]["issuer"] == "http://127.0.0.1:8080"
+    moved = load_config(base_env(AGORA_GATEWAY_PORT="8095", AGORA_GATEWAY_HOST="0.0.0.0"))
+    # A wildcard bind is reached on the loopback address.
+    assert moved["gateway"]["public_url"] == "http://127.0.0.1:8095"
+    assert moved["services"]["notifications"]["verify_email_url"] == (
+        "http://127.0.0.1:8095/v1/users/verify-email"
+    )
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(base_env(AGORA_PUBLIC_URL="https://shop.example/path?x=1"))
+    assert excinfo.value.key == "gateway.public_url"
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(base_env(AGORA_PUBLIC_URL="https://shop.example/path"))
+    assert excinfo.value.key == "gateway.public_url"
+
+
+def test_production_names_the_public_url_or_says_it_is_missing():
+    env = {k: v for k, v in PRODUCTION.items() if k != "AGORA_AUTH_ISSUER"}
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(env, process="gateway")
+    assert excinfo.value.key == "gateway.public_url"
+    assert "AGORA_PUBLIC_URL" in str(excinfo.value) and "\n" not in str(excinfo.value)
+    # A process that writes no link and issues nothing does not need it.
+    catalog = {**env, "AGORA_CATALOG_DB_PASSWORD": "pw", "AGORA_CATALOG_CURSOR_KEY": "k" * 32}
+    assert "gateway" not in load_config(catalog, process="catalog")
+    named = load_config({**env, "AGORA_PUBLIC_URL": "https://shop.example.com"}, process="gateway")
+    assert named["gateway"]["public_url"] == "https://shop.example.com"
+    assert named["auth"]["issuer"] == "https://shop.example.com"
+    assert named["gateway"]["cors"]["origins"] == []

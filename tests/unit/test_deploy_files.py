@@ -49,6 +49,55 @@ def test_the_image_contains_every_package_the_processes_import():
     assert "-c constraints.txt" in dockerfile
 
 
+def _stages(dockerfile):
+    """``[(base image, alias or None, [instruction lines])]`` of a multi-stage Dockerfile."""
+    stages = []
+    for raw in dockerfile.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            words = line.split()
+            alias = words[3] if len(words) > 3 and words[2].upper() == "AS" else None
+            stages.append((words[1], alias, []))
+        elif stages:
+            stages[-1][2].append(line)
+    return stages
+
+
+def test_the_image_builds_the_storefront_and_serves_it_from_the_default_root():
+    """Issue 12: the gateway image holds web/dist, built in a Node.js stage from
+    the lockfile (no Node.js in the final image), where gateway.web.root points."""
+    from services.chassis.config import load_config
+
+    stages = _stages((ROOT / "compose" / "Dockerfile").read_text())
+    assert len(stages) == 2
+    (node_image, alias, steps), (python_image, _, final) = stages
+    assert node_image.startswith("node:20") and alias
+    assert any(s.startswith("RUN npm ci") for s in steps)
+    assert "RUN npm run build" in steps
+    # The lockfile is copied (and installed) before the sources, for the layer cache.
+    lock = next(i for i, s in enumerate(steps) if "package-lock.json" in s)
+    assert lock < steps.index("RUN npm run build")
+    assert python_image.startswith("python:3.11")
+    web = load_config({"AGORA_ENV": "development"}, process="gateway")["gateway"]["web"]
+    assert f"COPY --from={alias} /web/dist {web['root']}" in final
+    assert f"COPY {web['theme']} {web['theme']}" in final
+    # The host's node_modules and build never reach the build context.
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {"web/node_modules", "web/dist", ".venv"} <= set(ignored)
+
+
+def test_compose_names_the_public_url_it_publishes():
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    public_url = compose["gateway"]["environment"]["AGORA_PUBLIC_URL"]
+    assert public_url == "${AGORA_PUBLIC_URL:-http://localhost:8080}"
+    (published,) = compose["gateway"]["ports"]
+    assert published.endswith(":8080:8080")
+    # Every process derives what it writes from it (the issuer, mailed links).
+    assert all("AGORA_AUTH_ISSUER" not in s.get("environment", {}) for s in compose.values())
+
+
 K8S = ROOT / "k8s"
 K8S_VERSION = "1.30"
 

@@ -83,7 +83,16 @@ def test_unreachable_broker_is_503_with_retry_after(client):
 
 
 def test_unknown_route_is_json_404(client):
-    response = client.get("/nowhere")
+    # Under the API's prefixes; any other GET path is the storefront's (its page,
+    # or 503 web_not_built: tests/integration/test_gateway_web.py).
+    for path in ("/v1/nowhere", "/oauth/nowhere", "/.well-known/nowhere"):
+        response = client.get(path)
+        assert response.status_code == 404
+        body = response.get_json()
+        assert (body["error"] if path.startswith("/oauth/") else body["error"]["code"]) == (
+            "not_found"
+        )
+    response = client.post("/nowhere")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
 
