@@ -8,7 +8,8 @@ only:
 1. The declared type must be JPEG, PNG or WebP (415), and the bytes must decode
    as that same format (a GIF is 415 whatever it is called; a PNG sent as
    ``image/jpeg`` is 422): browsers sniff, so a mislabelled file is refused
-   rather than stored under a type it is not.
+   rather than stored under a type it is not. No other Pillow parser ever sees
+   an upload (a TIFF is 422).
 2. Decompression bombs: the dimensions are read from the header first (Pillow
    opens lazily) and more than ``max_pixels`` is refused (422) before a single
    pixel is decoded. Pillow's own ``MAX_IMAGE_PIXELS`` is set to the same
@@ -39,7 +40,9 @@ OUTPUT_CONTENT_TYPE = "image/webp"
 OUTPUT_EXTENSION = "webp"
 RENDITIONS = ("list", "detail")
 DEFAULT_QUALITY = 82
+_PARSED_FORMATS = (*FORMATS.values(), "GIF")
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA"})
+_WIDE_GREY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L"})
 
 
 class ImageRejected(Exception):
@@ -148,7 +151,9 @@ def _open(data, expected, max_pixels):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=None)
+            # Only the parsers of the accepted formats (and GIF's, to name it in
+            # the 415) ever see an upload: Pillow tries no other decoder.
+            image = Image.open(io.BytesIO(data), formats=_PARSED_FORMATS)
     except Image.DecompressionBombError:
         raise _invalid(f"more than {max_pixels} pixels") from None
     except Exception:
@@ -170,7 +175,13 @@ def _clean(image):
     """Pixels only: orientation applied, sRGB, no metadata of any kind."""
     if getattr(image, "n_frames", 1) > 1:
         image.seek(0)  # an animation: its first frame
-    oriented = ImageOps.exif_transpose(image)
+    try:
+        oriented = ImageOps.exif_transpose(image)
+    except Exception:  # an EXIF block too broken to read: keep the pixels as stored
+        oriented = image
+    if oriented.mode in _WIDE_GREY_MODES:
+        # 16-bit greyscale PNG: scale to 8 bits (a plain convert would clip to white).
+        oriented = oriented.convert("I").point(lambda value: value / 256).convert("L")
     has_alpha = oriented.mode in _ALPHA_MODES or (
         oriented.mode == "P" and "transparency" in oriented.info
     )

@@ -105,11 +105,15 @@ def _read_upload(max_bytes):
     when Content-Length says so, and while reading otherwise (chunked)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise _rejected(images.too_large(max_bytes))
-    request.max_content_length = max_bytes
+    # One byte over: a chunked body is cut off at the limit without an error
+    # (werkzeug's LimitedStream), so reading max + 1 bytes tells "too large".
+    request.max_content_length = max_bytes + 1
     try:
         data = request.get_data(cache=False)
     except RequestEntityTooLarge:
         raise _rejected(images.too_large(max_bytes)) from None
+    if len(data) > max_bytes:
+        raise _rejected(images.too_large(max_bytes))
     if not data:
         raise ApiError(422, "invalid_image", "the image cannot be used", {"image": "is empty"})
     return data
@@ -256,7 +260,7 @@ def media_file(key):
     etag = key.rsplit("/", 1)[1].split(".", 1)[0]
     store = _store()
     try:
-        if request.if_none_match.contains(etag):
+        if request.if_none_match.contains_weak(etag):  # RFC 9110 13.1.2: weak comparison
             if not store.exists(key):
                 raise ApiError(404, "not_found", "no such file")
             response = Response(status=304)

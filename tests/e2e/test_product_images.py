@@ -111,6 +111,10 @@ def test_refusals(platform, admin_token, user_token):
         base, product["id"], admin_token, b"\0" * (MAX_UPLOAD_BYTES + 1), "image/png"
     )
     assert error_code(too_large, 413) == "image_too_large"
+    # Without a Content-Length (chunked), the body is cut off at the limit.
+    chunks = (b"\0" * 1024 * 1024 for _ in range(6))
+    chunked = upload(base, product["id"], admin_token, chunks, "image/png")
+    assert error_code(chunked, 413) == "image_too_large"
     gif = encode(gradient(64, 64).convert("P"), "GIF")
     assert error_code(upload(base, product["id"], admin_token, gif, "image/gif"), 415) == (
         "unsupported_media_type"

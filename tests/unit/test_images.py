@@ -129,3 +129,27 @@ def test_over_the_byte_limit_is_too_large():
     error = rejected(data, "image/png", max_bytes=len(data) - 1)
     assert (error.status, error.code) == (413, "image_too_large")
     assert error.details == {"max_bytes": len(data) - 1}
+
+
+def test_wide_grey_palette_and_cmyk_images_become_plain_srgb():
+    grey16 = images.process(
+        encode(Image.new("I;16", (100, 80), 30000), "PNG"), "image/png", **LIMITS
+    )
+    # 30000 / 256 = 117: scaled, not clipped to white.
+    assert opened(grey16.detail).convert("RGB").getpixel((1, 1))[0] in range(110, 125)
+    palette = Image.new("P", (100, 80), 3)
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] * 64)
+    palette.paste(1, (50, 0, 100, 80))
+    clear = images.process(encode(palette, "PNG", transparency=3), "image/png", **LIMITS)
+    out = opened(clear.detail)
+    assert out.getpixel((1, 1))[3] == 0 and out.getpixel((60, 1))[3] == 255
+    cmyk = images.process(
+        encode(Image.new("CMYK", (100, 80), (0, 100, 200, 0)), "JPEG"), "image/jpeg", **LIMITS
+    )
+    assert opened(cmyk.detail).mode == "RGB"
+
+
+def test_other_formats_are_never_parsed_as_images():
+    for fmt in ("TIFF", "BMP"):
+        error = rejected(encode(gradient(10, 10), fmt), "image/png")
+        assert (error.status, error.code) == (422, "invalid_image")
