@@ -238,7 +238,7 @@ def list_dead_letters():
         try:
             items.extend(call.result())
         except (ServiceUnavailable, UpstreamError, AgoraError) as exc:
-            log.warning("dead letters of %s cannot be read: %s", service, exc)
+            log.info("dead letters of %s cannot be read: %s", service, exc)
             unavailable.append(service)
     return jsonify({"items": items, "unavailable": unavailable})
 

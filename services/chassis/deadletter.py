@@ -40,6 +40,7 @@ from kombu import Connection, Exchange, Producer, Queue
 
 from services.chassis.errors import Unavailable
 from services.chassis.outbox import ConfirmingChannel
+from services.chassis.schemas import DEAD_LETTER_ID_PATTERN, pattern_matches
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +216,11 @@ def _letter_body(message):
 
 def letter_id(envelope, body):
     """How a dead letter is named: its envelope's ``event_id``; a message that is
-    no envelope (a malformed event) gets ``body-<sha256 of its body, 32 hex>``,
+    no envelope (a malformed event), or whose event id could not be a path
+    segment, gets ``body-<sha256 of its body, 32 hex>``,
     so that it too can be shown, replayed or discarded one by one."""
     event_id = envelope.get("event_id") if isinstance(envelope, dict) else None
-    if isinstance(event_id, str) and event_id:
+    if isinstance(event_id, str) and pattern_matches(DEAD_LETTER_ID_PATTERN, event_id):
         return event_id
     raw = body if isinstance(body, bytes) else str(body).encode("utf-8", "replace")
     return "body-" + hashlib.sha256(raw).hexdigest()[:32]

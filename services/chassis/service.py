@@ -167,7 +167,7 @@ class AgoraService:
         return self.health_report()
 
 
-class DeadLetters(DependencyProvider):
+class DeadLetterQueueProvider(DependencyProvider):
     """``self.dead_letter_queue``: the service's own dead letters
     (``services.chassis.deadletter.DeadLetterQueue``), on a connection of the
     service's own broker user, opened per call."""
@@ -206,7 +206,7 @@ class DeadLetterAdmin:
     rights beyond calling these methods. The operator's CLI does the same with
     the same code (``agora.deadletters``)."""
 
-    dead_letter_queue = DeadLetters()
+    dead_letter_queue = DeadLetterQueueProvider()
 
     @rpc
     def list_dead_letters(self, limit=DEAD_LETTER_LIST_MAX):

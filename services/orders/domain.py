@@ -547,6 +547,24 @@ CLOSE_MESSAGES = {
     REASON_OUT_OF_STOCK: "not enough stock",
 }
 CLOSE_MESSAGE = "the order could not be completed"
+# Closing an order that was paid refunds it (billing, on order_cancelled or
+# order_expired); a commit failure's message says so already.
+REFUNDED_NOTE = "; your payment is refunded"
+_PAID_BEFORE = frozenset({PAID, CONFIRMED})
+# billing.refund_issued is noted in the history (the order's status stays): its
+# code is the payment's status after the refund.
+REFUND_MESSAGES = {"refunded": "Refunded", "partially_refunded": "Partly refunded"}
+
+
+def refund_note(data):
+    """The history note of a ``billing.refund_issued`` (its ``data``): the code,
+    then for operators the amount (minor units) and billing's reason."""
+    code = (
+        "partially_refunded" if data.get("payment_status") == "partially_refunded" else "refunded"
+    )
+    amount = data.get("amount") if isinstance(data.get("amount"), dict) else {}
+    reason = _text(data.get("reason"), 200) or "no reason given"
+    return f"{code}: {amount.get('amount')} {amount.get('currency')} ({reason})"
 
 
 def reason_code(note):
@@ -555,17 +573,6 @@ def reason_code(note):
     if not isinstance(note, str) or not note:
         return None
     return note.partition(":")[0].strip() or None
-
-
-def _status_changes(history):
-    """The entries that changed the order's status (the first one placed it);
-    the others noted an event that did not apply."""
-    changes, previous = [], None
-    for entry in history:
-        if entry.status != previous:
-            changes.append(entry)
-        previous = entry.status
-    return changes
 
 
 def _cause(status, code, payment_code):
@@ -577,16 +584,33 @@ def _cause(status, code, payment_code):
 
 
 def customer_history(history):
-    """The history a customer sees, oldest first: one entry per status change,
-    ``{"status", "at", "reason" (its code, or None), "message"}``."""
-    entries, payment_code = [], None
-    for entry in _status_changes(history):
+    """The history a customer sees, oldest first: one entry per status change
+    (the first one placed the order) and per refund, ``{"status", "at", "reason"
+    (its code, or None), "message"}``. The other entries, which keep the status,
+    noted an event that did not apply: for operators only."""
+    entries, payment_code, previous = [], None, None
+    for entry in history:
         code = reason_code(entry.reason)
+        if entry.status == previous:
+            if code in REFUND_MESSAGES:
+                entries.append(
+                    {
+                        "status": entry.status,
+                        "at": isoformat_utc(entry.at),
+                        "reason": code,
+                        "message": REFUND_MESSAGES[code],
+                    }
+                )
+            continue
         if entry.status == PAYMENT_FAILED:
             payment_code = code
         message = STATUS_MESSAGES.get(entry.status, entry.status)
         if "{cause}" in message:
             message = message.format(cause=_cause(entry.status, code, payment_code))
+        closed = entry.status in (CANCELLED, EXPIRED)
+        if closed and previous in _PAID_BEFORE and code != REASON_COMMIT_FAILED:
+            message += REFUNDED_NOTE
+        previous = entry.status
         entries.append(
             {
                 "status": entry.status,
@@ -603,7 +627,8 @@ def cancellation_reason(status, history):
     declined"); None for an order that is not cancelled."""
     if status != CANCELLED:
         return None
-    last = customer_history(history)[-1:]
+    changes = [e for e in customer_history(history) if e["reason"] not in REFUND_MESSAGES]
+    last = changes[-1:]
     if not last or last[0]["status"] != CANCELLED:
         return None
     cause = last[0]["message"].partition(": ")[2]

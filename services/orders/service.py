@@ -4,7 +4,8 @@ The status machine is ``domain.RULES``; every handler here locks the order row
 (``SELECT ... FOR UPDATE``), asks the domain what the event means for the order
 in its current status, writes the change and its history, and dispatches the
 resulting events in the same transaction. Events that do not apply are noted
-in the order's history and otherwise ignored.
+in the order's history and otherwise ignored. Billing's refunds are noted too
+(``domain.customer_history`` is what the customer reads of it).
 """
 
 import functools
@@ -236,6 +237,26 @@ class OrdersService(DeadLetterAdmin, AgoraService):
     @event_handler("billing", "payment_failed")
     def on_payment_failed(self, event):
         self._on_event(domain.PAYMENT_FAILED_EVENT, event)
+
+    @event_handler("billing", "refund_issued")
+    def on_refund_issued(self, event):
+        """A refund (an administrator's, or the one that closes a paid order) goes
+        in the order's history, its status unchanged: the customer reads "Refunded"."""
+        data = event.get("data")
+        data = data if isinstance(data, dict) else {}
+        order_id = parse_uuid(data.get("order_id"))
+        found = lock_order_with_lines(self.db.session, order_id) if order_id else None
+        if found is None:
+            log.warning("refund_issued for unknown order %s: dropped", data.get("order_id"))
+            return
+        order, _ = found
+        entry = {
+            "status": order.status,
+            "reason": domain.refund_note(data),
+            "event_id": parse_uuid(event.get("event_id")),
+            "at": utcnow(),
+        }
+        record_change(self.db.session, order.id, None, entry)
 
     @setting_timer("sweep_interval", until_due=True)
     def sweep(self):

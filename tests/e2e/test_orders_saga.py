@@ -279,10 +279,18 @@ def test_cancelling_a_confirmed_order_refunds_and_restocks(shop, smtp):
         order["id"],
         {"cancelled"},
         check=lambda v: (
-            v["payment"]["status"] == "refunded" and v["reservation"]["status"] == "released"
+            v["payment"]["status"] == "refunded"
+            and v["reservation"]["status"] == "released"
+            # orders notes billing's refund_issued in the history, after the refund
+            and v["history"][-1]["message"] == "Refunded"
         ),
     )
     assert view["payment"]["refunded"] == {"amount": 2100, "currency": "EUR"}
+    assert [h["message"] for h in view["history"]][-2:] == [
+        "Cancelled: you cancelled the order; your payment is refunded",
+        "Refunded",
+    ]
+    assert view["cancellation_reason"] == "You cancelled the order; your payment is refunded"
     assert shop.stock(product["sku"])["total"] == {"on_hand": 4, "reserved": 0, "available": 4}
     subjects = [m["Subject"] for m in emails(smtp, email, order["id"], 4)]
     assert any(s.startswith("Refund of") for s in subjects), subjects

@@ -28,6 +28,7 @@ PROBE_QUEUES = (
     "rpc-catalog",
     "rpc-billing",
     "evt-orders-order_created--inventory.on_order_created",
+    "billing.dead-letters",
     INTEGRATION_QUEUE,
 )
 
@@ -258,6 +259,26 @@ def test_a_service_cannot_take_another_services_rpc_queue(as_principal):
     assert as_principal("catalog").refused(
         lambda channel: channel.basic_consume("rpc-auth", lambda *args: None)
     )
+
+
+def test_only_a_service_itself_reads_and_replays_its_dead_letters(as_principal):
+    """/v1/ops/dead-letters asks the service (DeadLetterAdmin): neither the
+    gateway nor another service may read a service's dead letters."""
+    queue = "billing.dead-letters"
+    handler_queue = "evt-orders-payment_requested--billing.on_payment_requested"
+
+    def read(channel):
+        channel.queue_declare(queue, durable=True)
+        channel.basic_get(queue, auto_ack=False)
+        # A replay goes through the service's own retry exchange, to the handler queue.
+        channel.exchange_declare("billing.retry", "direct", durable=True)
+
+    billing = as_principal("billing")
+    billing.run(read)
+    billing.run(publish("billing.retry", handler_queue))
+    for other in ("gateway", "orders"):
+        assert as_principal(other).refused(lambda channel: channel.basic_get(queue)), other
+    assert as_principal("orders").refused(publish("billing.retry", handler_queue))
 
 
 @pytest.mark.parametrize("exchange", EVENT_EXCHANGES)

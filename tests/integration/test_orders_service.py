@@ -788,6 +788,52 @@ def test_the_sweep_cancels_a_failed_payment_past_its_deadline(
     assert wait_status(orders, order["id"], "cancelled")["reason"] == "payment_failed"
 
 
+def test_a_refund_is_noted_in_the_history_once(orders, catalog, publish):
+    user = new_user()
+    order = place(orders, catalog, user)
+    confirmed = confirm(orders, publish, order)
+    envelope = publish(
+        "billing",
+        "refund_issued",
+        {
+            "order_id": order["id"],
+            "payment_id": confirmed["payment_id"],
+            "user_id": user,
+            "refund_id": str(uuid.uuid4()),
+            "amount": {"amount": 500, "currency": "EUR"},
+            "reason": "damaged in transit",
+            "payment_status": "partially_refunded",
+        },
+    )
+    publish("billing", "refund_issued", envelope=envelope)  # redelivered: no second entry
+    noted = wait_until(
+        lambda: (
+            (o := call(orders, "get_order", order["id"], None, True))["history"][-1]["reason"]
+            == "partially_refunded"
+            and o
+        ),
+        what="the refund in the history",
+    )
+    validate(ORDER, noted)
+    assert noted["status"] == "confirmed"
+    assert [e["message"] for e in noted["history"]][-2:] == ["Order confirmed", "Partly refunded"]
+    assert noted["operator_history"][-1]["note"] == (
+        "partially_refunded: 500 EUR (damaged in transit)"
+    )
+    assert noted["operator_history"][-1]["event_id"] == envelope["event_id"]
+    # A redelivery has no second effect (the inbox), even after another event.
+    inventory(publish, "reservation_committed", order, reservation_id=str(uuid.uuid4()))
+    wait_until(
+        lambda: (
+            len(call(orders, "get_order", order["id"], None, True)["operator_history"])
+            == len(noted["operator_history"]) + 1
+        ),
+        what="the ignored commit noted",
+    )
+    after = call(orders, "get_order", order["id"])
+    assert [e["reason"] for e in after["history"]].count("partially_refunded") == 1
+
+
 def test_out_of_order_events_are_noted_and_ignored(orders, catalog, publish):
     order = place(orders, catalog)
     # Payment before the reservation, and a commit for an unpaid order: neither applies.

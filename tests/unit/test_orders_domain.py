@@ -699,9 +699,36 @@ def test_a_declined_card_reads_as_such_and_operator_notes_stay_with_operators():
                 "Order placed",
                 "Stock reserved",
                 "Payment received",
-                "Cancelled: you cancelled the order",
+                "Cancelled: you cancelled the order; your payment is refunded",
             ],
-            "You cancelled the order",
+            "You cancelled the order; your payment is refunded",
+        ),
+        (
+            [
+                ("pending", None),
+                ("reserved", None),
+                ("paid", None),
+                ("confirmed", None),
+                ("cancelled", "customer"),
+            ],
+            [
+                "Order placed",
+                "Stock reserved",
+                "Payment received",
+                "Order confirmed",
+                "Cancelled: you cancelled the order; your payment is refunded",
+            ],
+            "You cancelled the order; your payment is refunded",
+        ),
+        (
+            [("pending", None), ("reserved", None), ("paid", None), ("expired", "deadline")],
+            [
+                "Order placed",
+                "Stock reserved",
+                "Payment received",
+                "Expired: the order could not be completed in time; your payment is refunded",
+            ],
+            None,
         ),
         (
             [("pending", None), ("rejected", "out_of_stock: MUG-1: 2 requested, 1 available")],
@@ -750,6 +777,38 @@ def test_each_status_change_has_a_customer_message(rows, messages, cancellation)
     history = entries(*rows)
     assert [e["message"] for e in domain.customer_history(history)] == messages
     assert domain.cancellation_reason(rows[-1][0], history) == cancellation
+
+
+def test_refunds_read_as_such_after_the_status_changes():
+    refund = {
+        "amount": {"amount": 500, "currency": "EUR"},
+        "reason": "damaged",
+        "payment_status": "partially_refunded",
+    }
+    partial = domain.refund_note(refund)
+    assert partial == "partially_refunded: 500 EUR (damaged)"
+    full = domain.refund_note({**refund, "payment_status": "refunded"})
+    history = entries(
+        ("pending", None),
+        ("reserved", None),
+        ("paid", None),
+        ("confirmed", None),
+        ("confirmed", partial),
+        ("cancelled", "customer"),
+        ("cancelled", full),
+        ("cancelled", "ignored inventory.reservation_released in status cancelled"),
+    )
+    customer = domain.customer_history(history)
+    assert [(e["status"], e["reason"], e["message"]) for e in customer[3:]] == [
+        ("confirmed", None, "Order confirmed"),
+        ("confirmed", "partially_refunded", "Partly refunded"),
+        ("cancelled", "customer", "Cancelled: you cancelled the order; your payment is refunded"),
+        ("cancelled", "refunded", "Refunded"),
+    ]
+    assert domain.cancellation_reason("cancelled", history) == (
+        "You cancelled the order; your payment is refunded"
+    )
+    assert domain.operator_history(history)[4]["note"] == partial
 
 
 def test_a_rejection_keeps_its_reason_code_and_the_shortages_for_operators():
