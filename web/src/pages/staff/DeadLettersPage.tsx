@@ -76,14 +76,20 @@ function DeadLetters() {
     <StaffPage
       title="Dead letters"
       actions={
-        <button type="button" className="button secondary" onClick={list.reload} disabled={list.loading}>
-          {list.loading ? "Refreshing…" : "Refresh"}
+        <button
+          type="button"
+          className="button secondary"
+          onClick={list.reload}
+          aria-busy={list.loading || undefined}
+        >
+          {list.loading ? <span className="spinner" aria-hidden="true" /> : null}
+          Refresh
         </button>
       }
     >
       <p className="muted">
-        Events a service failed to handle on every attempt. Fix the cause, then replay them; discard those that should
-        never be handled.
+        Events a service failed to handle on every attempt. Fix the cause, then replay them; discard those
+        that should never be handled.
       </p>
       <Notice message={notice} />
       <div className="field staff-filter">
@@ -110,8 +116,8 @@ function DeadLetters() {
       {unavailable.length > 0 ? (
         <div className="alert" role="alert">
           <p>
-            Could not read the dead letters of {unavailable.join(", ")} now (the service is down or busy): theirs are
-            missing below.
+            Could not read the dead letters of {unavailable.join(", ")} now (the service is down or busy):
+            theirs are missing below.
           </p>
         </div>
       ) : null}
@@ -121,7 +127,7 @@ function DeadLetters() {
           <p>No dead letters{service ? ` in ${service}` : ""}: every event was handled.</p>
         ) : (
           <div className="table-wrap" tabIndex={0} role="region" aria-label="Dead letters table">
-            <table>
+            <table className="wide">
               <caption>
                 Dead letters{service ? ` of ${service}` : ""} ({items.length})
               </caption>
@@ -212,7 +218,9 @@ function LetterDetail({
     try {
       if (action === "replay") await api.post(`${letterPath(letter)}/replay`);
       else await api.delete(letterPath(letter));
-      onDone(action === "replay" ? `Replayed ${name} to ${letter.queue ?? "its queue"}.` : `Discarded ${name}.`);
+      onDone(
+        action === "replay" ? `Replayed ${name} to ${letter.queue ?? "its queue"}.` : `Discarded ${name}.`,
+      );
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
         onDone(`${name} is gone already (replayed or discarded meanwhile).`);

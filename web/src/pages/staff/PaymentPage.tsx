@@ -9,6 +9,7 @@
 import { useState, type FormEvent } from "react";
 import { useParams } from "react-router";
 import { api, ApiError } from "../../api/client";
+import { fieldError } from "../../api/errors";
 import type { Money, Payment } from "../../api/types";
 import { randomString } from "../../auth/pkce";
 import { ErrorMessage } from "../../components/ErrorMessage";
@@ -18,9 +19,9 @@ import { formatDate, formatMoney, shortId } from "../../lib/format";
 import { useApi } from "../../lib/useApi";
 import { ConfirmAction, Notice, RequireScope, StaffPage, StatusBadge } from "./common";
 import {
+  CAPTURED_STATUSES,
   canRefund,
   refundable,
-  sentence,
   validateDispute,
   validateRefund,
   type MoneyFormErrors,
@@ -72,7 +73,10 @@ export function PaymentPage() {
 
 function PaymentDetail() {
   const { id = "" } = useParams();
-  const payment = useApi((signal) => api.get<Payment>(`/v1/payments/${encodeURIComponent(id)}`, { signal }), [id]);
+  const payment = useApi(
+    (signal) => api.get<Payment>(`/v1/payments/${encodeURIComponent(id)}`, { signal }),
+    [id],
+  );
   const [notice, setNotice] = useState<string | null>(null);
 
   if (!payment.value) {
@@ -94,7 +98,7 @@ function PaymentDetail() {
   const refunds = (current.refunds ?? []) as Refund[];
   const disputes = (current.disputes ?? []) as Dispute[];
   const receipt = current.receipt as Receipt | null;
-  const captured = current.status === "succeeded" || current.status === "partially_refunded";
+  const captured = CAPTURED_STATUSES.has(current.status);
 
   return (
     <StaffPage title={`Payment ${shortId(current.id)}`} back={BACK}>
@@ -173,7 +177,9 @@ function PaymentDetail() {
           <RefundForm payment={current} onDone={changed} />
         ) : (
           <p className="muted">
-            {captured ? "Everything has been refunded." : `A ${current.status.replace(/_/g, " ")} payment cannot be refunded.`}
+            {captured
+              ? "Everything has been refunded."
+              : `A ${current.status.replace(/_/g, " ")} payment cannot be refunded.`}
           </p>
         )}
       </section>
@@ -194,13 +200,23 @@ function PaymentDetail() {
 
       <section className="card" aria-labelledby="receipt-heading">
         <h2 id="receipt-heading">Receipt</h2>
-        {receipt ? <ReceiptView receipt={receipt} /> : <p className="muted">No receipt (the payment has not succeeded).</p>}
+        {receipt ? (
+          <ReceiptView receipt={receipt} />
+        ) : (
+          <p className="muted">No receipt (the payment has not succeeded).</p>
+        )}
       </section>
     </StaffPage>
   );
 }
 
-function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment, message: string) => void }) {
+function RefundForm({
+  payment,
+  onDone,
+}: {
+  payment: Payment;
+  onDone: (p: Payment, message: string) => void;
+}) {
   const remaining = refundable(payment);
   const [full, setFull] = useState(true);
   const [amount, setAmount] = useState("");
@@ -208,7 +224,9 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
   const [errors, setErrors] = useState<MoneyFormErrors>({});
   const [failure, setFailure] = useState<unknown>(null);
   // The refund waiting for confirmation, with the Idempotency-Key of this one refund.
-  const [pending, setPending] = useState<{ body: { amount?: Money; reason?: string }; key: string } | null>(null);
+  const [pending, setPending] = useState<{ body: { amount?: Money; reason?: string }; key: string } | null>(
+    null,
+  );
   const [sending, setSending] = useState(false);
 
   const review = (event: FormEvent) => {
@@ -238,9 +256,8 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
       setReason("");
       onDone(next, `Refunded ${formatMoney(pending.body.amount ?? remaining)}.`);
     } catch (error) {
-      if (error instanceof ApiError && error.details.amount) {
-        setErrors({ amount: sentence(error.details.amount) });
-      }
+      const amountProblem = error instanceof ApiError ? fieldError(error.details, "amount") : undefined;
+      if (amountProblem) setErrors({ amount: amountProblem });
       // Keep the pending refund and its key: "Confirm refund" again is a safe retry.
       setFailure(error);
     } finally {
@@ -251,9 +268,9 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
   return (
     <form className="staff-form" noValidate onSubmit={review} aria-labelledby="refund-form-heading">
       <h3 id="refund-form-heading">Refund</h3>
-      <fieldset className="field">
-        <legend className="label">How much</legend>
-        <label className="row">
+      <fieldset className="staff-radios">
+        <legend>How much</legend>
+        <label>
           <input
             type="radio"
             name="refund-kind"
@@ -265,7 +282,7 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
           />
           Full refund of what remains ({formatMoney(remaining)})
         </label>
-        <label className="row">
+        <label>
           <input
             type="radio"
             name="refund-kind"
@@ -279,7 +296,11 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
         </label>
       </fieldset>
       {!full ? (
-        <Field label="Refund amount" error={errors.amount} hint={`In ${remaining.currency}, at most ${formatMoney(remaining)}.`}>
+        <Field
+          label="Refund amount"
+          error={errors.amount}
+          hint={`In ${remaining.currency}, at most ${formatMoney(remaining)}.`}
+        >
           {(props) => (
             <input
               {...props}
@@ -325,7 +346,12 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
             >
               {sending ? "Refunding…" : "Confirm refund"}
             </button>
-            <button type="button" className="button secondary" disabled={sending} onClick={() => setPending(null)}>
+            <button
+              type="button"
+              className="button secondary"
+              disabled={sending}
+              onClick={() => setPending(null)}
+            >
               Cancel
             </button>
           </div>
@@ -340,7 +366,13 @@ function RefundForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment
   );
 }
 
-function DisputeForm({ payment, onDone }: { payment: Payment; onDone: (p: Payment, message: string) => void }) {
+function DisputeForm({
+  payment,
+  onDone,
+}: {
+  payment: Payment;
+  onDone: (p: Payment, message: string) => void;
+}) {
   const [reason, setReason] = useState("");
   const [amount, setAmount] = useState("");
   const [errors, setErrors] = useState<MoneyFormErrors>({});
@@ -365,8 +397,8 @@ function DisputeForm({ payment, onDone }: { payment: Payment; onDone: (p: Paymen
     } catch (error) {
       if (error instanceof ApiError) {
         const fields: MoneyFormErrors = {};
-        if (error.details.reason) fields.reason = sentence(error.details.reason);
-        if (error.details.amount) fields.amount = sentence(error.details.amount);
+        fields.reason = fieldError(error.details, "reason");
+        fields.amount = fieldError(error.details, "amount");
         setErrors(fields);
       }
       setFailure(error);
@@ -376,11 +408,22 @@ function DisputeForm({ payment, onDone }: { payment: Payment; onDone: (p: Paymen
   };
 
   return (
-    <form className="staff-form" noValidate onSubmit={(event) => void submit(event)} aria-labelledby="dispute-form-heading">
+    <form
+      className="staff-form"
+      noValidate
+      onSubmit={(event) => void submit(event)}
+      aria-labelledby="dispute-form-heading"
+    >
       <h3 id="dispute-form-heading">Open a dispute</h3>
       <Field label="Dispute reason" error={errors.reason} hint="What the customer's bank said.">
         {(props) => (
-          <input {...props} type="text" maxLength={500} value={reason} onChange={(event) => setReason(event.target.value)} />
+          <input
+            {...props}
+            type="text"
+            maxLength={500}
+            value={reason}
+            onChange={(event) => setReason(event.target.value)}
+          />
         )}
       </Field>
       <Field
@@ -432,7 +475,10 @@ function DisputeTable({
 
   return (
     <>
-      <ErrorMessage error={failure} title={failure instanceof ApiError ? "The dispute was not resolved." : undefined} />
+      <ErrorMessage
+        error={failure}
+        title={failure instanceof ApiError ? "The dispute was not resolved." : undefined}
+      />
       <div className="table-wrap" tabIndex={0} role="region" aria-label="Disputes table">
         <table>
           <caption>Disputes of this payment</caption>
@@ -459,7 +505,9 @@ function DisputeTable({
                 <td>{dispute.reason}</td>
                 <td>
                   <StatusBadge status={dispute.status} />
-                  {dispute.resolved_at ? <span className="muted"> {formatDate(dispute.resolved_at)}</span> : null}
+                  {dispute.resolved_at ? (
+                    <span className="muted"> {formatDate(dispute.resolved_at)}</span>
+                  ) : null}
                 </td>
                 <td>
                   {dispute.status === "open" ? (
@@ -542,4 +590,3 @@ function ReceiptView({ receipt }: { receipt: Receipt }) {
     </>
   );
 }
-

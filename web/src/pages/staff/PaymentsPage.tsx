@@ -55,14 +55,16 @@ function PaymentList() {
           ))}
         </select>
       </div>
-      {page.error ? <ErrorMessage error={page.error} title="Could not load the payments." onRetry={page.reload} /> : null}
+      {page.error ? (
+        <ErrorMessage error={page.error} title="Could not load the payments." onRetry={page.reload} />
+      ) : null}
       {page.loading && !page.value ? <Loading label="Loading payments…" /> : null}
       {page.value ? (
         page.value.items.length === 0 ? (
           <p>{status ? `No payment is ${status.replace(/_/g, " ")}.` : "There are no payments yet."}</p>
         ) : (
           <div className="table-wrap" tabIndex={0} role="region" aria-label="Payments table">
-            <table>
+            <table className="wide">
               <caption>
                 Payments{status ? ` (${status.replace(/_/g, " ")})` : ""}, newest first
                 {page.loading ? <span className="muted"> (updating…)</span> : null}
@@ -86,7 +88,10 @@ function PaymentList() {
                 {page.value.items.map((payment) => (
                   <tr key={payment.id}>
                     <th scope="row">
-                      <Link to={`/staff/payments/${payment.id}`} aria-label={`Payment ${shortId(payment.id)}`}>
+                      <Link
+                        to={`/staff/payments/${payment.id}`}
+                        aria-label={`Payment ${shortId(payment.id)}`}
+                      >
                         <code>{shortId(payment.id)}</code>
                       </Link>
                     </th>
@@ -95,7 +100,9 @@ function PaymentList() {
                       <StatusBadge status={payment.status} />
                     </td>
                     <td className="num">{formatMoney(payment.amount)}</td>
-                    <td className="num">{payment.refunded.amount > 0 ? formatMoney(payment.refunded) : "—"}</td>
+                    <td className="num">
+                      {payment.refunded.amount > 0 ? formatMoney(payment.refunded) : "—"}
+                    </td>
                     <td>{openDisputes(payment)}</td>
                     <td>
                       <code>{shortId(payment.order_id)}</code>

@@ -13,6 +13,7 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
 import { api, ApiError } from "../../api/client";
+import { useAuth } from "../../auth";
 import { describeError } from "../../api/errors";
 import type { Product } from "../../api/types";
 import { ErrorMessage } from "../../components/ErrorMessage";
@@ -41,7 +42,9 @@ export function ProductNewPage() {
         <ProductForm
           product={null}
           onSaved={(product) =>
-            navigate(`/staff/products/${product.id}`, { state: { notice: `Product “${product.name}” created.` } })
+            navigate(`/staff/products/${product.id}`, {
+              state: { notice: `Product “${product.name}” created.` },
+            })
           }
         />
       </StaffPage>
@@ -58,12 +61,16 @@ export function ProductEditPage() {
 }
 
 function ProductEditor() {
+  const auth = useAuth();
   const { id = "" } = useParams();
   const location = useLocation();
   const [notice, setNotice] = useState<string | null>(
     (location.state as { notice?: string } | null)?.notice ?? null,
   );
-  const product = useApi((signal) => api.get<Product>(`/v1/products/${encodeURIComponent(id)}`, { signal }), [id]);
+  const product = useApi(
+    (signal) => api.get<Product>(`/v1/products/${encodeURIComponent(id)}`, { signal }),
+    [id],
+  );
   const [activeError, setActiveError] = useState<unknown>(null);
   const [switching, setSwitching] = useState(false);
 
@@ -86,7 +93,11 @@ function ProductEditor() {
     try {
       const updated = await api.patch<Product>(`/v1/products/${current.id}`, { body: { active } });
       product.setValue(updated);
-      setNotice(active ? "The product is active: customers can see and buy it." : "The product is deactivated: customers no longer see it.");
+      setNotice(
+        active
+          ? "The product is active: customers can see and buy it."
+          : "The product is deactivated: customers no longer see it.",
+      );
     } catch (error) {
       setActiveError(error);
     } finally {
@@ -125,6 +136,9 @@ function ProductEditor() {
           ) : (
             <span className="muted">Inactive products are hidden from customers.</span>
           )}
+          {auth.hasScope("inventory:write") ? (
+            <Link to={`/staff/stock?sku=${encodeURIComponent(current.sku)}`}>Stock of {current.sku}</Link>
+          ) : null}
         </div>
         <ErrorMessage error={activeError} title="Could not change the status." />
       </div>
@@ -229,13 +243,22 @@ function ProductForm({
       {failure ? <FormFailure error={failure} other={otherProblems} /> : null}
       <Field label="Name" error={errors.name}>
         {(props) => (
-          <input {...props} type="text" required maxLength={200} value={values.name} onChange={(e) => set("name")(e.target.value)} />
+          <input
+            {...props}
+            type="text"
+            required
+            maxLength={200}
+            value={values.name}
+            onChange={(e) => set("name")(e.target.value)}
+          />
         )}
       </Field>
       <Field
         label="SKU"
         error={errors.sku}
-        hint={creating ? "Upper-case letters, digits and '-'; it cannot change later." : "The SKU cannot change."}
+        hint={
+          creating ? "Upper-case letters, digits and '-'; it cannot change later." : "The SKU cannot change."
+        }
       >
         {(props) => (
           <input
@@ -253,7 +276,12 @@ function ProductForm({
       </Field>
       <Field label="Description" error={errors.description}>
         {(props) => (
-          <textarea {...props} maxLength={5000} value={values.description} onChange={(e) => set("description")(e.target.value)} />
+          <textarea
+            {...props}
+            maxLength={5000}
+            value={values.description}
+            onChange={(e) => set("description")(e.target.value)}
+          />
         )}
       </Field>
       <div className="row">
@@ -406,7 +434,8 @@ function ImagesSection({
       </div>
       {uploading ? (
         <p role="status" aria-live="polite" aria-busy="true" className="muted">
-          <span className="spinner" aria-hidden="true" /> Uploading “{uploading.name}” ({formatBytes(uploading.size)})…
+          <span className="spinner" aria-hidden="true" /> Uploading “{uploading.name}” (
+          {formatBytes(uploading.size)})…
         </p>
       ) : null}
       {error ? (

@@ -1,7 +1,7 @@
 /**
  * /staff/products (catalog:write): every product, inactive ones included
- * (`GET /v1/products?include_inactive=true` with the token), newest first,
- * by cursor pages, with a search; each links to its edit page.
+ * (`GET /v1/products?include_inactive=true` with the token), in the API's
+ * order, by cursor pages, with a search; each links to its edit page.
  */
 
 import { useState } from "react";
@@ -76,14 +76,16 @@ function ProductList() {
         </button>
       </form>
 
-      {page.error ? <ErrorMessage error={page.error} title="Could not load the products." onRetry={page.reload} /> : null}
+      {page.error ? (
+        <ErrorMessage error={page.error} title="Could not load the products." onRetry={page.reload} />
+      ) : null}
       {page.loading && !page.value ? <Loading label="Loading products…" /> : null}
       {page.value ? (
         page.value.items.length === 0 ? (
           <p>{q ? `No product matches “${q}”.` : "There are no products yet."}</p>
         ) : (
           <div className="table-wrap" tabIndex={0} role="region" aria-label="Products table">
-            <table>
+            <table className="wide">
               <caption>
                 Products{q ? ` matching “${q}”` : ""}
                 {page.loading ? <span className="muted"> (updating…)</span> : null}

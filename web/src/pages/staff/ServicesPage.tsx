@@ -85,11 +85,12 @@ function Services() {
         <button
           type="button"
           className="button secondary"
+          // Never disabled: the periodic refresh would take the focus away from it.
           onClick={report.reload}
-          disabled={report.loading}
           aria-busy={report.loading || undefined}
         >
-          {report.loading ? "Refreshing…" : "Refresh"}
+          {report.loading ? <span className="spinner" aria-hidden="true" /> : null}
+          Refresh
         </button>
       }
     >
@@ -100,7 +101,11 @@ function Services() {
       {report.error ? (
         <ErrorMessage
           error={report.error}
-          title={value ? "Could not refresh: the figures below may be out of date." : "Could not load the services."}
+          title={
+            value
+              ? "Could not refresh: the figures below may be out of date."
+              : "Could not load the services."
+          }
           onRetry={report.reload}
         />
       ) : null}
@@ -109,7 +114,10 @@ function Services() {
         <div className="alert" role="alert">
           <p>
             {failing
-              .map(([name, check]) => `${name === "rabbitmq" ? "RabbitMQ" : `The ${name}`} is ${check.status}${check.error ? ` (${check.error})` : ""}`)
+              .map(
+                ([name, check]) =>
+                  `${name === "rabbitmq" ? "RabbitMQ" : `The ${name}`} is ${check.status}${check.error ? ` (${check.error})` : ""}`,
+              )
               .join("; ")}
             : some figures are unknown.
           </p>
@@ -123,6 +131,7 @@ function Services() {
               <thead>
                 <tr>
                   <th scope="col">Service</th>
+                  <th scope="col">Breaker</th>
                   <th scope="col" className="num">
                     Instances
                   </th>
@@ -132,7 +141,6 @@ function Services() {
                   <th scope="col" className="num">
                     Consumers
                   </th>
-                  <th scope="col">Breaker</th>
                 </tr>
               </thead>
               <tbody>
@@ -143,6 +151,9 @@ function Services() {
                       <th scope="row">
                         <a href={`#service-${name}`}>{name}</a>
                       </th>
+                      <td>
+                        <BreakerBadge state={service.breaker} />
+                      </td>
                       <td className="num">
                         {service.instances.length === 0 ? (
                           <span className="badge bad">none</span>
@@ -152,9 +163,6 @@ function Services() {
                       </td>
                       <td className="num">{countText(service.rpc_queue.messages)}</td>
                       <td className="num">{countText(service.rpc_queue.consumers)}</td>
-                      <td>
-                        <BreakerBadge state={service.breaker} />
-                      </td>
                     </tr>
                   );
                 })}
@@ -162,10 +170,10 @@ function Services() {
                   <th scope="row">
                     <a href="#service-gateway">gateway</a>
                   </th>
+                  <td>—</td>
                   <td className="num">{value.gateway.instances.length}</td>
                   <td className="num">—</td>
                   <td className="num">—</td>
-                  <td>—</td>
                 </tr>
               </tbody>
             </table>
@@ -173,7 +181,11 @@ function Services() {
           {names.map((name) => (
             <ServiceSection key={name} name={name} service={value.services[name]} now={now} />
           ))}
-          <section className="card staff-service" id="service-gateway" aria-labelledby="service-gateway-heading">
+          <section
+            className="card staff-service"
+            id="service-gateway"
+            aria-labelledby="service-gateway-heading"
+          >
             <h2 id="service-gateway-heading">gateway</h2>
             <p className="muted">The gateway's processes (each keeps its own breakers).</p>
             <InstanceTable name="gateway" instances={value.gateway.instances} now={now} showMetrics />
@@ -217,16 +229,12 @@ function InstanceTable({
   showMetrics?: boolean;
 }) {
   if (instances.length === 0) {
-    return (
-      <p className="alert">
-        No running instance of {name}.
-      </p>
-    );
+    return <p className="alert">No running instance of {name}.</p>;
   }
   const sorted = [...instances].sort((a, b) => a.process.localeCompare(b.process));
   return (
     <div className="table-wrap" tabIndex={0} role="region" aria-label={`${name} instances table`}>
-      <table>
+      <table className="wide">
         <caption>Instances of {name}</caption>
         <thead>
           <tr>

@@ -32,8 +32,8 @@ export function StaffIndexPage() {
       )}
       {hidden > 0 && sections.length > 0 ? (
         <p className="muted">
-          {hidden === 1 ? "One more section needs" : `${hidden} more sections need`} a permission this account does
-          not have.
+          {hidden === 1 ? "One more section needs" : `${hidden} more sections need`} a permission this account
+          does not have.
         </p>
       ) : null}
     </StaffPage>

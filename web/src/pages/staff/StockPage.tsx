@@ -19,7 +19,7 @@ import { formatMoney } from "../../lib/format";
 import { useApi } from "../../lib/useApi";
 import { useAuth } from "../../auth";
 import { Notice, RequireScope, StaffPage, StatusBadge } from "./common";
-import { SKU_MESSAGE, SKU_PATTERN, sentence, validateStock, type StockErrors } from "./forms";
+import { SKU_MESSAGE, SKU_PATTERN, validateStock, type StockErrors } from "./forms";
 
 export function StockPage() {
   return (
@@ -101,7 +101,11 @@ function ProductPicker({ onChoose }: { onChoose: (sku: string) => void }) {
       </form>
       {q !== null ? (
         results.error ? (
-          <ErrorMessage error={results.error} title="Could not search the products." onRetry={results.reload} />
+          <ErrorMessage
+            error={results.error}
+            title="Could not search the products."
+            onRetry={results.reload}
+          />
         ) : results.loading || !results.value ? (
           <Loading label="Searching…" />
         ) : results.value.items.length === 0 ? (
@@ -128,8 +132,9 @@ function ProductPicker({ onChoose }: { onChoose: (sku: string) => void }) {
           </ul>
         )
       ) : null}
+      <p className="muted">Or type a SKU:</p>
       <form className="staff-inline-form" noValidate onSubmit={submitSku}>
-        <Field label="SKU" error={typedError} hint="Or type a SKU.">
+        <Field label="SKU" error={typedError}>
           {(props) => (
             <input
               {...props}
@@ -166,6 +171,7 @@ function StockView({ sku }: { sku: string }) {
     stock.setValue(next);
     setNotice(`${sku}: on hand in ${warehouse} set to ${onHand}.`);
   };
+  const warehouses = stock.value?.warehouses ?? [];
 
   return (
     <section className="card" aria-labelledby="stock-heading">
@@ -177,7 +183,7 @@ function StockView({ sku }: { sku: string }) {
         <ErrorMessage error={stock.error} title="Could not load the stock." onRetry={stock.reload} />
       ) : stock.value === undefined ? (
         <Loading label="Loading the stock…" />
-      ) : stock.value === null || stock.value.warehouses.length === 0 ? (
+      ) : warehouses.length === 0 ? (
         <p>No stock is recorded for {sku} yet. Set it in a warehouse below.</p>
       ) : (
         <div className="table-wrap" tabIndex={0} role="region" aria-label={`Stock of ${sku} table`}>
@@ -195,69 +201,73 @@ function StockView({ sku }: { sku: string }) {
                 <th scope="col" className="num">
                   Available
                 </th>
-                <th scope="col">Set on hand</th>
               </tr>
             </thead>
             <tbody>
-              {stock.value.warehouses.map((row) => (
+              {warehouses.map((row) => (
                 <tr key={row.warehouse}>
                   <th scope="row">{row.warehouse}</th>
                   <td className="num">{row.on_hand}</td>
                   <td className="num">{row.reserved}</td>
                   <td className="num">{row.available}</td>
-                  <td>
-                    <SetStockForm sku={sku} warehouse={row.warehouse} initial={row.on_hand} onSaved={saved} />
-                  </td>
                 </tr>
               ))}
             </tbody>
-            <tfoot>
-              <tr>
-                <th scope="row">Total</th>
-                <td className="num">{stock.value.total.on_hand}</td>
-                <td className="num">{stock.value.total.reserved}</td>
-                <td className="num">{stock.value.total.available}</td>
-                <td />
-              </tr>
-            </tfoot>
+            {stock.value && warehouses.length > 1 ? (
+              <tfoot>
+                <tr>
+                  <th scope="row">Total</th>
+                  <td className="num">{stock.value.total.on_hand}</td>
+                  <td className="num">{stock.value.total.reserved}</td>
+                  <td className="num">{stock.value.total.available}</td>
+                </tr>
+              </tfoot>
+            ) : null}
           </table>
         </div>
       )}
-      {stock.value !== undefined ? (
-        <>
-          <h3>Stock in another warehouse</h3>
-          <SetStockForm sku={sku} warehouse={null} initial={null} onSaved={saved} />
-        </>
-      ) : null}
+      {stock.value !== undefined ? <SetStockForm sku={sku} stock={stock.value} onSaved={saved} /> : null}
     </section>
   );
 }
 
+const NEW_WAREHOUSE = "";
+
 /**
- * Sets on hand in one warehouse: `warehouse` given (a row of the table), or
- * typed (a new warehouse).
+ * Sets on hand in one warehouse: one of the SKU's (the quantity starts at its
+ * current on hand) or a new one (its name typed).
  */
 function SetStockForm({
   sku,
-  warehouse,
-  initial,
+  stock,
   onSaved,
 }: {
   sku: string;
-  warehouse: string | null;
-  initial: number | null;
+  stock: Stock | null;
   onSaved: (stock: Stock, warehouse: string, onHand: number) => void;
 }) {
-  const [name, setName] = useState(warehouse ?? "");
-  const [onHand, setOnHand] = useState(initial === null ? "" : String(initial));
+  const warehouses = stock?.warehouses ?? [];
+  const [choice, setChoice] = useState(warehouses[0]?.warehouse ?? NEW_WAREHOUSE);
+  const [name, setName] = useState("");
+  const [onHand, setOnHand] = useState(warehouses[0] ? String(warehouses[0].on_hand) : "");
   const [errors, setErrors] = useState<StockErrors>({});
   const [failure, setFailure] = useState<unknown>(null);
   const [saving, setSaving] = useState(false);
+  const creating = choice === NEW_WAREHOUSE;
+  const current = warehouses.find((row) => row.warehouse === choice);
+
+  const choose = (value: string) => {
+    setChoice(value);
+    setErrors({});
+    setFailure(null);
+    const row = warehouses.find((w) => w.warehouse === value);
+    setOnHand(row ? String(row.on_hand) : "");
+  };
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     setFailure(null);
-    const checked = validateStock(warehouse ?? name, onHand);
+    const checked = validateStock(creating ? name : choice, onHand);
     if (!checked.ok) {
       setErrors(checked.errors);
       return;
@@ -267,16 +277,13 @@ function SetStockForm({
     try {
       const next = await api.put<Stock>(`/v1/inventory/${encodeURIComponent(sku)}`, { body: checked.body });
       onSaved(next, checked.body.warehouse, checked.body.on_hand);
-      if (warehouse === null) {
+      if (creating) {
         setName("");
-        setOnHand("");
+        setChoice(checked.body.warehouse);
       }
     } catch (error) {
       if (error instanceof ApiError) {
-        const fields: StockErrors = {};
-        if (error.details.on_hand) fields.on_hand = sentence(error.details.on_hand);
-        if (error.details.warehouse) fields.warehouse = sentence(error.details.warehouse);
-        setErrors(fields);
+        setErrors({ on_hand: error.details.on_hand, warehouse: error.details.warehouse });
       }
       setFailure(error);
     } finally {
@@ -284,11 +291,37 @@ function SetStockForm({
     }
   };
 
-  const where = warehouse ?? "the warehouse";
   return (
-    <form className="staff-inline-form" noValidate onSubmit={(event) => void submit(event)}>
-      {warehouse === null ? (
-        <Field label="Warehouse" error={errors.warehouse} hint="e.g. main or berlin-2">
+    <form
+      className="staff-form"
+      noValidate
+      onSubmit={(event) => void submit(event)}
+      aria-labelledby="set-stock-heading"
+    >
+      <h3 id="set-stock-heading">Set on hand</h3>
+      <p className="muted">
+        The quantity counted in the warehouse (not a change); it cannot go below what is reserved.
+      </p>
+      {warehouses.length > 0 ? (
+        <Field label="Warehouse" error={creating ? undefined : errors.warehouse}>
+          {(props) => (
+            <select {...props} value={choice} onChange={(event) => choose(event.target.value)}>
+              {warehouses.map((row) => (
+                <option key={row.warehouse} value={row.warehouse}>
+                  {row.warehouse}
+                </option>
+              ))}
+              <option value={NEW_WAREHOUSE}>Another warehouse…</option>
+            </select>
+          )}
+        </Field>
+      ) : null}
+      {creating ? (
+        <Field
+          label={warehouses.length > 0 ? "New warehouse" : "Warehouse"}
+          error={errors.warehouse}
+          hint="Lower case, e.g. main or berlin-2."
+        >
           {(props) => (
             <input
               {...props}
@@ -302,29 +335,27 @@ function SetStockForm({
           )}
         </Field>
       ) : null}
-      <Field label={warehouse === null ? "On hand" : `On hand in ${warehouse}`} error={errors.on_hand}>
+      <Field
+        label="On hand"
+        error={errors.on_hand}
+        hint={current ? `Now ${current.on_hand}, of which ${current.reserved} reserved.` : undefined}
+      >
         {(props) => (
           <input
             {...props}
             type="number"
             inputMode="numeric"
-            min={0}
+            min={current?.reserved ?? 0}
             step={1}
             value={onHand}
             onChange={(event) => setOnHand(event.target.value)}
           />
         )}
       </Field>
-      <button
-        type="submit"
-        className="button secondary"
-        disabled={saving}
-        aria-busy={saving || undefined}
-        aria-label={warehouse === null ? "Set stock" : `Save on hand in ${warehouse}`}
-      >
-        {saving ? "Saving…" : warehouse === null ? "Set stock" : "Save"}
+      <button type="submit" className="button" disabled={saving} aria-busy={saving || undefined}>
+        {saving ? "Saving…" : "Set stock"}
       </button>
-      {failure ? <StockFailure error={failure} where={where} /> : null}
+      {failure ? <StockFailure error={failure} where={creating ? name || "that warehouse" : choice} /> : null}
     </form>
   );
 }
@@ -332,7 +363,7 @@ function SetStockForm({
 function StockFailure({ error, where }: { error: unknown; where: string }) {
   let message = describeError(error).message;
   if (error instanceof ApiError && error.status === 409) {
-    message = `Not saved: orders in progress have reserved more than that in ${where}. ${message}`;
+    message = `Not saved: orders in progress have reserved stock in ${where}, and on hand cannot go below what is reserved.`;
   } else if (error instanceof ApiError && error.code === "unknown_sku") {
     message = "Not saved: no product has this SKU. Create the product first.";
   }

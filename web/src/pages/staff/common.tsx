@@ -9,6 +9,7 @@
 import { useEffect, useRef, useState, type ReactNode } from "react";
 import { Link } from "react-router";
 import { useAuth } from "../../auth";
+import { usePageTitle } from "../../lib/usePageTitle";
 import { breakerKind, breakerText } from "./display";
 import { missingScope, missingScopeMessage } from "./sections";
 import "./staff.css";
@@ -46,16 +47,21 @@ export function StaffPage({
   back = { to: "/staff", label: "Back office" },
   actions,
 }: {
-  title: ReactNode;
+  /** The heading, and the document's title ("Products · Agora"). */
+  title: string;
   children: ReactNode;
   back?: { to: string; label: string } | null;
   actions?: ReactNode;
 }) {
+  usePageTitle(title);
   return (
     <section className="staff-page">
       {back ? (
         <nav aria-label="Breadcrumb" className="staff-breadcrumb">
-          <Link to={back.to}>← {back.label}</Link>
+          <Link to={back.to}>
+            <span aria-hidden="true">← </span>
+            {back.label}
+          </Link>
         </nav>
       ) : null}
       <div className="staff-title">

@@ -130,7 +130,9 @@ describe("productChanges (the PATCH body)", () => {
   });
 
   it("is null when nothing changed", () => {
-    expect(productChanges(product, { name: "Mug", description: "A mug", price: { ...product.price } })).toBeNull();
+    expect(
+      productChanges(product, { name: "Mug", description: "A mug", price: { ...product.price } }),
+    ).toBeNull();
   });
 
   it("fills the form from the product", () => {
@@ -156,9 +158,9 @@ describe("productFieldErrors (the API's paths to the form's fields)", () => {
       }),
     ).toEqual({
       fields: {
-        price: "Must be <= 1000000000.",
-        currency: "Must be a three-letter upper-case ISO 4217 code.",
-        sku: "Already exists.",
+        price: "must be <= 1000000000",
+        currency: "must be a three-letter upper-case ISO 4217 code",
+        sku: "already exists",
       },
       other: ["active: must be of type boolean"],
     });
@@ -198,6 +200,8 @@ describe("refunds and disputes", () => {
     expect(refundable(payment)).toEqual({ amount: 3500, currency: "EUR" });
     expect(canRefund(payment)).toBe(true);
     expect(canRefund({ ...payment, status: "failed" })).toBe(false);
+    expect(refundable({ ...payment, status: "failed" })).toEqual({ amount: 0, currency: "EUR" });
+    expect(refundable({ ...payment, status: "pending" }).amount).toBe(0);
     expect(canRefund({ ...payment, refunded: payment.amount, status: "succeeded" })).toBe(false);
   });
 
@@ -237,7 +241,10 @@ describe("refunds and disputes", () => {
     });
     expect(validateDispute(" ", "x", "EUR")).toEqual({
       ok: false,
-      errors: { reason: "Enter the reason the bank gave.", amount: "Enter the disputed amount as a number, like 12.50." },
+      errors: {
+        reason: "Enter the reason the bank gave.",
+        amount: "Enter the disputed amount as a number, like 12.50.",
+      },
     });
   });
 });

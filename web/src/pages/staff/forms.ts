@@ -57,7 +57,10 @@ export function parseAmount(text: string, currency: string, label = "price"): Pa
     };
   }
   const wholeDigits = whole.replace(/^0+(?=\d)/, "");
-  const tooLarge = { ok: false as const, error: `The ${label} is too large (at most ${moneyAmountText(MAX_AMOUNT, currency)}).` };
+  const tooLarge = {
+    ok: false as const,
+    error: `The ${label} is too large (at most ${moneyAmountText(MAX_AMOUNT, currency)}).`,
+  };
   if (wholeDigits.length > 12) return tooLarge;
   const amount = Number(wholeDigits) * 10 ** digits + Number(fraction.padEnd(digits, "0") || "0");
   if (amount > MAX_AMOUNT) return tooLarge;
@@ -153,15 +156,16 @@ export function productChanges(original: Product, body: ProductBody): Partial<Pr
 
 /**
  * The API's field errors (paths such as "price.amount") as the product form's
- * fields; paths the form has no field for are returned in `other`.
+ * fields ("SKU already exists" once the field puts its label first); paths
+ * the form has no field for are returned in `other`.
  */
 export function productFieldErrors(details: FieldErrors): { fields: ProductErrors; other: string[] } {
   const fields: ProductErrors = {};
   const other: string[] = [];
   for (const [path, problem] of Object.entries(details)) {
     const field = PRODUCT_PATHS[path] ?? PRODUCT_PATHS[path.split(".")[0]];
-    const text = sentence(problem);
-    if (field && !fields[field]) fields[field] = text;
+    // Kept as the API words it ("already exists"): the Field prefixes its label.
+    if (field && !fields[field]) fields[field] = problem;
     else if (!field) other.push(`${path}: ${problem}`);
   }
   return { fields, other };
@@ -216,17 +220,29 @@ export function validateStock(
 // --- payments -----------------------------------------------------------------
 
 /** Payment statuses (services/billing/domain.py STATUSES). */
-export const PAYMENT_STATUSES = ["pending", "succeeded", "failed", "refunded", "partially_refunded", "voided"] as const;
+export const PAYMENT_STATUSES = [
+  "pending",
+  "succeeded",
+  "failed",
+  "refunded",
+  "partially_refunded",
+  "voided",
+] as const;
 
-/** What can still be refunded: the amount less what was refunded. */
+/** Statuses of a payment whose money was taken (services/billing/domain.py CAPTURED). */
+export const CAPTURED_STATUSES: ReadonlySet<string> = new Set(["succeeded", "partially_refunded"]);
+
+/** What can still be refunded: a captured payment's amount less what was refunded; else nothing. */
 export function refundable(payment: { amount: Money; refunded: Money; status: string }): Money {
-  const left = Math.max(0, payment.amount.amount - payment.refunded.amount);
+  const left = CAPTURED_STATUSES.has(payment.status)
+    ? Math.max(0, payment.amount.amount - payment.refunded.amount)
+    : 0;
   return { amount: left, currency: payment.amount.currency };
 }
 
-/** Whether the API may refund this payment (it has succeeded and money remains). */
+/** Whether the API may refund this payment (it was captured and money remains). */
 export function canRefund(payment: { amount: Money; refunded: Money; status: string }): boolean {
-  return (payment.status === "succeeded" || payment.status === "partially_refunded") && refundable(payment).amount > 0;
+  return refundable(payment).amount > 0;
 }
 
 export type MoneyFormErrors = Partial<Record<"amount" | "reason", string>>;

@@ -4,12 +4,22 @@ import { SECTIONS, missingScope, missingScopeMessage, visibleSections } from "./
 describe("staff sections by scope", () => {
   it("shows only the sections the scopes allow", () => {
     expect(visibleSections(["profile", "catalog:write"]).map((s) => s.path)).toEqual(["/staff/products"]);
-    expect(visibleSections(["ops:read"]).map((s) => s.path)).toEqual(["/staff/dead-letters", "/staff/services"]);
+    expect(visibleSections(["ops:read"]).map((s) => s.path)).toEqual([
+      "/staff/dead-letters",
+      "/staff/services",
+    ]);
     expect(visibleSections(["profile", "orders:read"])).toEqual([]);
   });
 
   it("shows every section to an administrator", () => {
-    const admin = ["catalog:write", "inventory:write", "billing:admin", "users:admin", "ops:read", "ops:write"];
+    const admin = [
+      "catalog:write",
+      "inventory:write",
+      "billing:admin",
+      "users:admin",
+      "ops:read",
+      "ops:write",
+    ];
     expect(visibleSections(admin)).toEqual(SECTIONS);
   });
 
@@ -20,7 +30,9 @@ describe("staff sections by scope", () => {
   });
 
   it("says what the permission is for", () => {
-    expect(missingScopeMessage("inventory:write")).toMatch(/^You need the inventory:write permission to set stock levels\./);
+    expect(missingScopeMessage("inventory:write")).toMatch(
+      /^You need the inventory:write permission to set stock levels\./,
+    );
     expect(missingScopeMessage("x:y")).toMatch(/^You need the x:y permission for this page\./);
   });
 });

@@ -23,7 +23,9 @@ describe("uploadErrorMessage", () => {
   });
 
   it("names the refused type of a 415", () => {
-    const error = new ApiError(415, "unsupported_media_type", "send a JPEG...", { content_type: "image/gif" });
+    const error = new ApiError(415, "unsupported_media_type", "send a JPEG...", {
+      content_type: "image/gif",
+    });
     expect(uploadErrorMessage(error)).toBe(
       "That file type is not supported (image/gif): upload a JPEG, PNG or WebP image.",
     );
