@@ -13,6 +13,7 @@ import {
   lastToken,
   launch,
   newCustomer,
+  poll,
   screenshot,
   settings,
   signIn,
@@ -61,7 +62,12 @@ test("an admin sets stock in a warehouse and the shop shows it", { timeout: 120_
     await page.getByRole("button", { name: "Set stock" }).click();
     const response = await saved;
     assert.equal(response.status(), 200, await response.text());
-    await page.getByRole("spinbutton", { name: "On hand in e2e-hall" }).waitFor();
+    // The warehouse's row: on hand 3, none reserved, 3 available.
+    const row = page.getByRole("row").filter({ hasText: "e2e-hall" });
+    await poll("the stock table to list e2e-hall", async () => {
+      const cells = await row.locator("th, td").allTextContents();
+      return JSON.stringify(cells.map((text) => text.trim())) === '["e2e-hall","3","0","3"]';
+    });
     await screenshot(session, "flow-staff-stock-set");
     assertNoPageErrors(session);
   });

@@ -104,7 +104,9 @@ export async function withSession(browser, name, options, scenario) {
     } catch {
       // the page may be gone; the error below is what matters
     }
-    error.message += `\n  ${name} was at ${session.page.url()}; screenshot: ${shot}`;
+    const where = `${name} was at ${session.page.url()}; screenshot: ${shot}`;
+    console.log(where);
+    error.message += `\n  ${where}`;
     throw error;
   } finally {
     await session.context.close();
