@@ -71,10 +71,14 @@ def chromium():
 
 
 @pytest.fixture(scope="module")
-def web_platform(web_app, zipkin, smtp, sms):
+def web_platform(web_app, rabbit_vhost, redis_client, zipkin, smtp, sms):
     """A platform of this module's own (vhost, databases, Redis prefix, free
     gateway port, so its public URL, the issuer and the app's redirect URI
-    follow that port) with the demo data seeded as ``agora seed`` does."""
+    follow that port) with the demo data seeded as ``agora seed`` does.
+
+    ``rabbit_vhost`` and ``redis_client`` as for the session's platform: the
+    run's broker users and Redis keys (this platform's among them) are removed
+    when the run ends."""
     from nameko.standalone.rpc import ClusterRpcProxy
 
     from agora.seed import seed
