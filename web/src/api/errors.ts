@@ -108,6 +108,8 @@ export interface ErrorDescription {
   fields: FieldErrors;
   /** Whether trying again later may work (offers a "Try again" button). */
   retryable: boolean;
+  /** No answer came (a lost connection or a time-out): the connection banner says so too. */
+  network?: boolean;
 }
 
 // Messages for the codes Agora's API defines (services/chassis/errors.py,
@@ -180,12 +182,10 @@ export function describeError(error: unknown): ErrorDescription {
     };
   }
   if (error instanceof NetworkError) {
-    // The connection banner says "offline" / "connection lost" (once, for the
-    // whole page); here the sentence is about this request alone.
     const message = error.timedOut
       ? "Agora took too long to answer. Please try again."
-      : "The request got no answer. Please try again.";
-    return { message, fields: {}, retryable: true };
+      : "You are offline or the connection was lost. Please check your connection.";
+    return { message, fields: {}, retryable: true, network: true };
   }
   if (error instanceof DOMException && error.name === "AbortError") {
     return { message: "The request was cancelled.", fields: {}, retryable: true };

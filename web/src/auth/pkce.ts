@@ -9,6 +9,8 @@
  * Agora accepts).
  */
 
+import { sha256 } from "./sha256";
+
 export const VERIFIER_CHARSET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
 export const VERIFIER_MIN_LENGTH = 43;
 export const VERIFIER_MAX_LENGTH = 128;
@@ -43,10 +45,14 @@ export function base64Url(bytes: Uint8Array): string {
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** The S256 code challenge of a verifier: BASE64URL(SHA-256(ASCII(verifier))). */
-export async function challengeS256(verifier: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
-  return base64Url(new Uint8Array(digest));
+/**
+ * The S256 code challenge of a verifier: BASE64URL(SHA-256(ASCII(verifier))).
+ * crypto.subtle where the page has it (secure contexts), else ./sha256.ts.
+ */
+export async function challengeS256(verifier: string, subtle: SubtleCrypto | undefined = globalThis.crypto?.subtle): Promise<string> {
+  const bytes = new TextEncoder().encode(verifier);
+  if (subtle) return base64Url(new Uint8Array(await subtle.digest("SHA-256", bytes)));
+  return base64Url(sha256(bytes));
 }
 
 /** An unguessable `state` value (binds the callback to this browser's request). */

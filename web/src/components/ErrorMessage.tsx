@@ -7,6 +7,9 @@
 
 import { describeError } from "../api/errors";
 
+/** What a page's own alert says when its request got no answer. */
+export const NO_ANSWER = "No answer came back. Please try again.";
+
 export interface ErrorMessageProps {
   error: unknown;
   /** Offered as a "Try again" button when the error may pass. */
@@ -17,7 +20,12 @@ export interface ErrorMessageProps {
 
 export function ErrorMessage({ error, onRetry, title }: ErrorMessageProps) {
   if (error === null || error === undefined) return null;
-  const { message, retryable } = describeError(error);
+  const description = describeError(error);
+  const { retryable } = description;
+  // A lost connection is the banner's to announce (role="alert", "offline" /
+  // "connection lost", once for the page): here only this request's outcome,
+  // so the page never shows two connection alerts.
+  const message = description.network ? NO_ANSWER : description.message;
   return (
     <div className="alert" role="alert">
       <p>

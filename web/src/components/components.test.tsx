@@ -104,7 +104,7 @@ describe("ConnectionBanner", () => {
 
   it("leaves the word to the banner: a page's alert for a lost request names no connection", () => {
     act(() => root.render(<ErrorMessage error={new NetworkError()} />));
-    expect(container.textContent).toMatch(/no answer/);
+    expect(container.textContent).toMatch(/No answer came back/);
     expect(container.textContent).not.toMatch(/offline|connection/i);
   });
 });
