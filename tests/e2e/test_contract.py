@@ -98,6 +98,19 @@ OPERATION_CHECKS = [
         "include-name": "POST /v1/orders",
         "checks": {"positive_data_acceptance": {"expected-statuses": _POSITIVE + [400]}},
     },
+    # A refund or a dispute is in the payment's own currency, which the document
+    # cannot know: another currency is refused (400 validation_error). The
+    # payments list (GET /v1/payments) hands the generator real payment ids.
+    *(
+        {
+            "include-name": name,
+            "checks": {"positive_data_acceptance": {"expected-statuses": _POSITIVE + [400]}},
+        }
+        for name in (
+            "POST /v1/payments/{payment_id}/refunds",
+            "POST /v1/payments/{payment_id}/disputes",
+        )
+    ),
     # The storefront's page is a 503 web_not_built (documented) on a platform
     # whose web/dist was never built: the suite does not need npm for this test.
     {
