@@ -1,6 +1,7 @@
 """Reaching and preparing the three backing services: RabbitMQ, PostgreSQL, Redis."""
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -137,6 +138,25 @@ def delete_principals(config):
         "eval",
         f'[catch rabbit_auth_backend_internal:delete_user(U, <<"agora">>) || U <- [{names}]], ok.',
     )
+
+
+def delete_unused_principals(config):
+    """Delete the principals' broker users that hold no permission on any vhost
+    any more; the names of those kept. The users are named by ``amqp.user_prefix``
+    only, so platforms on other vhosts with the same prefix (a second ``make run``
+    with its own AGORA_AMQP_VHOST) share them: ``agora reset`` deletes its vhost
+    first, then only the users nobody else still uses. One ``rabbitmqctl`` call."""
+    from services.chassis.config import BROKER_PRINCIPALS, broker_user
+
+    names = ", ".join("<<" + json.dumps(broker_user(config, p)) + ">>" for p in BROKER_PRINCIPALS)
+    kept = _rabbitmqctl(
+        "eval",
+        "[U || U <- [" + names + "], "
+        "case catch rabbit_auth_backend_internal:list_user_permissions(U) of "
+        '[] -> catch rabbit_auth_backend_internal:delete_user(U, <<"agora">>), false; '
+        "{error, _} -> false; _ -> true end].",
+    )
+    return re.findall(r'<<"([^"]+)">>', kept)
 
 
 def delete_vhost(config):

@@ -112,7 +112,7 @@ def redis_keys_to_delete(client, prefix):
 
 def reset(config, services, state_dir):
     """Remove everything in ``plan``; returns one line per step done."""
-    from agora.infra import delete_principals, delete_vhost, vhost_exists
+    from agora.infra import delete_unused_principals, delete_vhost, vhost_exists
     from services.chassis.migrations import drop_database
     from services.chassis.redis import make_client
 
@@ -121,8 +121,13 @@ def reset(config, services, state_dir):
     if vhost_exists(config):
         delete_vhost(config)
         done.append(f"deleted RabbitMQ vhost {target.vhost!r}")
-    delete_principals(config)
-    done.append(f"deleted broker users {target.broker_users[0]} ... {target.broker_users[-1]}")
+    kept = delete_unused_principals(config)
+    if kept:
+        done.append(
+            f"kept broker users {', '.join(kept)}: another vhost still grants them permissions"
+        )
+    else:
+        done.append(f"deleted broker users {target.broker_users[0]} ... {target.broker_users[-1]}")
     for service in services:
         drop_database(config, service)
     done.append(f"dropped databases and roles {', '.join(target.databases)}")

@@ -102,6 +102,27 @@ def test_reset_with_yes_removes_everything_make_run_created(throwaway):
     assert "deleted 2 Redis key(s)" in result.stdout
 
 
+def test_reset_keeps_the_broker_users_another_vhost_still_uses(throwaway):
+    """Broker users are named by the prefix alone: a second platform on its own
+    vhost with the same prefix shares them, and a reset of the first must not
+    pull them from under it."""
+    config, env, _redis, _neighbour = throwaway
+    other_env = {**env, "AGORA_AMQP_VHOST": env["AGORA_AMQP_VHOST"] + "-other"}
+    other = load_config(other_env)
+    ensure_vhost(other)
+    try:
+        result = reset(env, "--yes")
+        assert result.returncode == 0, result.stderr
+        assert not vhost_exists(config)
+        assert broker_users(config) == {broker_user(config, p) for p in BROKER_PRINCIPALS}
+        assert "kept broker users" in result.stdout
+    finally:
+        last = reset(other_env, "--yes")
+    assert last.returncode == 0, last.stderr
+    assert not vhost_exists(other)
+    assert broker_users(config) == set()
+
+
 def test_reset_asks_first_and_removes_nothing_unless_told_yes(throwaway):
     config, env, redis, _neighbour = throwaway
     result = reset(env, answer="no\n")
