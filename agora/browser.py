@@ -9,9 +9,10 @@ package (as ``agora.prometheus.ensure_prometheus`` does for Prometheus), and
 background traffic to Google that a test run has no use for.
 """
 
-import os
 import shutil
 import subprocess
+
+from agora.apt import apt_install
 
 PACKAGE = "chromium"
 # Debian's binary first; other distributions' names after it.
@@ -45,32 +46,7 @@ def ensure_chromium(run=subprocess.run):
     found = find_chromium()
     if found:
         return found
-    hint = f"install Debian's {PACKAGE} package: apt-get install -y {PACKAGE}"
-    if not shutil.which("apt-get"):
-        raise ChromiumUnavailable(f"chromium is not on the PATH; {hint}")
-    if os.geteuid() != 0:
-        raise ChromiumUnavailable(f"chromium is missing and installing it needs root; {hint}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [
-        "apt-get",
-        "install",
-        "-y",
-        "-q",
-        "--no-install-recommends",
-        # Another apt (a parallel test run) holds the lock: wait for it.
-        "-o",
-        "DPkg::Lock::Timeout=300",
-        PACKAGE,
-    ]
-    result = run(install, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        # A fresh machine has no package lists yet, or they are out of date
-        # (a security update replaced the version they name).
-        run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True, check=False)
-        result = run(install, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
-        raise ChromiumUnavailable(f"apt-get could not install {PACKAGE}:\n{tail}")
+    apt_install(PACKAGE, ChromiumUnavailable, "chromium is", run)
     found = find_chromium()
     if not found:
         raise ChromiumUnavailable(f"{PACKAGE} installed, yet no chromium is on the PATH")

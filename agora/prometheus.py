@@ -8,12 +8,12 @@ and ``server_argv`` is the command that serves it. ``agora prometheus`` and the
 tests use these; compose runs the same config in its own container.
 """
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from agora.apt import apt_install
 from services.chassis.config import ROOT
 
 CONFIG = ROOT / "config" / "prometheus"
@@ -49,31 +49,7 @@ def ensure_prometheus(run=subprocess.run):
     found = find_binaries()
     if found:
         return found
-    hint = f"install Debian's {PACKAGE} package: apt-get install -y {PACKAGE}"
-    if not shutil.which("apt-get"):
-        raise PrometheusUnavailable(f"prometheus and promtool are not on the PATH; {hint}")
-    if os.geteuid() != 0:
-        raise PrometheusUnavailable(f"prometheus is missing and installing it needs root; {hint}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [
-        "apt-get",
-        "install",
-        "-y",
-        "-q",
-        "--no-install-recommends",
-        # Another apt (a parallel test run) holds the lock: wait for it.
-        "-o",
-        "DPkg::Lock::Timeout=300",
-        PACKAGE,
-    ]
-    result = run(install, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        # A fresh machine has no package lists yet.
-        run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True, check=False)
-        result = run(install, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
-        raise PrometheusUnavailable(f"apt-get could not install {PACKAGE}:\n{tail}")
+    apt_install(PACKAGE, PrometheusUnavailable, "prometheus and promtool are", run)
     stop_package_service(run)
     found = find_binaries()
     if not found:

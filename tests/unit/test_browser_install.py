@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from agora import apt as apt_module
 from agora import browser
 from agora.browser import LAUNCH_ARGS, ChromiumUnavailable, ensure_chromium
 
@@ -28,7 +29,7 @@ def missing(monkeypatch):
     """No chromium on the PATH, apt-get there, running as root."""
     monkeypatch.setattr(browser, "find_chromium", lambda: None)
     monkeypatch.setattr(browser.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(browser.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(apt_module.os, "geteuid", lambda: 0)
 
 
 def test_a_found_chromium_is_used_as_it_is(monkeypatch):
@@ -64,7 +65,7 @@ def test_a_failed_install_updates_the_lists_retries_once_and_says_why(missing):
 
 
 def test_without_root_it_says_how_to_install(missing, monkeypatch):
-    monkeypatch.setattr(browser.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(apt_module.os, "geteuid", lambda: 1000)
     apt = Apt()
     with pytest.raises(ChromiumUnavailable, match="apt-get install -y chromium"):
         ensure_chromium(run=apt)

@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from agora import apt as apt_module
 from agora import prometheus
 from agora.prometheus import Binaries, PrometheusUnavailable, ensure_prometheus
 
@@ -28,7 +29,7 @@ def missing(monkeypatch):
     """No prometheus on the PATH, apt-get there, running as root."""
     monkeypatch.setattr(prometheus, "find_binaries", lambda: None)
     monkeypatch.setattr(prometheus.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(prometheus.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(apt_module.os, "geteuid", lambda: 0)
     monkeypatch.setattr(prometheus, "PACKAGE_SERVICE", prometheus.Path("/nonexistent/init.d"))
 
 
@@ -51,7 +52,7 @@ def test_a_failed_install_updates_the_lists_retries_once_and_says_why(missing):
 
 
 def test_without_root_it_says_how_to_install(missing, monkeypatch):
-    monkeypatch.setattr(prometheus.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(apt_module.os, "geteuid", lambda: 1000)
     apt = Apt()
     with pytest.raises(PrometheusUnavailable, match="apt-get install -y prometheus"):
         ensure_prometheus(run=apt)
