@@ -12,7 +12,6 @@ from nameko.testing.services import entrypoint_waiter
 
 from gateway.api.orders import ORDER_VIEW
 from gateway.app import create_app
-from gateway.auth.tokens import KeyCache, TokenVerifier
 from services.billing.schemas import PAYMENT_PAGE
 from services.billing.service import BillingService
 from services.catalog.service import CatalogService
@@ -21,8 +20,9 @@ from services.chassis.messaging import rpc
 from services.chassis.schemas import validate
 from services.chassis.testing import call_entrypoint as call
 from services.orders.service import OrdersService
+from tests.support import tokens
 from tests.support.polling import wait_until
-from tests.unit.test_token_verifier import KEY, claims, public_jwks, sign
+from tests.support.tokens import trust_test_key
 
 pytestmark = pytest.mark.integration
 # Billing's and orders' durable handler queues stay out of other modules' way.
@@ -54,11 +54,7 @@ def gateway(config, rabbit_vhost, redis_client):
     cfg["redis"]["key_prefix"] = prefix
     cfg["gateway"]["rate_limits"]["groups"]["read"] = "100000/minute"
     app = create_app(cfg)
-    # Tokens signed by a test key (the auth service is not running here).
-    keys = KeyCache(lambda: public_jwks(KEY), ttl=300, min_refresh_interval=5)
-    app.extensions["agora.tokens"] = TokenVerifier(
-        keys, cfg["auth"], revocations=app.extensions["agora.redis"]
-    )
+    trust_test_key(app)  # the auth service is not running here
     yield app
     app.extensions["agora.rpc"].close()
     for key in redis_client.scan_iter(match=f"{prefix}*"):
@@ -66,13 +62,7 @@ def gateway(config, rabbit_vhost, redis_client):
 
 
 def bearer(app, scope, user_id=None):
-    auth = app.config["AGORA"]["auth"]
-    token = sign(
-        claims(
-            iss=auth["issuer"], aud=auth["audience"], scope=scope, sub=user_id or str(uuid.uuid4())
-        )
-    )
-    return {"Authorization": f"Bearer {token}"}
+    return tokens.bearer(app, scope, sub=user_id or str(uuid.uuid4()))
 
 
 # --- GET /v1/payments ------------------------------------------------------------

@@ -12,12 +12,11 @@ import pytest
 
 from gateway.api.ops import DEAD_LETTER_LIST
 from gateway.app import create_app
-from gateway.auth.tokens import KeyCache, TokenVerifier
 from services.billing.service import BillingService
 from services.chassis.schemas import DEAD_LETTER_DETAIL, DEAD_LETTER_SERVICES, linear_validator
 from services.orders.service import OrdersService
 from tests.support.polling import wait_until
-from tests.unit.test_token_verifier import KEY, claims, public_jwks, sign
+from tests.support.tokens import bearer, trust_test_key
 
 pytestmark = pytest.mark.integration
 # Billing's and orders' durable handler queues stay out of other modules' way.
@@ -34,11 +33,7 @@ def gateway(config, rabbit_vhost, redis_client):
         f"{config['redis']['key_prefix']}deadletters-{uuid.uuid4().hex[:8]}:"
     )
     app = create_app(cfg)
-    # Tokens signed by a test key (the auth service is not running here).
-    keys = KeyCache(lambda: public_jwks(KEY), ttl=300, min_refresh_interval=5)
-    app.extensions["agora.tokens"] = TokenVerifier(
-        keys, cfg["auth"], revocations=app.extensions["agora.redis"]
-    )
+    trust_test_key(app)  # the auth service is not running here
     yield app
     app.extensions["agora.rpc"].close()
     for key in redis_client.scan_iter(match=f"{cfg['redis']['key_prefix']}*"):
@@ -60,12 +55,6 @@ def billing(container_factory, service_config):
     container = container_factory(BillingService, settings)
     container.start()
     return container
-
-
-def bearer(app, scope):
-    auth = app.config["AGORA"]["auth"]
-    token = sign(claims(iss=auth["issuer"], aud=auth["audience"], scope=scope))
-    return {"Authorization": f"Bearer {token}"}
 
 
 def letters(app):

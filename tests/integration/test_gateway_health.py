@@ -13,11 +13,10 @@ import uuid
 import pytest
 
 from gateway.app import create_app
-from gateway.auth.tokens import KeyCache, TokenVerifier
 from services.chassis.config import nameko_config
 from services.chassis.messaging import rpc
 from services.chassis.service import AgoraService
-from tests.unit.test_token_verifier import KEY, claims, public_jwks, sign
+from tests.support.tokens import bearer, trust_test_key
 
 pytestmark = pytest.mark.integration
 OWN_VHOST = True  # no other module's catalog answers here
@@ -52,11 +51,7 @@ def make_app(config, **gateway_settings):
     cfg["gateway"].update({"readiness_cache_ttl": 60.0, "health_report_ttl": 60.0})
     cfg["gateway"].update(gateway_settings)
     app = create_app(cfg)
-    # Tokens signed by a test key (the auth service is not running here).
-    keys = KeyCache(lambda: public_jwks(KEY), ttl=300, min_refresh_interval=5)
-    app.extensions["agora.tokens"] = TokenVerifier(
-        keys, cfg["auth"], revocations=app.extensions["agora.redis"]
-    )
+    trust_test_key(app)  # the auth service is not running here
     return app, cfg
 
 
@@ -67,12 +62,6 @@ def gateway(config, rabbit_vhost, redis_client):
     app.extensions["agora.rpc"].close()
     for key in redis_client.scan_iter(match=f"{cfg['redis']['key_prefix']}*"):
         redis_client.delete(key)
-
-
-def bearer(app, scope):
-    auth = app.config["AGORA"]["auth"]
-    token = sign(claims(iss=auth["issuer"], aud=auth["audience"], scope=scope))
-    return {"Authorization": f"Bearer {token}"}
 
 
 def burst(app, path, headers=None, count=BURST, threads=20):

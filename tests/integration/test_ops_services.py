@@ -9,14 +9,13 @@ import pytest
 
 from gateway.api.ops import SERVICES_REPORT
 from gateway.app import SERVICES, create_app
-from gateway.auth.tokens import KeyCache, TokenVerifier
 from gateway.discovery import announce
 from services.auth.schemas import ADMIN_SCOPES
 from services.chassis.config import nameko_config
 from services.chassis.schemas import linear_validator
 from services.chassis.service import AgoraService
 from tests.support.polling import wait_until
-from tests.unit.test_token_verifier import KEY, claims, public_jwks, sign
+from tests.support.tokens import bearer, trust_test_key
 
 pytestmark = pytest.mark.integration
 OWN_VHOST = True  # no other module's catalog consumes here
@@ -46,11 +45,7 @@ def gateway(settings):
     cfg = copy.deepcopy(settings)
     cfg["gateway"]["health_report_ttl"] = 0.05
     app = create_app(cfg)
-    # Tokens signed by a test key (the auth service is not running here).
-    keys = KeyCache(lambda: public_jwks(KEY), ttl=300, min_refresh_interval=5)
-    app.extensions["agora.tokens"] = TokenVerifier(
-        keys, cfg["auth"], revocations=app.extensions["agora.redis"]
-    )
+    trust_test_key(app)  # the auth service is not running here
     worker = announce(app, "gateway-w0")
     yield app
     worker.stop()
@@ -64,12 +59,6 @@ def catalog(container_factory, settings):
     container = container_factory(Catalog, cfg)
     container.start()
     return container
-
-
-def bearer(app, scope):
-    auth = app.config["AGORA"]["auth"]
-    token = sign(claims(iss=auth["issuer"], aud=auth["audience"], scope=scope))
-    return {"Authorization": f"Bearer {token}"}
 
 
 def report(app):
