@@ -1,27 +1,20 @@
 """ensure_chromium(): what it runs and what it says when apt cannot help
 (a stand-in for apt-get records the commands; no package is installed here)."""
 
-import subprocess
+from functools import partial
 
 import pytest
 
 from agora import apt as apt_module
 from agora import browser
 from agora.browser import LAUNCH_ARGS, ChromiumUnavailable, ensure_chromium
+from tests.support.apt import FakeApt
 
 pytestmark = pytest.mark.unit
 
 
-class Apt:
-    """Answers each command with the next return code; records the commands."""
-
-    def __init__(self, *codes, output="E: Unable to locate package chromium"):
-        self.codes, self.output, self.commands = list(codes), output, []
-
-    def __call__(self, argv, **kwargs):
-        self.commands.append(argv)
-        code = self.codes.pop(0) if self.codes else 0
-        return subprocess.CompletedProcess(argv, code, stdout="", stderr=self.output)
+# Its stderr when the package lists are missing or stale.
+Apt = partial(FakeApt, output="E: Unable to locate package chromium")
 
 
 @pytest.fixture
